@@ -1,0 +1,1 @@
+"""Layer merge, safe extraction and deterministic layer writing."""

@@ -1,0 +1,148 @@
+"""Stream an image's layers through a :class:`FileTree`.
+
+One pass over every layer, in order: each member is applied to the tree (and
+so to an optional sink such as a directory on disk), every layer's digests are
+verified at its end, and regular-file bytes can be copied to a :class:`Spool`
+for a later rewrite.  A second pass, :func:`spool_contents`, copies only the
+bytes a caller wants, for when the wanted set is known after the first pass.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import tarfile
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from ocislim.errors import ImageError
+from ocislim.image.source import Image, Layer
+from ocislim.layers.spool import Spool
+from ocislim.layers.tree import (
+    OPAQUE_MARKER,
+    WHITEOUT_PREFIX,
+    DataRef,
+    FileTree,
+    TreeSink,
+    implied_mtime,
+    normalize,
+)
+from ocislim.progress import NULL_PROGRESS, Progress
+
+
+def iter_members(
+    layer: Layer, progress: Progress = NULL_PROGRESS
+) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
+    """Yield ``(ordinal, header, tar)`` for each member of a layer, then verify it.
+
+    The member's bytes can be read with ``tar.extractfile(header)`` until the
+    next member is requested.  Digest and size checks run when the layer ends;
+    a mismatch raises :class:`DigestError` after the last member.
+    """
+    stream = layer.open()
+    try:
+        try:
+            tar = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # type: ignore[call-overload]
+        except tarfile.ReadError as exc:
+            if "empty file" in str(exc):
+                stream.finish()
+                return
+            raise ImageError(f"{layer.what}: not a tar stream ({exc})") from None
+        ordinal = 0
+        try:
+            for member in tar:
+                yield ordinal, member, tar
+                ordinal += 1
+                if ordinal % 256 == 0:
+                    progress.advance(f"layer {layer.index + 1}", ordinal)
+        except tarfile.TarError as exc:
+            raise ImageError(f"{layer.what}: corrupt tar stream ({exc})") from None
+        stream.finish()
+    finally:
+        stream.close()
+
+
+def classify(name: str, what: str) -> tuple[str, str, str | None]:
+    """Split a member name into ``(kind, path, whiteout_name)``.
+
+    ``kind`` is ``"entry"``, ``"whiteout"`` (hide ``whiteout_name`` in ``path``),
+    ``"opaque"`` (hide lower contents of ``path``) or ``"ignore"`` (other
+    ``.wh..wh.`` metadata).
+    """
+    path = normalize(name, what)
+    directory, base = posixpath.split(path)
+    if not base.startswith(WHITEOUT_PREFIX):
+        return "entry", path, None
+    if base == OPAQUE_MARKER:
+        return "opaque", directory, None
+    if base == WHITEOUT_PREFIX:
+        raise ImageError(f"{what}: bare whiteout {name!r} names nothing")
+    if base.startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+        return "ignore", path, None
+    return "whiteout", directory, base[len(WHITEOUT_PREFIX) :]
+
+
+def merge(
+    image: Image,
+    *,
+    sink: TreeSink | None = None,
+    spool: Spool | None = None,
+    progress: Progress = NULL_PROGRESS,
+) -> FileTree:
+    """Merge all layers of ``image`` into a new :class:`FileTree`.
+
+    With ``spool``, the bytes of every regular file are copied there and each
+    entry's ``data.spool_offset`` says where.  Raises on the first hostile or
+    malformed member; whatever the sink did up to then is the caller's to undo.
+    """
+    tree = FileTree(sink, implied_mtime())
+    total = len(image.layers)
+    for layer in image.layers:
+        progress.stage("layer", f"{layer.index + 1}/{total} {layer.descriptor.digest}")
+        what = f"layer {layer.index}"
+        for ordinal, member, tar in iter_members(layer, progress):
+            kind, path, name = classify(member.name, what)
+            if kind == "whiteout":
+                assert name is not None
+                tree.whiteout(path, name, layer.index, what)
+                continue
+            if kind == "opaque":
+                tree.opaque(path, layer.index, what)
+                continue
+            if kind == "ignore":
+                continue
+            data: BinaryIO | None = None
+            offset = None
+            if member.isfile():
+                data = tar.extractfile(member)
+                if spool is not None and data is not None:
+                    offset = spool.append(data)
+                    data = spool.reader(offset, member.size)
+            entry = tree.add(path, member, layer.index, ordinal, data, what)
+            if offset is not None and entry.data is not None:
+                entry.data = DataRef(layer.index, ordinal, member.size, offset)
+    return tree
+
+
+def spool_contents(
+    image: Image,
+    wanted: set[tuple[int, int]],
+    spool: Spool,
+    progress: Progress = NULL_PROGRESS,
+) -> dict[tuple[int, int], int]:
+    """Second pass: copy the bytes of members ``(layer, ordinal)`` in ``wanted`` to ``spool``.
+
+    Returns their offsets.  Layers holding nothing wanted are not read.
+    Digests are verified again for the layers that are read.
+    """
+    offsets: dict[tuple[int, int], int] = {}
+    layers_needed = {layer for layer, _ in wanted}
+    for layer in image.layers:
+        if layer.index not in layers_needed:
+            continue
+        progress.stage("read", f"layer {layer.index + 1}/{len(image.layers)}")
+        for ordinal, member, tar in iter_members(layer, progress):
+            if (layer.index, ordinal) in wanted and member.isfile():
+                data = tar.extractfile(member)
+                if data is not None:
+                    offsets[(layer.index, ordinal)] = spool.append(data)
+    return offsets

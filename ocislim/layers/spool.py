@@ -1,0 +1,72 @@
+"""An append-only scratch file holding file contents copied out of layer streams.
+
+Compressed layers cannot be read at random, so bytes that must be written
+later in a different order are copied here once and read back with ``pread``.
+The file is unnamed (``TemporaryFile``): nothing is left behind after a crash.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+
+class _SpoolReader:
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self._fd = fd
+        self._pos = offset
+        self._end = offset + size
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, n: int = -1) -> bytes:
+        left = self._end - self._pos
+        if n is None or n < 0 or n > left:
+            n = left
+        if n <= 0:
+            return b""
+        data = os.pread(self._fd, min(n, 1 << 22), self._pos)
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> _SpoolReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Spool:
+    """Append streams, get offsets back, read them later. Close to free the space."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed in close()
+        self._size = 0
+
+    def append(self, data: BinaryIO) -> int:
+        """Copy ``data`` to the end of the spool; return the offset it starts at."""
+        offset = self._size
+        self._file.seek(offset)
+        shutil.copyfileobj(data, self._file, 1 << 20)  # type: ignore[misc]
+        self._size = self._file.tell()
+        return offset
+
+    def reader(self, offset: int, size: int) -> BinaryIO:
+        self._file.flush()
+        return _SpoolReader(self._file.fileno(), offset, size)  # type: ignore[return-value]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Spool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

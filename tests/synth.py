@@ -1,0 +1,184 @@
+"""Small synthetic images built inside tests (no ocislim code involved in writing them).
+
+``layer([...])`` makes an uncompressed layer tar from member specs; ``write_oci_dir``,
+``write_oci_archive`` and ``write_docker_archive`` wrap layers into an image.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class M:
+    """One tar member: ``kind`` is file, dir, symlink, hardlink, char, block or fifo."""
+
+    name: str
+    kind: str = "file"
+    data: bytes = b""
+    link: str = ""
+    mode: int | None = None
+    uid: int = 0
+    gid: int = 0
+    mtime: int = 1_600_000_000
+    pax: dict[str, str] = field(default_factory=dict)
+    dev: tuple[int, int] = (0, 0)
+
+
+_TYPES = {
+    "file": tarfile.REGTYPE,
+    "dir": tarfile.DIRTYPE,
+    "symlink": tarfile.SYMTYPE,
+    "hardlink": tarfile.LNKTYPE,
+    "char": tarfile.CHRTYPE,
+    "block": tarfile.BLKTYPE,
+    "fifo": tarfile.FIFOTYPE,
+}
+
+
+def layer(members: list[M]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for m in members:
+            info = tarfile.TarInfo(m.name)
+            info.type = _TYPES[m.kind]
+            info.mode = m.mode if m.mode is not None else (0o755 if m.kind == "dir" else 0o644)
+            info.uid, info.gid, info.mtime = m.uid, m.gid, m.mtime
+            info.linkname = m.link
+            info.pax_headers = dict(m.pax)
+            info.devmajor, info.devminor = m.dev
+            if m.kind == "file":
+                info.size = len(m.data)
+                tar.addfile(info, io.BytesIO(m.data))
+            else:
+                tar.addfile(info)
+    return buf.getvalue()
+
+
+def sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _jdump(obj: Any) -> bytes:
+    return json.dumps(obj, sort_keys=True).encode()
+
+
+def config_for(layers: list[bytes], **cfg: Any) -> dict[str, Any]:
+    return {
+        "architecture": cfg.pop("architecture", "amd64"),
+        "os": "linux",
+        "config": cfg,
+        "rootfs": {"type": "layers", "diff_ids": [sha(lay) for lay in layers]},
+        "history": [{"created_by": f"layer {i}"} for i in range(len(layers))],
+    }
+
+
+def oci_blobs(
+    layers: list[bytes], compress: bool = True, config: dict[str, Any] | None = None
+) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """Blobs of one image (keyed by digest) and the manifest descriptor for index.json."""
+    blobs: dict[str, bytes] = {}
+    cfg = _jdump(config or config_for(layers))
+    blobs[sha(cfg)] = cfg
+    layer_descs = []
+    for raw in layers:
+        blob = gzip.compress(raw, mtime=0) if compress else raw
+        blobs[sha(blob)] = blob
+        media = "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else "")
+        layer_descs.append({"mediaType": media, "digest": sha(blob), "size": len(blob)})
+    manifest = _jdump(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": sha(cfg),
+                "size": len(cfg),
+            },
+            "layers": layer_descs,
+        }
+    )
+    blobs[sha(manifest)] = manifest
+    desc = {
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": sha(manifest),
+        "size": len(manifest),
+    }
+    return blobs, desc
+
+
+def layout_files(
+    images: list[tuple[dict[str, bytes], dict[str, Any]]], index_extra: bytes | None = None
+) -> dict[str, bytes]:
+    files: dict[str, bytes] = {"oci-layout": b'{"imageLayoutVersion":"1.0.0"}'}
+    manifests = []
+    for blobs, desc in images:
+        for digest, data in blobs.items():
+            files["blobs/" + digest.replace(":", "/")] = data
+        manifests.append(desc)
+    files["index.json"] = index_extra or _jdump({"schemaVersion": 2, "manifests": manifests})
+    return files
+
+
+def write_tree(files: dict[str, bytes], dest: Path) -> Path:
+    for name, data in files.items():
+        path = dest / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return dest
+
+
+def write_tar(files: dict[str, bytes], dest: Path) -> Path:
+    with tarfile.open(dest, "w") as tar:
+        for name, data in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return dest
+
+
+def oci_archive(tmp: Path, layers: list[bytes], ref: str | None = None, **kw: Any) -> Path:
+    blobs, desc = oci_blobs(layers, **kw)
+    if ref:
+        desc["annotations"] = {"org.opencontainers.image.ref.name": ref}
+    return write_tar(layout_files([(blobs, desc)]), tmp / "image.oci.tar")
+
+
+def docker_archive(tmp: Path, layers: list[bytes], tag: str = "demo:latest") -> Path:
+    cfg = _jdump(config_for(layers))
+    cfg_hex = sha(cfg).split(":")[1]
+    files: dict[str, bytes] = {f"{cfg_hex}.json": cfg}
+    names = []
+    for i, raw in enumerate(layers):
+        name = f"{i:064x}/layer.tar"
+        files[name] = raw
+        names.append(name)
+    files["manifest.json"] = json.dumps(
+        [{"Config": f"{cfg_hex}.json", "RepoTags": [tag], "Layers": names}]
+    ).encode()
+    return write_tar(files, tmp / "image.docker.tar")
+
+
+def tree_of(root: Path) -> dict[str, tuple[str, int, bytes | str]]:
+    """``{relative path: (kind, mode, content or link target)}`` of a directory tree."""
+    out: dict[str, tuple[str, int, bytes | str]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            rel = "/" + os.path.relpath(full, root)
+            st = os.lstat(full)
+            if os.path.islink(full):
+                out[rel] = ("symlink", 0, os.readlink(full))
+            elif os.path.isdir(full):
+                out[rel] = ("dir", st.st_mode & 0o7777, b"")
+            else:
+                out[rel] = ("file", st.st_mode & 0o7777, Path(full).read_bytes())
+    return out
