@@ -208,5 +208,5 @@ class _Compressor:
 
 
 def open_compressor(out: BinaryIO, algorithm: str, level: int | None = None) -> _Compressor:
-    """A writer that compresses into ``out`` with ``algorithm`` at ``level`` (default per algorithm)."""
+    """A writer compressing into ``out`` with ``algorithm`` at ``level`` (or its default)."""
     return _Compressor(out, algorithm, DEFAULT_LEVEL[algorithm] if level is None else level)

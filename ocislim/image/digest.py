@@ -103,7 +103,7 @@ class VerifyingReader:
             self._hash.update(data)
             if self._expected_size is not None and self.count > self._expected_size:
                 raise DigestError(
-                    f"{self.what}: size mismatch: more than the expected {self._expected_size} bytes"
+                    f"{self.what}: size mismatch: more than {self._expected_size} bytes"
                 )
         elif n:
             self._verify()
@@ -128,7 +128,8 @@ class VerifyingReader:
         self._done = True
         if self._expected_size is not None and self.count != self._expected_size:
             raise DigestError(
-                f"{self.what}: size mismatch: expected {self._expected_size} bytes, got {self.count}"
+                f"{self.what}: size mismatch: expected {self._expected_size} bytes, "
+                f"got {self.count}"
             )
         if self._expected_digest is not None and self.digest != self._expected_digest:
             raise DigestError(

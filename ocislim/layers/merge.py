@@ -41,7 +41,7 @@ def iter_members(
     stream = layer.open()
     try:
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # type: ignore[call-overload]
+            tar = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # noqa: SIM115
         except tarfile.ReadError as exc:
             if "empty file" in str(exc):
                 stream.finish()
