@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from ocislim import __version__
-from ocislim.errors import OcislimError
+from ocislim.errors import OcislimError, OutputError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -66,6 +66,10 @@ def handle_errors(fn: F) -> F:
         except OcislimError as exc:
             click.echo(f"ocislim: error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except OSError as exc:
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"ocislim: error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(OutputError.exit_code)
         except KeyboardInterrupt:
             click.echo("ocislim: interrupted", err=True)
             sys.exit(130)
@@ -105,3 +109,169 @@ def main() -> None:
     IMAGE is an oci-archive, a docker-archive or an OCI layout directory; the
     format is detected from content.
     """
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _open(path: str, ref: str | None, platform: str | None) -> Any:
+    from ocislim.image import open_image
+
+    return open_image(path, ref=ref, platform=platform)
+
+
+@main.command()
+@click.argument("image", metavar="IMAGE")
+@image_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@quiet_option
+@handle_errors
+def inspect(image: str, ref: str | None, platform: str | None, as_json: bool, quiet: bool) -> None:
+    """Show an image's identity, layers, config and history.
+
+    Every layer is read once (and verified) to count entries and bytes.
+    """
+    from ocislim.inspect.describe import describe
+
+    with _open(image, ref, platform) as img:
+        info = describe(img, StderrProgress(quiet or as_json))
+    if as_json:
+        emit_json(info)
+        return
+    cfg = info["config"]
+    lines = [
+        f"Image:     {info['source']} ({info['format']})",
+        f"Reference: {info['reference'] or '-'}",
+        f"Platform:  {info['platform']}",
+        f"Manifest:  {info['manifest_digest']}",
+        f"Config:    {info['config_digest']}",
+        f"Size:      {_human(info['size'])} compressed, "
+        f"{_human(info['uncompressed_size'])} uncompressed",
+        "",
+        f"{'#':>2}  {'DIGEST':<19}  {'COMPRESSED':>10}  {'UNCOMPRESSED':>12}  {'ENTRIES':>7}  TYPE",
+    ]
+    for i, layer in enumerate(info["layers"]):
+        lines.append(
+            f"{i:>2}  {layer['digest'][:19]:<19}  {_human(layer['size']):>10}  "
+            f"{_human(layer['uncompressed_size']):>12}  {layer['entries']:>7}  "
+            f"{layer['media_type'].rsplit('.', 1)[-1]}"
+        )
+    lines += [
+        "",
+        f"Entrypoint: {json.dumps(cfg['entrypoint'])}",
+        f"Cmd:        {json.dumps(cfg['cmd'])}",
+        f"WorkingDir: {cfg['working_dir'] or '-'}",
+        f"User:       {cfg['user'] or '-'}",
+        f"Ports:      {', '.join(cfg['exposed_ports']) or '-'}",
+        f"Volumes:    {', '.join(cfg['volumes']) or '-'}",
+        "Env:",
+        *[f"  {e}" for e in cfg["env"]],
+        "Labels:",
+        *[f"  {k}={v}" for k, v in sorted(cfg["labels"].items())],
+        "History:",
+        *[
+            f"  {'(empty) ' if h['empty_layer'] else ''}{(h['created_by'] or '').strip()[:100]}"
+            for h in info["history"]
+        ],
+    ]
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("image", metavar="IMAGE")
+@click.argument("directory", metavar="DIR", type=click.Path(file_okay=False))
+@image_options
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@quiet_option
+@handle_errors
+def unpack(
+    image: str, directory: str, ref: str | None, platform: str | None, as_json: bool, quiet: bool
+) -> None:
+    """Write the merged root filesystem of IMAGE into DIR (absent or empty).
+
+    Safe on hostile archives; as a plain user, ownership is not changed and
+    device nodes are skipped.  DIR appears only when the unpack is complete.
+    """
+    from pathlib import Path
+
+    from ocislim.layers.unpack import unpack as do_unpack
+
+    progress = StderrProgress(quiet or as_json)
+    with _open(image, ref, platform) as img:
+        result = do_unpack(img, Path(directory), progress)
+    summary = {
+        "directory": str(result.root),
+        "entries": result.entries,
+        "skipped_devices": result.skipped_devices,
+        "privileged": result.privileged,
+    }
+    if as_json:
+        emit_json(summary)
+    elif not quiet:
+        click.echo(f"unpacked {result.entries} entries into {result.root}", err=True)
+
+
+@main.command()
+@click.argument("image", metavar="IMAGE")
+@click.argument("output", metavar="OUTPUT", type=click.Path())
+@image_options
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["oci-archive", "docker-archive", "oci-dir"]),
+    default="oci-archive",
+    show_default=True,
+    help="Output format.",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(["gzip", "zstd", "none"]),
+    help="Layer compression (default: keep each layer's; docker-archive is uncompressed).",
+)
+@click.option("--level", type=click.IntRange(0, 22), help="Compression level.")
+@click.option("--flatten", is_flag=True, help="Merge all layers into one.")
+@click.option("--tag", metavar="NAME:TAG", help="Reference name of the output image.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@quiet_option
+@handle_errors
+def convert(
+    image: str,
+    output: str,
+    ref: str | None,
+    platform: str | None,
+    fmt: str,
+    compression: str | None,
+    level: int | None,
+    flatten: bool,
+    tag: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Rewrite IMAGE as OUTPUT: change format or compression, or flatten the layers."""
+    from pathlib import Path
+
+    from ocislim.convert import ConvertOptions
+    from ocislim.convert import convert as do_convert
+
+    if level is not None and compression == "gzip" and not 1 <= level <= 9:
+        raise click.BadParameter("gzip levels are 1-9", param_hint="--level")
+    options = ConvertOptions(fmt, compression, level, flatten, tag)
+    progress = StderrProgress(quiet or as_json)
+    with _open(image, ref, platform) as img:
+        written = do_convert(img, Path(output), options, progress)
+    summary = {
+        "output": str(written.path),
+        "format": written.format,
+        "manifest_digest": str(written.manifest_digest),
+        "config_digest": str(written.config_digest),
+        "size": written.size,
+    }
+    if as_json:
+        emit_json(summary)
+    elif not quiet:
+        click.echo(f"wrote {written.path} ({written.format}, {_human(written.size)})", err=True)

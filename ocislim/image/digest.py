@@ -138,3 +138,22 @@ class VerifyingReader:
 
     def close(self) -> None:
         self._raw.close()
+
+
+class HashingWriter:
+    """A write-only stream that counts and hashes bytes on their way to ``target``."""
+
+    def __init__(self, target: BinaryIO) -> None:
+        self._target = target
+        self._hash = hashlib.sha256()
+        self.count = 0
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._hash.update(data)
+        self.count += len(data)
+        self._target.write(data)
+        return len(data)
+
+    @property
+    def digest(self) -> Digest:
+        return Digest("sha256", self._hash.hexdigest())

@@ -62,6 +62,11 @@ class LayerStream:
     def read(self, n: int = -1) -> bytes:
         return self.reader.read(n)
 
+    @property
+    def uncompressed_size(self) -> int:
+        """Uncompressed bytes read so far (the whole layer after :meth:`finish`)."""
+        return self._outer.count
+
     def finish(self) -> None:
         while self.reader.read(1 << 20):
             pass

@@ -30,13 +30,14 @@ from ocislim.progress import NULL_PROGRESS, Progress
 
 
 def iter_members(
-    layer: Layer, progress: Progress = NULL_PROGRESS
+    layer: Layer, progress: Progress = NULL_PROGRESS, stats: dict[str, int] | None = None
 ) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
     """Yield ``(ordinal, header, tar)`` for each member of a layer, then verify it.
 
     The member's bytes can be read with ``tar.extractfile(header)`` until the
     next member is requested.  Digest and size checks run when the layer ends;
-    a mismatch raises :class:`DigestError` after the last member.
+    a mismatch raises :class:`DigestError` after the last member.  When the
+    layer is complete, ``stats["uncompressed_size"]`` is set if ``stats`` is given.
     """
     stream = layer.open()
     try:
@@ -57,6 +58,8 @@ def iter_members(
         except tarfile.TarError as exc:
             raise ImageError(f"{layer.what}: corrupt tar stream ({exc})") from None
         stream.finish()
+        if stats is not None:
+            stats["uncompressed_size"] = stream.uncompressed_size
     finally:
         stream.close()
 

@@ -75,7 +75,7 @@ class Entry:
             return "block"
         if info.isfifo():
             return "fifo"
-        return "file"  # regular files and hardlinks (which share a regular file's inode)
+        return "file"
 
     @property
     def is_dir(self) -> bool:
@@ -343,8 +343,10 @@ class FileTree:
             return target  # a link to itself changes nothing
         if name in parent.children:
             self._detach(parent, name)
-        # The group shares the target's inode: content and metadata come from it.
-        linked = copy.copy(info)
+        # The group shares the target's inode, so its header (type, mode, owner)
+        # is the target's; only the name is the link's own.
+        linked = copy.copy(target.info)
+        linked.name = info.name
         entry = Entry(full, linked, layer, target.inode, target.data)
         parent.children[name] = entry
         if self._sink:

@@ -1,0 +1,3 @@
+from ocislim.cli import main
+
+main()

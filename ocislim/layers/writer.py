@@ -1,0 +1,82 @@
+"""Write one layer from tree entries, using their original tar headers.
+
+The output is a deterministic function of the entries and their bytes: the
+caller passes entries in a fixed order (the tree's sorted walk), headers are
+the originals (owner, mode incl. setuid, times, xattrs and other PAX records,
+device numbers, link targets) with only the name rewritten, hardlink groups
+are written as one file followed by links to it, and compression adds no
+names or timestamps.
+"""
+
+from __future__ import annotations
+
+import copy
+import tarfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from ocislim.image.compression import open_compressor
+from ocislim.image.digest import Digest, HashingWriter
+from ocislim.layers.tree import DataRef, Entry
+
+_DROPPED_PAX = ("path", "linkpath", "size")
+
+
+@dataclass(frozen=True)
+class WrittenLayer:
+    digest: Digest  # of the bytes written (compressed)
+    size: int
+    diff_id: Digest  # of the uncompressed tar
+    compression: str
+    entries: int
+
+
+def _header(entry: Entry) -> tarfile.TarInfo:
+    info = copy.copy(entry.info)
+    info.pax_headers = {k: v for k, v in entry.info.pax_headers.items() if k not in _DROPPED_PAX}
+    info.name = entry.path.lstrip("/")
+    return info
+
+
+def write_layer(
+    entries: Iterable[Entry],
+    open_data: Callable[[DataRef], BinaryIO],
+    out: BinaryIO,
+    compression: str,
+    level: int | None = None,
+) -> WrittenLayer:
+    """Write a layer tar of ``entries`` (root ``/`` skipped) to ``out``, compressed.
+
+    ``open_data`` returns the bytes of a regular file.  Returns the digests;
+    ``out`` is left open and positioned at the end of what was written.
+    """
+    blob = HashingWriter(out)
+    compressor = open_compressor(blob, compression, level)  # type: ignore[arg-type]
+    diff = HashingWriter(compressor)
+    first_path: dict[int, str] = {}
+    count = 0
+    # Stream mode ("w|"): the hashing writer cannot tell() or seek().
+    with tarfile.open(fileobj=diff, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        for entry in entries:
+            if entry.path == "/":
+                continue
+            info = _header(entry)
+            count += 1
+            if entry.inode in first_path and not entry.is_dir:
+                info.type = tarfile.LNKTYPE
+                info.linkname = first_path[entry.inode].lstrip("/")
+                info.size = 0
+                tar.addfile(info)
+                continue
+            first_path[entry.inode] = entry.path
+            if entry.data is not None:
+                info.type = tarfile.REGTYPE
+                info.size = entry.data.size
+                info.linkname = ""
+                tar.addfile(info, open_data(entry.data))
+            else:
+                info.size = 0
+                tar.addfile(info)
+    compressor.close()
+    return WrittenLayer(blob.digest, blob.count, diff.digest, compression, count)
