@@ -1,0 +1,410 @@
+"""Namespaces, id maps and the container filesystem.
+
+Host side: :func:`plan_id_maps` decides how ids map into the new user namespace
+(identity for root; the caller plus subordinate ids via newuidmap/newgidmap when
+configured; otherwise the caller's single id), :func:`write_id_maps` applies it,
+and :func:`userns_unavailable_message` names the setting that forbids user
+namespaces.
+
+Sandbox side (run by the namespace's init, before the program starts):
+:func:`build_root` mounts the image tree as an overlay with a tmpfs upper layer
+(so the tree itself is never written), pivots into it, and mounts what a
+container runtime provides: /proc, /sys, /dev (device nodes bound from the host,
+devpts, shm), /etc/hosts, /etc/hostname, /etc/resolv.conf, the user's bind
+mounts and probe files.  Mount points are created only after the pivot, so a
+symlink in the image can never make us create or mount anything on the host.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import shutil
+import socket
+import stat
+import struct
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ocislim.errors import SandboxError
+from ocislim.sandbox import libc
+
+DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
+RUNTIME_ETC_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
+PROBE_DIR = "/.ocislim"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class IdMap:
+    """One ``inside outside count`` line of a uid_map or gid_map."""
+
+    inside: int
+    outside: int
+    count: int
+
+
+@dataclass(frozen=True)
+class IdMapPlan:
+    """How ids map into the sandbox's user namespace.
+
+    ``helper``: use newuidmap/newgidmap (subordinate ids) instead of writing the
+    map files directly.  ``inside_uid``/``inside_gid``: the ids the caller's own
+    id becomes.  ``mappable(uid)`` tells whether the program may switch to uid.
+    """
+
+    uids: tuple[IdMap, ...]
+    gids: tuple[IdMap, ...]
+    helper: bool
+    setgroups: bool
+
+    def mappable_uid(self, uid: int) -> bool:
+        return any(m.inside <= uid < m.inside + m.count for m in self.uids)
+
+    def mappable_gid(self, gid: int) -> bool:
+        return any(m.inside <= gid < m.inside + m.count for m in self.gids)
+
+
+def _subordinate_range(path: str, uid: int) -> tuple[int, int] | None:
+    """The first ``start, count`` for the user in /etc/subuid or /etc/subgid."""
+    try:
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        name = None
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        parts = line.strip().split(":")
+        if len(parts) != 3 or parts[0] not in (name, str(uid)):
+            continue
+        try:
+            start, count = int(parts[1]), int(parts[2])
+        except ValueError:
+            continue
+        if count > 0:
+            return start, count
+    return None
+
+
+def plan_id_maps(wanted_uid: int, wanted_gid: int) -> IdMapPlan:
+    """Choose id maps so the program can run as ``wanted_uid:wanted_gid`` if possible.
+
+    Root maps the whole id space onto itself.  A plain user with newuidmap,
+    newgidmap and subordinate ranges maps 0 to itself and 1.. to the range.
+    Otherwise the caller's single id is mapped to ``wanted_*`` directly (the
+    program then runs as that id without being able to switch).
+    """
+    uid, gid = os.getuid(), os.getgid()
+    if uid == 0:
+        full = (IdMap(0, 0, 4294967295),)
+        return IdMapPlan(full, full, helper=False, setgroups=True)
+    sub_u = _subordinate_range("/etc/subuid", uid)
+    sub_g = _subordinate_range("/etc/subgid", uid)
+    helpers = shutil.which("newuidmap") and shutil.which("newgidmap")
+    if helpers and sub_u and sub_g:
+        return IdMapPlan(
+            (IdMap(0, uid, 1), IdMap(1, sub_u[0], sub_u[1])),
+            (IdMap(0, gid, 1), IdMap(1, sub_g[0], sub_g[1])),
+            helper=True,
+            setgroups=True,
+        )
+    return IdMapPlan(
+        (IdMap(wanted_uid, uid, 1),), (IdMap(wanted_gid, gid, 1),), helper=False, setgroups=False
+    )
+
+
+def write_id_maps(pid: int, plan: IdMapPlan) -> None:
+    """Write ``plan`` for the user namespace of ``pid`` (called from the parent namespace)."""
+    if plan.helper:
+        for tool, maps in (("newuidmap", plan.uids), ("newgidmap", plan.gids)):
+            args = [tool, str(pid)]
+            for m in maps:
+                args += [str(m.inside), str(m.outside), str(m.count)]
+            proc = subprocess.run(args, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                detail = proc.stderr.strip().splitlines()[-1:] or ["failed"]
+                raise SandboxError(f"{tool} failed: {detail[0]}")
+        return
+    try:
+        if not plan.setgroups:
+            Path(f"/proc/{pid}/setgroups").write_text("deny")
+        for name, maps in (("uid_map", plan.uids), ("gid_map", plan.gids)):
+            text = "".join(f"{m.inside} {m.outside} {m.count}\n" for m in maps)
+            Path(f"/proc/{pid}/{name}").write_text(text)
+    except OSError as exc:
+        raise SandboxError(f"cannot write id maps of the sandbox: {exc.strerror}") from exc
+
+
+def _read_sysctl(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def userns_unavailable_message(err: OSError) -> str:
+    """One line naming the setting that keeps a plain user from user namespaces."""
+    if _read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+        setting = "kernel.unprivileged_userns_clone=0 (set it to 1)"
+    elif _read_sysctl("/proc/sys/user/max_user_namespaces") == "0":
+        setting = "user.max_user_namespaces=0 (set it above 0)"
+    elif _read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+        setting = (
+            "kernel.apparmor_restrict_unprivileged_userns=1 (set it to 0 or allow "
+            "userns for this program in an AppArmor profile)"
+        )
+    else:
+        setting = (
+            "check kernel.unprivileged_userns_clone, user.max_user_namespaces and "
+            "kernel.apparmor_restrict_unprivileged_userns"
+        )
+    return f"user namespaces are not available to this user ({err.strerror}): {setting}"
+
+
+# --- inside the sandbox -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A host path (as seen from the host) bound at ``target`` inside the sandbox."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
+class RootPlan:
+    """Everything :func:`build_root` needs; made on the host before forking."""
+
+    image_root: str
+    scratch: str  # empty host directory owned by the caller
+    binds: tuple[BindMount, ...]  # user mounts, runtime /etc files, probe files
+    private_network: bool
+    hostname: str
+    workdir: str
+
+
+@dataclass(frozen=True)
+class RootLayout:
+    """What :func:`build_root` did: runtime mount points and whether the tree is protected."""
+
+    mount_points: tuple[str, ...]
+    overlay: bool
+
+
+_OLD_ROOT = "/.ocislim-oldroot"
+# Replacing image entries by mount points is only allowed when writes land in an overlay.
+_REPLACE_ALLOWED = False
+
+
+def build_root(plan: RootPlan) -> RootLayout:
+    """Make the image tree this process's root, with runtime mounts. Sandbox side.
+
+    Must run in fresh mount, pid (as a member) and, for loopback, net namespaces
+    with CAP_SYS_ADMIN there.  On failure raises OSError/SandboxError; the
+    namespaces are then discarded by the caller, nothing on the host changed.
+    """
+    libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
+    scratch = plan.scratch
+    libc.mount("tmpfs", scratch, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0755")
+    lower, upper, work, new_root = (f"{scratch}/{n}" for n in ("lower", "upper", "work", "root"))
+    for d in (lower, upper, work, new_root):
+        os.mkdir(d, 0o755)
+    libc.mount(plan.image_root, lower, None, libc.MS_BIND | libc.MS_REC)
+    overlay = _mount_overlay(lower, upper, work, new_root)
+    if not overlay:
+        libc.mount(plan.image_root, new_root, None, libc.MS_BIND | libc.MS_REC)
+    global _REPLACE_ALLOWED
+    _REPLACE_ALLOWED = overlay
+    old = _OLD_ROOT + "-" + os.urandom(6).hex()
+    os.mkdir(new_root + old, 0o700)
+    os.chdir(new_root)
+    libc.pivot_root(".", "." + old)
+    os.chdir("/")
+    points: list[str] = []
+    points.append(
+        _mount_fs("/proc", "proc", "proc", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC)
+    )
+    points.append(_mount_sys(old, plan.private_network))
+    points.append(_mount_dev(old))
+    for bind in plan.binds:
+        points.append(_bind(old + bind.source, bind.target, bind.read_only))
+    libc.umount2(old, libc.MNT_DETACH)
+    os.rmdir(old)
+    _prepare(plan.workdir, directory=True)
+    libc.sethostname(plan.hostname)
+    if plan.private_network:
+        loopback_up()
+    return RootLayout(tuple(p for p in points if p), overlay)
+
+
+def _mount_overlay(lower: str, upper: str, work: str, target: str) -> bool:
+    base = f"lowerdir={lower},upperdir={upper},workdir={work}"
+    for extra in (",userxattr", ""):
+        try:
+            libc.mount("overlay", target, "overlay", 0, base + extra)
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def _inside(path: str) -> str:
+    """``path`` resolved in the new root; refuses anything reaching the old root."""
+    real = os.path.realpath(path)
+    if real.startswith(_OLD_ROOT):
+        raise SandboxError(f"image path {path} points outside the image")
+    return real
+
+
+def _prepare(path: str, *, directory: bool) -> str:
+    """Create a mount point at ``path`` (resolved inside the new root) and return it.
+
+    A final symlink or an entry of the wrong type is replaced: the change lands in
+    the overlay's upper layer, never in the image tree.
+    """
+    parent = _inside(os.path.dirname(path) or "/")
+    os.makedirs(parent, exist_ok=True)
+    target = os.path.join(parent, os.path.basename(path)) if os.path.basename(path) else parent
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        ok = stat.S_ISDIR(st.st_mode) if directory else not stat.S_ISDIR(st.st_mode)
+        if ok and not stat.S_ISLNK(st.st_mode):
+            return target
+        if not _REPLACE_ALLOWED:
+            raise SandboxError(f"cannot mount on {path}: the image has another kind of entry there")
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(target)
+        else:
+            os.unlink(target)
+    if directory:
+        os.mkdir(target, 0o755)
+    else:
+        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
+    return target
+
+
+def _mount_fs(path: str, source: str, fstype: str, flags: int, data: str | None = None) -> str:
+    target = _prepare(path, directory=True)
+    libc.mount(source, target, fstype, flags, data)
+    return target
+
+
+def _mount_sys(old: str, private_network: bool) -> str:
+    flags = libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC | libc.MS_RDONLY
+    target = _prepare("/sys", directory=True)
+    try:
+        # sysfs needs the network namespace to be ours.
+        libc.mount("sysfs", target, "sysfs", flags)
+        return target
+    except OSError:
+        pass
+    try:
+        libc.mount(old + "/sys", target, None, libc.MS_BIND | libc.MS_REC)
+        _remount_ro(target)
+    except OSError:
+        pass
+    return target
+
+
+def _mount_dev(old: str) -> str:
+    dev = _prepare("/dev", directory=True)
+    libc.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_STRICTATIME, "mode=0755")
+    for name in DEVICES:
+        node = f"{dev}/{name}"
+        os.close(os.open(node, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
+        try:
+            libc.mount(f"{old}/dev/{name}", node, None, libc.MS_BIND)
+        except OSError:
+            os.unlink(node)  # e.g. no /dev/tty on the host without a terminal
+    os.mkdir(f"{dev}/pts", 0o755)
+    try:
+        libc.mount(
+            "devpts",
+            f"{dev}/pts",
+            "devpts",
+            libc.MS_NOSUID | libc.MS_NOEXEC,
+            "newinstance,ptmxmode=0666,mode=0620",
+        )
+        os.symlink("pts/ptmx", f"{dev}/ptmx")
+    except OSError:
+        pass
+    os.mkdir(f"{dev}/shm", 0o1777)
+    libc.mount("shm", f"{dev}/shm", "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=1777")
+    os.mkdir(f"{dev}/mqueue", 0o755)
+    try:
+        libc.mount("mqueue", f"{dev}/mqueue", "mqueue", libc.MS_NOSUID | libc.MS_NODEV)
+    except OSError:
+        os.rmdir(f"{dev}/mqueue")
+    for link, to in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
+        os.symlink(to, f"{dev}/{link}")
+    return dev
+
+
+def _bind(source: str, target_path: str, read_only: bool) -> str:
+    is_dir = os.path.isdir(source)
+    target = _prepare(target_path, directory=is_dir)
+    libc.mount(source, target, None, libc.MS_BIND | libc.MS_REC)
+    if read_only:
+        _remount_ro(target)
+    return target
+
+
+_LOCKED_FLAGS = (
+    (os.ST_NOSUID, libc.MS_NOSUID),
+    (os.ST_NODEV, libc.MS_NODEV),
+    (os.ST_NOEXEC, libc.MS_NOEXEC),
+    (os.ST_NOATIME, libc.MS_NOATIME),
+    (os.ST_NODIRATIME, libc.MS_NODIRATIME),
+    (os.ST_RELATIME, libc.MS_RELATIME),
+)
+
+
+def _remount_ro(target: str) -> None:
+    # A remount in a user namespace must keep the flags the host mount has locked.
+    current = os.statvfs(target).f_flag
+    flags = libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY
+    for st_flag, ms_flag in _LOCKED_FLAGS:
+        if current & st_flag:
+            flags |= ms_flag
+    libc.mount(None, target, None, flags)
+
+
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
+def loopback_up() -> None:
+    """Bring ``lo`` up in the current network namespace."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH14x", b"lo", 0)
+        flags = struct.unpack("16sH14x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[1]
+        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH14x", b"lo", flags | IFF_UP))
+
+
+def runtime_etc_files(hostname: str, host_network: bool) -> dict[str, str]:
+    """Contents of the runtime-provided /etc/hosts, /etc/hostname and /etc/resolv.conf."""
+    hosts = (
+        f"127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    )
+    resolv = "# provided by ocislim: private network, no name servers\n"
+    if host_network:
+        try:
+            resolv = Path("/etc/resolv.conf").read_text()
+        except OSError:
+            resolv = ""
+    return {"/etc/hosts": hosts, "/etc/hostname": hostname + "\n", "/etc/resolv.conf": resolv}

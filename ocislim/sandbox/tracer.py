@@ -1,0 +1,424 @@
+"""ptrace loop: follows every task of the sandboxed program and appends facts.
+
+The tracer seizes the sandbox's init process with PTRACE_SEIZE and options that
+auto-attach every fork, vfork and clone; the program's processes carry a
+seccomp filter (see :mod:`ocislim.sandbox.seccomp`) so only path system calls
+stop.  At the seccomp stop the tracer reads the call's arguments (path strings
+with ``process_vm_readv``, the cwd or dirfd path for relative names, flags,
+argv); at the syscall-exit stop it appends a :class:`SyscallEvent` with the
+result.  Signals are re-injected unchanged, group stops are held with
+PTRACE_LISTEN, and exec from a non-leader thread moves its pending call to the
+leader's id, so the program behaves as it would untraced.
+
+The tracer only appends events; what they mean is decided by
+:mod:`ocislim.sandbox.analysis`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import struct
+from dataclasses import dataclass, field
+
+from ocislim.sandbox import libc
+from ocislim.sandbox.syscalls import (
+    AT_FDCWD,
+    AUDIT_ARCH,
+    SYSCALL_NAMES,
+    PathSyscall,
+    native_arch,
+    path_syscalls_by_number,
+)
+
+SEIZE_OPTIONS = (
+    libc.PTRACE_O_TRACESYSGOOD
+    | libc.PTRACE_O_TRACEFORK
+    | libc.PTRACE_O_TRACEVFORK
+    | libc.PTRACE_O_TRACECLONE
+    | libc.PTRACE_O_TRACEEXEC
+    | libc.PTRACE_O_TRACESECCOMP
+    | libc.PTRACE_O_EXITKILL
+)
+
+_STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
+_SYSCALL_TRAP = signal.SIGTRAP | 0x80
+_MAX_ARGV = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class PathFact:
+    """A path argument as the process gave it.
+
+    ``base``: for a relative (or empty) path, the directory it is relative to
+    (the cwd or the dirfd's path at that moment, as the sandbox sees it); None
+    for an absolute path or when it could not be read.
+    """
+
+    raw: str
+    base: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SyscallEvent:
+    """A path system call, recorded at its exit. ``result``: return value, -errno, or
+    None when the task died inside the call."""
+
+    seq: int
+    tid: int
+    pid: int
+    name: str
+    paths: tuple[PathFact, ...]
+    flags: int | None
+    result: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecEvent:
+    """A successful exec: argv, the executable and the files the kernel mapped (the
+    interpreter named by PT_INTERP, the script interpreter)."""
+
+    seq: int
+    pid: int
+    former_tid: int
+    argv: tuple[str, ...]
+    exe: str | None
+    mapped: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SpawnEvent:
+    """A new task. ``thread``: shares the parent's process; ``ns_pid``: its id inside
+    the sandbox (0 if unknown)."""
+
+    seq: int
+    parent_tid: int
+    parent_pid: int
+    child_tid: int
+    child_pid: int
+    ns_pid: int
+    kind: str
+    thread: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ExitEvent:
+    """A task ended: with ``exit_code`` or killed by ``signal``."""
+
+    seq: int
+    tid: int
+    pid: int
+    exit_code: int | None
+    signal: int | None
+
+
+Event = SyscallEvent | ExecEvent | SpawnEvent | ExitEvent
+
+
+@dataclass(slots=True)
+class _Pending:
+    name: str
+    paths: tuple[PathFact, ...]
+    flags: int | None
+    argv: tuple[str, ...] | None
+
+
+@dataclass(slots=True)
+class _Task:
+    pid: int  # thread group id on the host
+    pending: _Pending | None = None
+
+
+@dataclass
+class Tracer:
+    """Collects events from every task descended from the seized init process.
+
+    ``count_all``: the seccomp filter traces every call; counts go to
+    :attr:`syscall_counts` (by name).  Events of the init process itself are not
+    recorded, only the tasks it spawns.
+    """
+
+    count_all: bool = False
+    arch: str = field(default_factory=native_arch)
+    events: list[Event] = field(default_factory=list)
+    syscall_counts: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._specs: dict[int, PathSyscall] = path_syscalls_by_number(self.arch)
+        self._names = SYSCALL_NAMES[self.arch]
+        self._audit_arch = AUDIT_ARCH[self.arch]
+        self._counts: dict[int, int] = {}
+        self._tasks: dict[int, _Task] = {}
+        self._init_pid = 0
+        self._info = libc.PtraceSyscallInfo()
+        self._info_p = ctypes.addressof(self._info)
+        self._info_size = ctypes.sizeof(self._info)
+        self._msg = ctypes.c_ulong()
+        self._msg_p = ctypes.addressof(self._msg)
+        self._reader = libc.RemoteReader()
+        self._seq = 0
+
+    # -- setup ---------------------------------------------------------------
+
+    def seize(self, pid: int) -> None:
+        """Attach to the sandbox init ``pid``; its descendants are followed automatically."""
+        libc.ptrace(libc.PTRACE_SEIZE, pid, 0, SEIZE_OPTIONS)
+        self._init_pid = pid
+        self._tasks[pid] = _Task(pid)
+
+    # -- main loop -----------------------------------------------------------
+
+    def run(self) -> None:
+        """Handle stops until no tracee and no child is left (returns on ECHILD).
+
+        Non-traced children of the caller (the namespace creator) are reaped too;
+        their statuses are kept in :attr:`child_status`.
+        """
+        self.child_status: dict[int, int] = {}
+        waitpid = os.waitpid
+        tasks = self._tasks
+        while True:
+            try:
+                pid, status = waitpid(-1, libc.WALL)
+            except ChildProcessError:
+                return
+            except InterruptedError:
+                continue
+            if pid not in tasks and not os.WIFSTOPPED(status):
+                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                    self.child_status[pid] = status
+                continue
+            if os.WIFSTOPPED(status):
+                self._on_stop(pid, status)
+            else:
+                self._on_exit(pid, status)
+
+    def _on_stop(self, pid: int, status: int) -> None:
+        sig = (status >> 8) & 0xFF
+        event = status >> 16
+        task = self._tasks.get(pid)
+        if task is None:
+            task = self._new_task(pid)
+        if sig == _SYSCALL_TRAP:
+            self._on_syscall_stop(pid, task)
+        elif event == 0:
+            self._resume(pid, task, sig)  # signal-delivery-stop: deliver as untraced
+        elif event == libc.PTRACE_EVENT_SECCOMP:
+            self._on_seccomp(pid, task)
+        elif event in (libc.PTRACE_EVENT_FORK, libc.PTRACE_EVENT_VFORK, libc.PTRACE_EVENT_CLONE):
+            libc.ptrace_nocheck(libc.PTRACE_GETEVENTMSG, pid, 0, self._msg_p)
+            self._on_spawn(pid, task, self._msg.value, event)
+            self._resume(pid, task, 0)
+        elif event == libc.PTRACE_EVENT_EXEC:
+            libc.ptrace_nocheck(libc.PTRACE_GETEVENTMSG, pid, 0, self._msg_p)
+            task = self._on_exec(pid, self._msg.value)
+            self._resume(pid, task, 0)
+        elif event == libc.PTRACE_EVENT_STOP:
+            if sig in _STOP_SIGNALS:
+                # Group stop: stay stopped, but let SIGCONT be reported.
+                libc.ptrace_nocheck(libc.PTRACE_LISTEN, pid, 0, 0)
+            else:
+                self._resume(pid, task, 0)  # a new task's first stop
+        else:
+            self._resume(pid, task, 0)
+
+    def _resume(self, pid: int, task: _Task, sig: int) -> None:
+        request = libc.PTRACE_SYSCALL if task.pending is not None else libc.PTRACE_CONT
+        libc.ptrace_nocheck(request, pid, 0, sig)
+
+    def _new_task(self, tid: int) -> _Task:
+        tgid, _ = _proc_ids(tid)
+        task = _Task(tgid or tid)
+        self._tasks[tid] = task
+        return task
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    # -- events --------------------------------------------------------------
+
+    def _on_spawn(self, pid: int, task: _Task, child: int, event: int) -> None:
+        tgid, ns_pid = _proc_ids(child)
+        thread = tgid == task.pid
+        child_task = self._tasks.get(child)
+        if child_task is None:
+            child_task = self._tasks[child] = _Task(tgid or child)
+        elif tgid:
+            child_task.pid = tgid
+        kind = {libc.PTRACE_EVENT_FORK: "fork", libc.PTRACE_EVENT_VFORK: "vfork"}.get(
+            event, "clone"
+        )
+        self.events.append(
+            SpawnEvent(
+                self._next_seq(),
+                pid,
+                task.pid,
+                child,
+                child_task.pid,
+                ns_pid,
+                "thread" if thread else kind,
+                thread,
+            )
+        )
+
+    def _on_exec(self, pid: int, former: int) -> _Task:
+        task = self._tasks.get(pid) or self._new_task(pid)
+        if former != pid:
+            moved = self._tasks.pop(former, None)
+            if moved is not None:
+                task.pending = moved.pending
+        task.pid = pid
+        argv = task.pending.argv if task.pending and task.pending.argv is not None else ()
+        exe = _readlink(f"/proc/{pid}/exe")
+        self.events.append(ExecEvent(self._next_seq(), pid, former, argv, exe, _mapped_files(pid)))
+        return task
+
+    def _on_exit(self, tid: int, status: int) -> None:
+        task = self._tasks.pop(tid, None)
+        if task is None:
+            return
+        if task.pending is not None:
+            self._complete(tid, task, None)
+        if tid == self._init_pid:
+            return
+        code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        self.events.append(ExitEvent(self._next_seq(), tid, task.pid, code, sig))
+
+    def _on_seccomp(self, pid: int, task: _Task) -> None:
+        info = self._info
+        if (
+            libc.ptrace_nocheck(libc.PTRACE_GET_SYSCALL_INFO, pid, self._info_size, self._info_p)
+            <= 0
+        ):
+            self._resume(pid, task, 0)
+            return
+        nr = info.u.seccomp.nr
+        if info.arch != self._audit_arch:
+            nr = -1  # a foreign ABI: counted, never interpreted with this table
+        if self.count_all:
+            self._counts[nr] = self._counts.get(nr, 0) + 1
+        spec = self._specs.get(nr)
+        if spec is None or pid == self._init_pid:
+            libc.ptrace_nocheck(libc.PTRACE_CONT, pid, 0, 0)
+            return
+        args = info.u.seccomp.args
+        paths = []
+        for parg in spec.paths:
+            address = args[parg.index]
+            raw_bytes = self._reader.read_string(pid, address) if address else None
+            if raw_bytes is None:
+                if parg.optional and address == 0:
+                    continue
+                raw_bytes = b""
+            raw = os.fsdecode(raw_bytes)
+            base = None
+            if not raw.startswith("/"):
+                dirfd = None if parg.dirfd is None else _int32(args[parg.dirfd])
+                if dirfd is None or dirfd == AT_FDCWD:
+                    base = _readlink(f"/proc/{pid}/cwd")
+                else:
+                    base = _readlink(f"/proc/{pid}/fd/{dirfd}")
+            paths.append(PathFact(raw, base))
+        flags = None
+        if spec.flags is not None:
+            if spec.flags_in_struct:
+                data = self._reader.read(pid, args[spec.flags], 8)
+                flags = struct.unpack("<Q", data)[0] if len(data) == 8 else None
+            else:
+                flags = int(args[spec.flags])
+        argv = self._read_argv(pid, args[spec.argv]) if spec.argv is not None else None
+        task.pending = _Pending(spec.name, tuple(paths), flags, argv)
+        libc.ptrace_nocheck(libc.PTRACE_SYSCALL, pid, 0, 0)
+
+    def _on_syscall_stop(self, pid: int, task: _Task) -> None:
+        info = self._info
+        got = libc.ptrace_nocheck(libc.PTRACE_GET_SYSCALL_INFO, pid, self._info_size, self._info_p)
+        if got > 0 and info.op == libc.PTRACE_SYSCALL_INFO_EXIT and task.pending is not None:
+            self._complete(pid, task, int(info.u.exit.rval))
+        self._resume(pid, task, 0)
+
+    def _complete(self, tid: int, task: _Task, result: int | None) -> None:
+        pending = task.pending
+        task.pending = None
+        if pending is None:
+            return
+        self.events.append(
+            SyscallEvent(
+                self._next_seq(), tid, task.pid, pending.name, pending.paths, pending.flags, result
+            )
+        )
+
+    def _read_argv(self, pid: int, address: int) -> tuple[str, ...]:
+        argv: list[str] = []
+        while address and len(argv) < _MAX_ARGV:
+            data = self._reader.read(pid, address, 8 * 32)
+            if len(data) < 8:
+                break
+            count = len(data) // 8
+            pointers = struct.unpack(f"<{count}Q", data[: count * 8])
+            for pointer in pointers:
+                if pointer == 0:
+                    return tuple(argv)
+                argv.append(os.fsdecode(self._reader.read_string(pid, pointer) or b""))
+            address += count * 8
+        return tuple(argv)
+
+    def finish(self) -> dict[str, int]:
+        """Syscall counts by name (empty unless ``count_all``)."""
+        counts: dict[str, int] = {}
+        for nr, count in self._counts.items():
+            name = self._names.get(nr, f"unknown_{nr}") if nr >= 0 else "foreign_abi"
+            counts[name] = counts.get(name, 0) + count
+        self.syscall_counts = counts
+        return counts
+
+    @property
+    def init_pid(self) -> int:
+        return self._init_pid
+
+
+def _int32(value: int) -> int:
+    value &= 0xFFFFFFFF
+    return value - 0x100000000 if value & 0x80000000 else value
+
+
+def _readlink(path: str) -> str | None:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return None
+
+
+def _proc_ids(tid: int) -> tuple[int, int]:
+    """(thread group id on the host, innermost namespace pid) of task ``tid``; 0 if gone."""
+    tgid = ns_pid = 0
+    try:
+        with open(f"/proc/{tid}/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Tgid:"):
+                    tgid = int(line.split()[1])
+                elif line.startswith(b"NSpid:"):
+                    ns_pid = int(line.split()[-1])
+                    break
+    except (OSError, ValueError):
+        pass
+    return tgid, ns_pid
+
+
+def _mapped_files(pid: int) -> tuple[str, ...]:
+    """Files mapped right after exec: the executable and its ELF interpreter."""
+    seen: list[str] = []
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as fh:
+            for line in fh:
+                parts = line.split(None, 5)
+                if len(parts) == 6 and parts[5].startswith(b"/"):
+                    path = os.fsdecode(parts[5].rstrip(b"\n"))
+                    if path not in seen:
+                        seen.append(path)
+    except OSError:
+        pass
+    return tuple(seen)
