@@ -28,7 +28,6 @@ import signal
 import stat
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -36,6 +35,7 @@ from typing import Literal
 from ocislim.errors import InputNotFoundError, SandboxError, UserNamespaceUnavailableError
 from ocislim.progress import NULL_PROGRESS, Progress
 from ocislim.sandbox import libc
+from ocislim.sandbox.analysis import DirTree, FileReport, Process, analyse, processes
 from ocislim.sandbox.namespaces import (
     PROBE_DIR,
     BindMount,
@@ -49,6 +49,7 @@ from ocislim.sandbox.namespaces import (
 )
 from ocislim.sandbox.seccomp import trace_filter
 from ocislim.sandbox.syscalls import native_arch
+from ocislim.sandbox.tracer import Event, Tracer
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def _launch(
     root: Path,
     spec: RunSpec,
     progress: Progress,
-    tracer: object | None,
+    tracer: Tracer | None,
 ) -> RunResult:
     """Shared by run and trace. ``tracer``: a :class:`~ocislim.sandbox.tracer.Tracer` or None."""
     root = Path(root)
@@ -214,7 +215,9 @@ def _launch(
         from_creator_r, from_creator_w = channel.pipe()
         to_init_r, to_init_w = channel.pipe()
         status_r, status_w = channel.pipe()
-        filter_program = trace_filter(native_arch(), trace_all=getattr(tracer, "count_all", False))
+        filter_program = trace_filter(
+            native_arch(), trace_all=tracer is not None and tracer.count_all
+        )
         host_pid = os.getpid()
         creator = os.fork()
         if creator == 0:
@@ -246,7 +249,7 @@ def _launch(
         init_pid = int(message["init"])  # type: ignore[call-overload]
         if tracer is not None:
             try:
-                tracer.seize(init_pid)  # type: ignore[attr-defined]
+                tracer.seize(init_pid)
             except OSError as exc:
                 raise SandboxError(f"cannot trace the sandbox (ptrace: {exc.strerror})") from exc
         _send(to_init_w, {"go": True})
@@ -254,14 +257,14 @@ def _launch(
         channel.fds.remove(to_init_w)
         try:
             if tracer is not None:
-                tracer.run()  # type: ignore[attr-defined]
-                status = tracer.child_status.get(creator, 0)  # type: ignore[attr-defined]
+                tracer.run()
+                status = tracer.child_status.get(creator, 0)
             else:
                 _, status = _waitpid_retry(creator)
         except BaseException:
             _kill(init_pid)
             if tracer is not None:
-                tracer.run()  # type: ignore[attr-defined]
+                tracer.run()
             raise
         creator = 0
         messages = _read_all(status_r)
@@ -307,8 +310,8 @@ def _result(messages: list[dict[str, object]], status: int, progress: Progress) 
     return RunResult(
         exit_code=int(done["exit_code"]),  # type: ignore[call-overload]
         timed_out=bool(done.get("timed_out")),
-        probe_exit_codes=tuple(int(c) for c in done.get("probes", [])),  # type: ignore[attr-defined]
-        runtime_paths=tuple(str(p) for p in ready.get("mount_points", [])),  # type: ignore[attr-defined]
+        probe_exit_codes=tuple(int(c) for c in done.get("probes", [])),
+        runtime_paths=tuple(str(p) for p in ready.get("mount_points", [])),
         overlay=bool(ready.get("overlay")),
         notes=tuple(notes),
     )
@@ -611,4 +614,57 @@ def _reap_all() -> None:
             continue
 
 
-ProgressCallback = Callable[[str], None]
+@dataclass(frozen=True)
+class TraceResult:
+    """A traced run: the run outcome, the raw events (facts), and their analysis.
+
+    ``syscalls``: counts by name of every system call, when requested.
+    """
+
+    run: RunResult
+    events: tuple[Event, ...]
+    report: FileReport
+    processes: tuple[Process, ...]
+    syscalls: dict[str, int] | None
+
+    @property
+    def exit_code(self) -> int:
+        return self.run.exit_code
+
+    def to_json(self) -> dict[str, object]:
+        """The ``ocislim trace --json`` object."""
+        out: dict[str, object] = {
+            "exit_code": self.run.exit_code,
+            "timed_out": self.run.timed_out,
+            "probe_exit_codes": list(self.run.probe_exit_codes),
+            "files": [f.to_json() for f in self.report.files],
+            "runtime_files": [f.to_json() for f in self.report.runtime],
+            "created": [f.to_json() for f in self.report.created],
+            "misses": [f.to_json() for f in self.report.misses],
+            "processes": [p.to_json() for p in self.processes],
+        }
+        if self.syscalls is not None:
+            out["syscalls"] = dict(sorted(self.syscalls.items()))
+        return out
+
+
+def trace(
+    root: Path,
+    spec: RunSpec,
+    progress: Progress = NULL_PROGRESS,
+    *,
+    count_syscalls: bool = False,
+) -> TraceResult:
+    """Run ``spec`` in a sandbox on ``root`` under the tracer and analyse what it touched.
+
+    Same guarantees as :func:`run`; ``root`` is only read (by the overlay and by the
+    analysis).  ``count_syscalls`` traces every system call to count it (slower).
+    """
+    tracer = Tracer(count_all=count_syscalls)
+    progress.stage("trace", " ".join(spec.argv))
+    result = _launch(root, spec, progress, tracer)
+    counts = tracer.finish() if count_syscalls else None
+    events = tuple(tracer.events)
+    runtime = (*result.runtime_paths, PROBE_DIR)
+    report = analyse(events, DirTree(Path(root)), runtime)
+    return TraceResult(result, events, report, processes(events, tracer.init_pid), counts)

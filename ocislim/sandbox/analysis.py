@@ -1,0 +1,331 @@
+"""Turn trace events into the list of image files a run touched.
+
+Pure: the result depends only on the events, the image tree (read through a
+:class:`TreeView`, never written) and the runtime mount points.  Each path
+argument is joined to the cwd or dirfd path recorded with it, then resolved
+component by component inside the image: ``..`` stops at the image root,
+absolute symlink targets restart at the image root, and every symlink passed on
+the way is itself a file the run needed.  The final path is classified:
+
+- ``files``: it exists in the image tree;
+- ``runtime``: it lies on a mount the sandbox provides (/proc, /dev, /sys,
+  /etc/hosts, /etc/hostname, /etc/resolv.conf, bind mounts, probe files) and so
+  is not an image file;
+- ``created``: absent from the image but the call succeeded (made at run time);
+- ``misses``: absent and the call failed: the program looked for it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ocislim.sandbox.syscalls import (
+    AT_EMPTY_PATH,
+    AT_SYMLINK_FOLLOW,
+    AT_SYMLINK_NOFOLLOW,
+    OPEN_FLAGS,
+    PATH_SYSCALLS,
+    OpenFlags,
+    PathArg,
+    native_arch,
+)
+from ocislim.sandbox.tracer import Event, ExecEvent, ExitEvent, SpawnEvent, SyscallEvent
+
+MAX_SYMLINKS = 40
+UNPACK_MARKER = "/.ocislim-unpack.json"
+
+
+class TreeView(Protocol):
+    """Read-only view of an image tree addressed by absolute in-image paths."""
+
+    def kind(self, path: str) -> str | None:
+        """ "file", "dir", "symlink", "other", or None when absent. Never follows a final
+        symlink."""
+
+    def readlink(self, path: str) -> str:
+        """Target of the symlink at ``path``."""
+
+
+class DirTree:
+    """A :class:`TreeView` of a directory on disk (an unpacked rootfs).
+
+    Callers resolve paths one component at a time, so ``lstat`` never follows a
+    symlink out of the directory.  The unpack marker file is invisible.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self._root = os.fsencode(os.path.abspath(root))
+
+    def kind(self, path: str) -> str | None:
+        if path == UNPACK_MARKER:
+            return None
+        try:
+            mode = os.lstat(self._root + os.fsencode(path)).st_mode
+        except (OSError, ValueError):
+            return None
+        if stat.S_ISREG(mode):
+            return "file"
+        if stat.S_ISDIR(mode):
+            return "dir"
+        if stat.S_ISLNK(mode):
+            return "symlink"
+        return "other"
+
+    def readlink(self, path: str) -> str:
+        return os.fsdecode(os.readlink(self._root + os.fsencode(path)))
+
+
+@dataclass(frozen=True)
+class FileAccess:
+    """A path with the kinds of access the run made (sorted) and, for image files, the
+    entry kind ("file", "dir", "symlink", "other"); "" for paths not in the image."""
+
+    path: str
+    access: tuple[str, ...]
+    kind: str = ""
+
+    def to_json(self) -> dict[str, object]:
+        out: dict[str, object] = {"path": self.path, "access": list(self.access)}
+        if self.kind:
+            out["kind"] = self.kind
+        return out
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """Paths by class; each list sorted by path, one entry per path."""
+
+    files: tuple[FileAccess, ...]
+    runtime: tuple[FileAccess, ...]
+    created: tuple[FileAccess, ...]
+    misses: tuple[FileAccess, ...]
+
+
+@dataclass(frozen=True)
+class Process:
+    """A process of the program: ids as seen inside the sandbox (parent 1 is the
+    sandbox's init), the argv of its last exec, and how it ended."""
+
+    pid: int
+    parent: int
+    argv: tuple[str, ...]
+    exit_code: int | None
+    signal: int | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "pid": self.pid,
+            "parent": self.parent,
+            "argv": list(self.argv),
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+        }
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """Where a path leads. ``status``: "found", "missing", "runtime" or "loop"."""
+
+    path: str
+    status: str
+    symlinks: tuple[str, ...]
+    kind: str | None = None
+
+
+def _under(path: str, mounts: Sequence[str]) -> bool:
+    return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)
+
+
+def resolve(
+    tree: TreeView, path: str, *, follow: bool = True, runtime: Sequence[str] = ()
+) -> Resolution:
+    """Resolve absolute ``path`` inside ``tree`` like the kernel would with the tree as
+    root; ``follow``: whether a final symlink is followed."""
+    pending = [c for c in path.split("/") if c]
+    pending.reverse()  # a stack: next component last
+    current: list[str] = []
+    links: list[str] = []
+    hops = 0
+    while pending:
+        name = pending.pop()
+        if name == ".":
+            continue
+        if name == "..":
+            if current:
+                current.pop()
+            continue
+        candidate = "/" + "/".join([*current, name])
+        if _under(candidate, runtime):
+            rest = [c for c in reversed(pending)]
+            return Resolution(_lexical(candidate, rest), "runtime", tuple(links))
+        kind = tree.kind(candidate)
+        if kind is None:
+            rest = [c for c in reversed(pending)]
+            return Resolution(_lexical(candidate, rest), "missing", tuple(links))
+        last = not pending
+        if kind == "symlink" and (follow or not last):
+            hops += 1
+            if hops > MAX_SYMLINKS:
+                return Resolution(candidate, "loop", tuple(links))
+            links.append(candidate)
+            target = tree.readlink(candidate)
+            if target.startswith("/"):
+                current = []
+            pending.extend(reversed([c for c in target.split("/") if c]))
+            continue
+        if not last and kind != "dir":
+            rest = [c for c in reversed(pending)]
+            return Resolution(_lexical(candidate, rest), "missing", tuple(links))
+        current.append(name)
+    final = "/" + "/".join(current)
+    if _under(final, runtime):
+        return Resolution(final, "runtime", tuple(links))
+    return Resolution(final, "found", tuple(links), tree.kind(final) if current else "dir")
+
+
+def _lexical(base: str, rest: list[str]) -> str:
+    parts = [c for c in base.split("/") if c]
+    for name in rest:
+        if name == "..":
+            if parts:
+                parts.pop()
+        elif name != ".":
+            parts.append(name)
+    return "/" + "/".join(parts)
+
+
+def _open_access(flags: int, of: OpenFlags) -> tuple[set[str], bool]:
+    access: set[str] = set()
+    if flags & of.path:
+        access.add("stat")
+    elif flags & of.directory:
+        access.add("list")
+    else:
+        mode = flags & of.accmode
+        if mode in (0, 2):
+            access.add("read")
+        if mode in (1, 2):
+            access.add("write")
+    if flags & of.creat:
+        access.add("create")
+    if flags & of.trunc:
+        access.add("write")
+    follow = not (flags & of.nofollow) and not (flags & of.creat and flags & of.excl)
+    return access, follow
+
+
+def _interpret(arg: PathArg, flags: int | None, of: OpenFlags) -> tuple[set[str], bool, bool]:
+    """(access kinds, follow final symlink, empty path means the dirfd itself)."""
+    flags = flags or 0
+    if arg.access == "open":
+        access, follow = _open_access(flags, of)
+        return access, follow, False
+    access = {arg.access}
+    if arg.follow == "nofollow":
+        return access, False, False
+    if arg.follow == "at_flags":
+        return access, not flags & AT_SYMLINK_NOFOLLOW, bool(flags & AT_EMPTY_PATH)
+    if arg.follow == "at_follow_flag":
+        return access, bool(flags & AT_SYMLINK_FOLLOW), bool(flags & AT_EMPTY_PATH)
+    return access, True, False
+
+
+def _absolute(raw: str, base: str | None, empty_ok: bool) -> str | None:
+    if raw.startswith("/"):
+        return raw
+    if base is None or not base.startswith("/") or base.endswith(" (deleted)"):
+        return None
+    if raw == "":
+        return base if empty_ok else None
+    return base.rstrip("/") + "/" + raw
+
+
+class _Collector:
+    def __init__(self) -> None:
+        self.entries: dict[str, dict[str, object]] = {}
+
+    def add(self, path: str, access: Iterable[str], kind: str = "") -> None:
+        entry = self.entries.setdefault(path, {"access": set(), "kind": kind})
+        entry["access"].update(access)  # type: ignore[attr-defined]
+        if kind:
+            entry["kind"] = kind
+
+    def result(self) -> tuple[FileAccess, ...]:
+        return tuple(
+            FileAccess(path, tuple(sorted(e["access"])), str(e["kind"]))  # type: ignore[arg-type]
+            for path, e in sorted(self.entries.items())
+        )
+
+
+def analyse(
+    events: Iterable[Event],
+    tree: TreeView,
+    runtime_paths: Sequence[str] = (),
+    arch: str | None = None,
+) -> FileReport:
+    """Classify every path the events name. Pure; see the module docstring."""
+    of = OPEN_FLAGS[arch or native_arch()]
+    runtime = tuple(runtime_paths)
+    files, runtime_out, created, misses = _Collector(), _Collector(), _Collector(), _Collector()
+
+    def record(path: str, access: set[str], follow: bool, succeeded: bool | None) -> None:
+        res = resolve(tree, path, follow=follow, runtime=runtime)
+        for link in res.symlinks:
+            if _under(link, runtime):
+                runtime_out.add(link, {"read"})
+            else:
+                files.add(link, {"read"}, "symlink")
+        if res.status == "found":
+            files.add(res.path, access, res.kind or "")
+        elif res.status == "runtime":
+            runtime_out.add(res.path, access)
+        elif res.status == "missing":
+            (created if succeeded else misses).add(res.path, access)
+
+    for event in events:
+        if isinstance(event, SyscallEvent):
+            spec = PATH_SYSCALLS.get(event.name)
+            if spec is None:
+                continue
+            succeeded = None if event.result is None else event.result >= 0
+            for arg, fact in zip(spec.paths, event.paths, strict=False):
+                access, follow, empty_ok = _interpret(arg, event.flags, of)
+                path = _absolute(fact.raw, fact.base, empty_ok)
+                if path is not None:
+                    record(path, access, follow, succeeded)
+        elif isinstance(event, ExecEvent):
+            for path in (event.exe, *event.mapped):
+                if path and path.startswith("/") and not path.endswith(" (deleted)"):
+                    record(path, {"exec"}, True, True)
+    return FileReport(files.result(), runtime_out.result(), created.result(), misses.result())
+
+
+def processes(events: Iterable[Event], init_pid: int) -> tuple[Process, ...]:
+    """The program's processes (threads folded in), in order of appearance. Pure."""
+    ns_pid: dict[int, int] = {init_pid: 1}
+    parent: dict[int, int] = {}
+    argv: dict[int, tuple[str, ...]] = {init_pid: ()}
+    ended: dict[int, tuple[int | None, int | None]] = {}
+    order: list[int] = []
+    for event in events:
+        if isinstance(event, SpawnEvent):
+            if event.thread or event.child_pid in ns_pid:
+                continue
+            ns_pid[event.child_pid] = event.ns_pid
+            parent[event.child_pid] = event.parent_pid
+            argv[event.child_pid] = argv.get(event.parent_pid, ())
+            order.append(event.child_pid)
+        elif isinstance(event, ExecEvent):
+            argv[event.pid] = event.argv
+        elif isinstance(event, ExitEvent) and event.tid == event.pid:
+            ended[event.pid] = (event.exit_code, event.signal)
+    out = []
+    for pid in order:
+        code, sig = ended.get(pid, (None, None))
+        out.append(Process(ns_pid[pid], ns_pid.get(parent[pid], 0), argv[pid], code, sig))
+    return tuple(out)
