@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from ocislim.errors import DigestError, ImageError, RefNotFoundError
 from ocislim.image.compression import detect, open_decompressed
@@ -39,6 +39,7 @@ from ocislim.image.models import (
     canonical_json,
     load_json,
 )
+from ocislim.image.prefetch import PrefetchReader
 from ocislim.image.store import BlobStore, clean_name, open_store
 
 _MAX_JSON = 16 << 20  # a manifest, index or config larger than this is hostile
@@ -54,7 +55,7 @@ class LayerStream:
     :class:`DigestError` on any mismatch.  Call it after consuming the tar.
     """
 
-    reader: BinaryIO
+    reader: PrefetchReader
     compression: str
     _outer: VerifyingReader
     _inner: VerifyingReader | None
@@ -75,6 +76,7 @@ class LayerStream:
             self._inner.finish()
 
     def close(self) -> None:
+        self.reader.close()
         self._outer.close()
 
 
@@ -107,9 +109,9 @@ class Layer:
         decompressed, algorithm = open_decompressed(blob, self.what)
         if algorithm == "none" and self.descriptor.digest == self.diff_id:
             # Uncompressed: the blob digest already is the diff_id; hash once.
-            return LayerStream(decompressed, algorithm, blob, None)
+            return LayerStream(PrefetchReader(decompressed), algorithm, blob, None)
         outer = VerifyingReader(decompressed, f"layer {self.index} diff_id", self.diff_id)
-        return LayerStream(outer, algorithm, outer, blob)  # type: ignore[arg-type]
+        return LayerStream(PrefetchReader(outer), algorithm, outer, blob)  # type: ignore[arg-type]
 
 
 @dataclass
