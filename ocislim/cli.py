@@ -275,3 +275,123 @@ def convert(
         emit_json(summary)
     elif not quiet:
         click.echo(f"wrote {written.path} ({written.format}, {_human(written.size)})", err=True)
+
+
+# --- run / trace (sandbox) ------------------------------------------------------------
+
+
+def _sandbox_options(fn: F) -> F:
+    """Options shared by ``run`` and ``trace``."""
+    options = [
+        click.option("--entrypoint", metavar="CMD", help="Replace the image's entrypoint."),
+        click.option("--cmd", metavar="ARGS", help="Replace the image's cmd."),
+        click.option("--env", "-e", multiple=True, metavar="K=V", help="Set a variable."),
+        click.option("--workdir", "-w", metavar="DIR", help="Working directory inside."),
+        click.option("--user", "-u", metavar="USER[:GROUP]", help="Name or id in the image."),
+        click.option("--mount", multiple=True, metavar="HOST:PATH[:ro]", help="Bind a host path."),
+        click.option(
+            "--network",
+            type=click.Choice(["none", "host"]),
+            default="none",
+            show_default=True,
+            help="none: private network with loopback only.",
+        ),
+        click.option("--timeout", type=float, metavar="SECONDS", help="Then SIGTERM, SIGKILL."),
+        click.option(
+            "--rootfs",
+            type=click.Path(file_okay=False),
+            help="Unpack into DIR, or reuse DIR if it already holds this image.",
+        ),
+        click.option("--exec", "exec_", multiple=True, metavar="CMD", help="Probe: sh -c CMD."),
+        click.option(
+            "--exec-file",
+            multiple=True,
+            type=click.Path(dir_okay=False),
+            help="Probe: run this script inside.",
+        ),
+        click.argument("command", nargs=-1, type=click.UNPROCESSED),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _sandboxed(image: str, opts: dict[str, Any], traced: bool, progress: Any) -> Any:
+    from pathlib import Path
+
+    from ocislim.layers.rootfs import prepared_rootfs
+    from ocislim.sandbox import Probe, run, run_spec, trace
+
+    probes = [Probe(command=c) for c in opts["exec_"]]
+    probes += [Probe(script=Path(f)) for f in opts["exec_file"]]
+    rootfs = Path(opts["rootfs"]) if opts["rootfs"] else None
+    with (
+        _open(image, opts["ref"], opts["platform"]) as img,
+        prepared_rootfs(img, rootfs, progress) as root,
+    ):
+        spec = run_spec(
+            img.config,
+            root,
+            command=opts["command"],
+            entrypoint=opts["entrypoint"],
+            cmd=opts["cmd"],
+            env=opts["env"],
+            workdir=opts["workdir"],
+            user=opts["user"],
+            mounts=opts["mount"],
+            network=opts["network"],
+            timeout=opts["timeout"],
+            probes=probes,
+            stdout=2 if opts.get("as_json") else 1,
+        )
+        if traced:
+            return trace(root, spec, progress, count_syscalls=opts["syscalls"])
+        return run(root, spec, progress)
+
+
+@main.command(context_settings={"ignore_unknown_options": False})
+@click.argument("image", metavar="IMAGE")
+@_sandbox_options
+@image_options
+@quiet_option
+@handle_errors
+def run(image: str, quiet: bool, **opts: Any) -> None:
+    """Run IMAGE's program in a rootless sandbox; exit with its exit code.
+
+    COMMAND after -- replaces the entrypoint and cmd.
+    """
+    result = _sandboxed(image, opts, False, StderrProgress(quiet))
+    sys.exit(result.exit_code)
+
+
+@main.command()
+@click.argument("image", metavar="IMAGE")
+@_sandbox_options
+@click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON on stdout.")
+@click.option("--syscalls", is_flag=True, help="Also count every system call (slower).")
+@image_options
+@quiet_option
+@handle_errors
+def trace(image: str, quiet: bool, as_json: bool, syscalls: bool, **opts: Any) -> None:
+    """Run IMAGE's program traced and list every image file it touched.
+
+    The program's stdout goes to stderr with --json.  Exit code: the program's.
+    """
+    opts.update(as_json=as_json, syscalls=syscalls)
+    result = _sandboxed(image, opts, True, StderrProgress(quiet or as_json))
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        report = result.report
+        for f in report.files:
+            click.echo(f"{','.join(f.access):<20} {f.path}")
+        click.echo(
+            f"exit code {result.exit_code}; {len(report.files)} image files, "
+            f"{len(report.runtime)} runtime-provided, {len(report.created)} created, "
+            f"{len(report.misses)} looked up but absent; {len(result.processes)} processes"
+        )
+        if syscalls and result.syscalls is not None:
+            click.echo(
+                f"{sum(result.syscalls.values())} system calls of {len(result.syscalls)} kinds"
+            )
+    sys.exit(result.exit_code)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Protocol
 
 from ocislim.sandbox.syscalls import (
-    AT_EMPTY_PATH,
     AT_SYMLINK_FOLLOW,
     AT_SYMLINK_NOFOLLOW,
     OPEN_FLAGS,
@@ -219,29 +218,28 @@ def _open_access(flags: int, of: OpenFlags) -> tuple[set[str], bool]:
     return access, follow
 
 
-def _interpret(arg: PathArg, flags: int | None, of: OpenFlags) -> tuple[set[str], bool, bool]:
-    """(access kinds, follow final symlink, empty path means the dirfd itself)."""
+def _interpret(arg: PathArg, flags: int | None, of: OpenFlags) -> tuple[set[str], bool]:
+    """(access kinds, whether a final symlink is followed)."""
     flags = flags or 0
     if arg.access == "open":
-        access, follow = _open_access(flags, of)
-        return access, follow, False
+        return _open_access(flags, of)
     access = {arg.access}
     if arg.follow == "nofollow":
-        return access, False, False
+        return access, False
     if arg.follow == "at_flags":
-        return access, not flags & AT_SYMLINK_NOFOLLOW, bool(flags & AT_EMPTY_PATH)
+        return access, not flags & AT_SYMLINK_NOFOLLOW
     if arg.follow == "at_follow_flag":
-        return access, bool(flags & AT_SYMLINK_FOLLOW), bool(flags & AT_EMPTY_PATH)
-    return access, True, False
+        return access, bool(flags & AT_SYMLINK_FOLLOW)
+    return access, True
 
 
-def _absolute(raw: str, base: str | None, empty_ok: bool) -> str | None:
+def _absolute(raw: str, base: str | None) -> str | None:
     if raw.startswith("/"):
         return raw
     if base is None or not base.startswith("/") or base.endswith(" (deleted)"):
         return None
     if raw == "":
-        return base if empty_ok else None
+        return None  # acts on an fd opened (and recorded) before
     return base.rstrip("/") + "/" + raw
 
 
@@ -294,8 +292,8 @@ def analyse(
                 continue
             succeeded = None if event.result is None else event.result >= 0
             for arg, fact in zip(spec.paths, event.paths, strict=False):
-                access, follow, empty_ok = _interpret(arg, event.flags, of)
-                path = _absolute(fact.raw, fact.base, empty_ok)
+                access, follow = _interpret(arg, event.flags, of)
+                path = _absolute(fact.raw, fact.base)
                 if path is not None:
                     record(path, access, follow, succeeded)
         elif isinstance(event, ExecEvent):

@@ -315,7 +315,9 @@ class Tracer:
                 raw_bytes = b""
             raw = os.fsdecode(raw_bytes)
             base = None
-            if not raw.startswith("/"):
+            # An empty path acts on the dirfd itself (fstat is fstatat(fd, "")); the file
+            # was recorded when it was opened, so no base is needed.
+            if raw and not raw.startswith("/"):
                 dirfd = None if parg.dirfd is None else _int32(args[parg.dirfd])
                 if dirfd is None or dirfd == AT_FDCWD:
                     base = _readlink(f"/proc/{pid}/cwd")
