@@ -241,7 +241,13 @@ class Tracer:
 
     def _on_spawn(self, pid: int, task: _Task, child: int, event: int) -> None:
         tgid, ns_pid = _proc_ids(child)
-        thread = tgid == task.pid
+        if tgid:
+            thread = tgid == task.pid
+        else:
+            # The task is already gone. fork() and vfork() report their own events;
+            # a plain CLONE event (exit signal other than SIGCHLD) is a thread in practice.
+            thread = event == libc.PTRACE_EVENT_CLONE
+            tgid = task.pid if thread else child
         child_task = self._tasks.get(child)
         if child_task is None:
             child_task = self._tasks[child] = _Task(tgid or child)
