@@ -229,8 +229,9 @@ def test_as_plain_user(tree: Path, token: str) -> None:
         os.chmod(base, 0o755)
         shutil.copytree(tree, base / "root", symlinks=True)
         subprocess.run(["chown", "-R", "tester:", str(base)], check=True)
+        runuser = str(shutil.which("runuser"))
         proc = subprocess.run(
-            [str(shutil.which("runuser")), "-u", "tester", "--", TESTER_PYTHON, "-c", PLAIN_USER_SCRIPT,
+            [runuser, "-u", "tester", "--", TESTER_PYTHON, "-c", PLAIN_USER_SCRIPT,
              str(base / "root"), token],
             capture_output=True, text=True, cwd="/", env={"PYTHONPATH": str(REPO)},
             timeout=300, check=False,
