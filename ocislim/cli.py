@@ -395,3 +395,87 @@ def trace(image: str, quiet: bool, as_json: bool, syscalls: bool, **opts: Any) -
                 f"{sum(result.syscalls.values())} system calls of {len(result.syscalls)} kinds"
             )
     sys.exit(result.exit_code)
+
+
+@main.command()
+@click.argument("image", metavar="IMAGE")
+@image_options
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option(
+    "--top", type=click.IntRange(0), default=10, show_default=True, help="Largest files per layer."
+)
+@click.option(
+    "--dockerfile",
+    type=click.Path(dir_okay=False),
+    metavar="FILE",
+    help="Also write a Dockerfile reverse-engineered from the history (atomically).",
+)
+@quiet_option
+@handle_errors
+def xray(
+    image: str,
+    ref: str | None,
+    platform: str | None,
+    as_json: bool,
+    top: int,
+    dockerfile: str | None,
+    quiet: bool,
+) -> None:
+    """Show what is inside IMAGE: layers, largest files, wasted space, duplicates,
+    setuid files, shells, CA bundles, packages, users.  Reads each layer once."""
+    from pathlib import Path
+
+    from ocislim.inspect.dockerfile import reconstruct, write_text_atomic
+    from ocislim.inspect.xray import render_text
+    from ocislim.inspect.xray import xray as do_xray
+
+    with _open(image, ref, platform) as img:
+        report = do_xray(img, top=top, progress=StderrProgress(quiet or as_json))
+        if dockerfile:
+            write_text_atomic(Path(dockerfile), reconstruct(img.config))
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(render_text(report, top), nl=False)
+
+
+@main.command()
+@click.argument("image_a", metavar="IMAGE_A")
+@click.argument("image_b", metavar="IMAGE_B")
+@click.option(
+    "--type",
+    "types",
+    metavar="TYPES",
+    help="Comma-separated: file,apt,apk,pip,npm,size,config,history (default: all).",
+)
+@click.option("--ref-a", metavar="NAME", help="Pick one image from IMAGE_A.")
+@click.option("--ref-b", metavar="NAME", help="Pick one image from IMAGE_B.")
+@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform to pick in both.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@quiet_option
+@handle_errors
+def diff(
+    image_a: str,
+    image_b: str,
+    types: str | None,
+    ref_a: str | None,
+    ref_b: str | None,
+    platform: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Compare IMAGE_A with IMAGE_B: files, packages, size, config and history.
+
+    The images may be in different formats; each is read once.  Exit code 0
+    whether or not they differ (see "identical" in --json); non-zero on errors.
+    """
+    from ocislim.inspect.diff import diff as do_diff
+    from ocislim.inspect.diff import parse_types, render_text
+
+    chosen = parse_types(types)
+    with _open(image_a, ref_a, platform) as img_a, _open(image_b, ref_b, platform) as img_b:
+        report = do_diff(img_a, img_b, chosen, StderrProgress(quiet or as_json))
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(render_text(report), nl=False)
