@@ -270,16 +270,30 @@ class FileTree:
             if self._sink:
                 self._sink.removed(entry)
 
+    def _existing_dir(self, path: str) -> Entry | None:
+        """The directory at ``path`` (symlinks resolved inside the tree), if there is one."""
+        entry = self.get(self.resolve(path))
+        return entry if entry is not None and entry.is_dir else None
+
     def whiteout(self, dir_path: str, name: str, layer: int, what: str) -> None:
-        """Apply ``dir_path/.wh.name``: hide ``name`` as lower layers made it."""
-        parent, _ = self._parent_dir(posixpath.join(dir_path, "x"), layer, what)
-        if parent.children and name in parent.children:
+        """Apply ``dir_path/.wh.name``: hide ``name`` as lower layers made it.
+
+        A whiteout only removes: when ``dir_path`` is not an existing directory,
+        nothing happens (no parent is created for it).
+        """
+        parent = self._existing_dir(dir_path)
+        if parent is not None and parent.children and name in parent.children:
             self._remove_lower(parent, name, layer)
 
     def opaque(self, dir_path: str, layer: int, what: str) -> None:
-        """Apply ``dir_path/.wh..wh..opq``: hide every lower-layer child of the directory."""
-        parent, _ = self._parent_dir(posixpath.join(dir_path, "x"), layer, what)
-        for name in list(parent.children or {}):
+        """Apply ``dir_path/.wh..wh..opq``: hide every lower-layer child of the directory.
+
+        Like :meth:`whiteout`, it never creates anything.
+        """
+        parent = self._existing_dir(dir_path)
+        if parent is None or not parent.children:
+            return
+        for name in list(parent.children):
             self._remove_lower(parent, name, layer)
 
     def add(
