@@ -355,6 +355,11 @@ class FileTree:
         full = parent.path.rstrip("/") + "/" + name
         if full == target.path:
             return target  # a link to itself changes nothing
+        if target.path.startswith(full + "/"):
+            raise UnsafeArchiveError(
+                f"{what}: hardlink {path} -> {info.linkname} would replace a directory "
+                "holding its own target"
+            )
         if name in parent.children:
             self._detach(parent, name)
         # The group shares the target's inode, so its header (type, mode, owner)
