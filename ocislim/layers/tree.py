@@ -17,6 +17,7 @@ is how extraction to disk mirrors the tree exactly.
 from __future__ import annotations
 
 import copy
+import math
 import os
 import posixpath
 import tarfile
@@ -119,6 +120,8 @@ class TreeSink(Protocol):
 
 def normalize(name: str, what: str) -> str:
     """The absolute tree path of a tar member name; refuse names that climb out."""
+    if "\0" in name:
+        raise UnsafeArchiveError(f"{what}: {name!r} contains a NUL byte")
     parts: list[str] = []
     for part in name.split("/"):
         if part in ("", "."):
@@ -130,6 +133,34 @@ def normalize(name: str, what: str) -> str:
         else:
             parts.append(part)
     return "/" + "/".join(parts)
+
+
+_MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown
+_MAX_TIME = 2**62  # well inside what utime() accepts
+
+
+def check_header(info: tarfile.TarInfo, path: str, what: str) -> None:
+    """Refuse header values no file system can hold, before anything uses them.
+
+    Owners, times and device numbers come from PAX records or base-256 fields
+    and can be any number; link targets can carry NUL bytes.
+    """
+    if "\0" in info.linkname:
+        raise UnsafeArchiveError(
+            f"{what}: {path}: link target {info.linkname!r} contains a NUL byte"
+        )
+    mtime = info.mtime
+    if not math.isfinite(mtime) or not -_MAX_TIME < mtime < _MAX_TIME:
+        raise ImageError(f"{what}: {path}: invalid mtime {mtime!r}")
+    for key in ("uid", "gid"):
+        value = getattr(info, key)
+        if not 0 <= value <= _MAX_ID:
+            raise ImageError(f"{what}: {path}: invalid {key} {value}")
+    if info.ischr() or info.isblk():
+        for key in ("devmajor", "devminor"):
+            value = getattr(info, key)
+            if not 0 <= value < 2**32:
+                raise ImageError(f"{what}: {path}: invalid {key} {value}")
 
 
 def synthetic_dir(path: str, mtime: int) -> tarfile.TarInfo:
@@ -306,6 +337,7 @@ class FileTree:
         what: str,
     ) -> Entry:
         """Apply one non-whiteout member. Returns the entry now at the (resolved) path."""
+        check_header(info, path, what)
         if path == "/":
             if not info.isdir():
                 raise UnsafeArchiveError(f"{what}: the root entry is not a directory")
