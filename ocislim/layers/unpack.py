@@ -42,12 +42,30 @@ def image_identity(image: Image) -> dict[str, str]:
 
 
 def read_marker(root: Path) -> dict[str, str] | None:
-    """The identity recorded in ``root``, or ``None`` when absent or unreadable."""
+    """The identity recorded in ``root``, or ``None`` when absent or unreadable.
+
+    A marker that is a symlink is ignored (never followed out of ``root``).
+    """
     try:
-        data = json.loads((root / MARKER).read_text())
+        fd = os.open(root / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            data = json.loads(fh.read(1 << 16))
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _write_marker(root: Path, image: Image) -> None:
+    """Write the marker, replacing whatever the image itself put at that name.
+
+    The image's own entry (possibly a symlink to anywhere) is removed without
+    being followed, and the marker is created with ``O_EXCL``.
+    """
+    path = root / MARKER
+    remove_tree(path)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(image_identity(image), sort_keys=True) + "\n")
 
 
 def _check_destination(dest: Path) -> None:
@@ -78,7 +96,7 @@ def unpack(image: Image, dest: Path, progress: Progress = NULL_PROGRESS) -> Unpa
         sink.finish()
         if not sink.privileged:
             os.chmod(scratch, 0o755)
-        (scratch / MARKER).write_text(json.dumps(image_identity(image), sort_keys=True) + "\n")
+        _write_marker(scratch, image)
         if dest.is_dir():
             dest.rmdir()
         os.rename(scratch, dest)
