@@ -12,6 +12,7 @@ from __future__ import annotations
 import posixpath
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import BinaryIO
 
 from ocislim.errors import ImageError
@@ -101,29 +102,43 @@ def merge(
     total = len(image.layers)
     for layer in image.layers:
         progress.stage("layer", f"{layer.index + 1}/{total} {layer.descriptor.digest}")
-        what = f"layer {layer.index}"
-        for ordinal, member, tar in iter_members(layer, progress):
-            kind, path, name = classify(member.name, what)
-            if kind == "whiteout":
-                assert name is not None
-                tree.whiteout(path, name, layer.index, what)
-                continue
-            if kind == "opaque":
-                tree.opaque(path, layer.index, what)
-                continue
-            if kind == "ignore":
-                continue
-            data: BinaryIO | None = None
-            offset = None
-            if member.isfile():
-                data = tar.extractfile(member)
-                if spool is not None and data is not None:
-                    offset = spool.append(data)
-                    data = spool.reader(offset, member.size)
-            entry = tree.add(path, member, layer.index, ordinal, data, what)
-            if offset is not None and entry.data is not None:
-                entry.data = DataRef(layer.index, ordinal, member.size, offset)
+        with _tar_errors(layer):
+            _merge_layer(tree, layer, spool, progress)
     return tree
+
+
+@contextmanager
+def _tar_errors(layer: Layer) -> Iterator[None]:
+    """Turn a tar error met while reading a member's bytes into a one-line ImageError."""
+    try:
+        yield
+    except tarfile.TarError as exc:
+        raise ImageError(f"{layer.what}: corrupt tar stream ({exc})") from None
+
+
+def _merge_layer(tree: FileTree, layer: Layer, spool: Spool | None, progress: Progress) -> None:
+    what = f"layer {layer.index}"
+    for ordinal, member, tar in iter_members(layer, progress):
+        kind, path, name = classify(member.name, what)
+        if kind == "whiteout":
+            assert name is not None
+            tree.whiteout(path, name, layer.index, what)
+            continue
+        if kind == "opaque":
+            tree.opaque(path, layer.index, what)
+            continue
+        if kind == "ignore":
+            continue
+        data: BinaryIO | None = None
+        offset = None
+        if member.isfile():
+            data = tar.extractfile(member)
+            if spool is not None and data is not None:
+                offset = spool.append(data)
+                data = spool.reader(offset, member.size)
+        entry = tree.add(path, member, layer.index, ordinal, data, what)
+        if offset is not None and entry.data is not None:
+            entry.data = DataRef(layer.index, ordinal, member.size, offset)
 
 
 def spool_contents(
@@ -143,9 +158,10 @@ def spool_contents(
         if layer.index not in layers_needed:
             continue
         progress.stage("read", f"layer {layer.index + 1}/{len(image.layers)}")
-        for ordinal, member, tar in iter_members(layer, progress):
-            if (layer.index, ordinal) in wanted and member.isfile():
-                data = tar.extractfile(member)
-                if data is not None:
-                    offsets[(layer.index, ordinal)] = spool.append(data)
+        with _tar_errors(layer):
+            for ordinal, member, tar in iter_members(layer, progress):
+                if (layer.index, ordinal) in wanted and member.isfile():
+                    data = tar.extractfile(member)
+                    if data is not None:
+                        offsets[(layer.index, ordinal)] = spool.append(data)
     return offsets
