@@ -1,0 +1,676 @@
+"""The ``deps`` analysis: what an image must keep for given programs to load and run.
+
+For each requested object the dynamic loader's work is replayed breadth-first, as
+``ld.so`` does it: every ``DT_NEEDED`` name is first matched against objects already
+loaded (by requested name or ``DT_SONAME``; the loader itself is loaded from the
+start), otherwise searched with the rules in :mod:`ocislim.elf.resolver`, with the
+``DT_RPATH`` chain following the object that first caused each library to load.
+Lazy rules (:mod:`ocislim.elf.lazy`) then add what is opened at run time, and the
+libraries they add are loaded the same way.
+
+The result lists, for every path the image must keep, why — so that a later build
+step can merge it with traced files and user rules.  The analysis only reads the
+tree; it never writes, executes or follows a path out of the root.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ocislim.elf.elfinfo import ELF_MAGIC, ElfCatalog, ElfInfo
+from ocislim.elf.lazy import (
+    DEFAULT_RULES,
+    LazyContext,
+    LazyNeed,
+    LazyRule,
+    glibc_version,
+    rule_needs,
+)
+from ocislim.elf.resolver import Found, Loader, Resolver, SearchScope
+from ocislim.elf.rootpath import RootFS, join, normalize
+from ocislim.progress import NULL_PROGRESS, Progress
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# The kernel follows at most this many nested "#!" interpreters.
+MAX_SCRIPT_DEPTH = 4
+# Files the unpacker leaves at the root for itself.
+IGNORED_ROOT_FILES = frozenset({".ocislim-unpack.json"})
+
+# Object kinds.
+DYNAMIC = "dynamic"  # run by a dynamic loader (or a shared library)
+STATIC = "static"  # statically linked: nothing to load
+SCRIPT = "script"  # "#!" script; its interpreter is analysed as another object
+NOT_ELF = "not-elf"
+NOT_LOADABLE = "not-loadable"  # relocatable object, core file
+INVALID = "invalid"  # ELF magic, broken headers
+ABSENT = "absent"  # the path does not exist in the image
+
+
+@dataclass(frozen=True)
+class Reason:
+    """Why a path is kept.
+
+    ``kind`` is one of: ``object`` (requested), ``interpreter`` (PT_INTERP of ``by``),
+    ``script-interpreter``, ``needed`` (``by`` has DT_NEEDED ``detail``),
+    ``hwcap-variant`` (CPU-specific copy of ``detail``), ``lazy`` (rule ``rule``,
+    ``detail`` explains, ``by`` is the object that triggers it), ``symlink`` (on the
+    way to ``detail``).
+    """
+
+    kind: str
+    by: str | None = None
+    detail: str = ""
+    rule: str | None = None
+
+    def __str__(self) -> str:
+        if self.kind == "object":
+            return "requested object"
+        if self.kind == "interpreter":
+            return f"interpreter of {self.by}"
+        if self.kind == "script-interpreter":
+            return f"'#!' interpreter of {self.by}"
+        if self.kind == "needed":
+            return f"needed by {self.by} ({self.detail})"
+        if self.kind == "hwcap-variant":
+            return f"CPU-specific copy of {self.detail}"
+        if self.kind == "lazy":
+            return f"loaded at run time by {self.by}: {self.detail} [{self.rule}]"
+        if self.kind == "symlink":
+            return f"symlink on the way to {self.detail}"
+        return f"{self.kind}: {self.detail}"
+
+    def to_json(self) -> dict[str, str]:
+        out = {"kind": self.kind, "text": str(self)}
+        if self.by:
+            out["by"] = self.by
+        if self.detail:
+            out["detail"] = self.detail
+        if self.rule:
+            out["rule"] = self.rule
+        return out
+
+
+@dataclass(frozen=True)
+class LazyEntry:
+    """Something loaded or read at run time without ``DT_NEEDED``.
+
+    ``path`` is None when a library the rule names is not in the image.  ``name`` is
+    the library name or file path the rule asked for; ``via`` the lazily loaded
+    library whose ``DT_NEEDED`` pulled this one in (None for the rule's own items).
+    """
+
+    path: str | None
+    name: str
+    reason: str
+    rule: str
+    kind: str  # "library" or "file"
+    by: str  # canonical path of the object that triggers the rule
+    via: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "name": self.name,
+            "reason": self.reason,
+            "rule": self.rule,
+            "kind": self.kind,
+            "by": self.by,
+            "via": self.via,
+        }
+
+
+@dataclass(frozen=True)
+class ObjectReport:
+    """One analysed object: what it needs and what its load pulls in.
+
+    ``closure`` lists every library the loader opens for it (the interpreter
+    included), transitively, as the loader names them, in load order; ``needed`` maps
+    each of its own ``DT_NEEDED`` names to what satisfied it (None: missing);
+    ``missing`` are the names (from any object in the closure) found nowhere.
+    """
+
+    path: str
+    canonical: str | None
+    kind: str
+    interpreter: str | None = None
+    needed: Mapping[str, str | None] = field(default_factory=dict)
+    closure: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    lazy: tuple[LazyEntry, ...] = ()
+    note: str | None = None
+    description: str | None = None  # "ELF64 little-endian x86_64"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "canonical": self.canonical,
+            "kind": self.kind,
+            "interpreter": self.interpreter,
+            "needed": dict(self.needed),
+            "closure": list(self.closure),
+            "missing": list(self.missing),
+            "lazy": [{"path": e.path, "name": e.name, "reason": e.reason} for e in self.lazy],
+            "note": self.note,
+            "elf": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class DepsResult:
+    """Everything ``deps`` found. ``paths`` is sorted; ``reasons`` covers every path."""
+
+    objects: tuple[ObjectReport, ...]
+    lazy: tuple[LazyEntry, ...]
+    paths: tuple[str, ...]
+    reasons: Mapping[str, tuple[Reason, ...]]
+
+    @property
+    def missing(self) -> tuple[tuple[str, str], ...]:
+        """(object path, library name) for every DT_NEEDED that could not be found."""
+        return tuple((o.path, name) for o in self.objects for name in o.missing)
+
+    def to_json(self) -> dict[str, Any]:
+        lazy_seen: dict[tuple[str | None, str, str], LazyEntry] = {}
+        for entry in self.lazy:
+            lazy_seen.setdefault((entry.path, entry.name, entry.reason), entry)
+        return {
+            "objects": [o.to_json() for o in self.objects],
+            "lazy": [e.to_json() for e in lazy_seen.values()],
+            "paths": list(self.paths),
+            "reasons": {p: [str(r) for r in self.reasons[p]] for p in self.paths},
+        }
+
+
+@dataclass
+class _Node:
+    """An object in one simulated load."""
+
+    path: str  # as the loader names it
+    canonical: str
+    info: ElfInfo
+    parent: _Node | None
+    origin: str  # directory $ORIGIN expands to
+    found: Found | None = None
+
+
+class _Keep:
+    """Accumulates kept paths and their reasons."""
+
+    def __init__(self, rootfs: RootFS) -> None:
+        self.rootfs = rootfs
+        self.reasons: dict[str, dict[Reason, None]] = {}
+
+    def add(self, path: str, reason: Reason) -> str | None:
+        """Keep ``path`` and every symlink on its way; returns the canonical path."""
+        res = self.rootfs.resolve(path)
+        if not res.exists:
+            return None
+        self.reasons.setdefault(res.path, {})[reason] = None
+        for link in res.links:
+            self.reasons.setdefault(link, {})[Reason("symlink", detail=res.path)] = None
+        return res.path
+
+
+def _env_map(env: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
+    if isinstance(env, Mapping):
+        return dict(env)
+    out: dict[str, str] = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if sep:
+            out[key] = value
+    return out
+
+
+def needed_names(nodes: Iterable[_Node]) -> Iterable[str]:
+    for node in nodes:
+        yield from node.info.needed
+
+
+def find_program(
+    rootfs: RootFS, name: str, env: Mapping[str, str] | Iterable[str], workdir: str = "/"
+) -> str | None:
+    """In-image path of the program ``name`` as ``execvp`` would find it (None: absent).
+
+    Names with a slash are taken relative to ``workdir``; others are searched on the
+    image's ``PATH`` (its default when the environment has none) for an executable
+    regular file.
+    """
+    if "/" in name:
+        path = name if name.startswith("/") else join(workdir, name)
+        return path if rootfs.resolve(path).exists else None
+    search = _env_map(env).get("PATH", DEFAULT_PATH)
+    for directory in search.split(":"):
+        if not directory.startswith("/"):
+            directory = join(workdir, directory or ".")
+        candidate = join(directory, name)
+        mode = rootfs.mode(candidate)
+        if mode is not None and stat.S_ISREG(mode) and mode & 0o111:
+            return candidate
+    return None
+
+
+def parse_shebang(head: bytes) -> tuple[str, str | None] | None:
+    """(interpreter, optional single argument) from a ``#!`` line, as Linux splits it."""
+    if not head.startswith(b"#!"):
+        return None
+    line = head[2:].split(b"\n", 1)[0].strip(b" \t\r")
+    if not line:
+        return None
+    parts = line.split(None, 1)
+    interp = parts[0].decode("utf-8", "replace")
+    arg = parts[1].strip().decode("utf-8", "replace") if len(parts) > 1 else None
+    return interp, arg
+
+
+def find_elf_objects(rootfs: RootFS) -> list[str]:
+    """Every regular file in the image that starts with the ELF magic, sorted."""
+    out: list[str] = []
+    stack = ["/"]
+    while stack:
+        directory = stack.pop()
+        try:
+            entries = list(os.scandir(rootfs.host(directory)))
+        except OSError:
+            continue
+        for entry in entries:
+            if directory == "/" and entry.name in IGNORED_ROOT_FILES:
+                continue
+            path = join(directory, entry.name)
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(path)
+                elif entry.is_file(follow_symlinks=False):
+                    if entry.stat(follow_symlinks=False).st_size < 52:
+                        continue
+                    with open(entry.path, "rb", buffering=0) as fh:
+                        if fh.read(4) == ELF_MAGIC:
+                            out.append(path)
+            except OSError:
+                continue
+    out.sort()
+    return out
+
+
+class DepsAnalyzer:
+    """Runs the analysis for one image tree; reusable across calls (caches stay warm)."""
+
+    def __init__(
+        self,
+        root: Path | str,
+        env: Iterable[str] | Mapping[str, str] = (),
+        *,
+        workdir: str = "/",
+        rules: Sequence[LazyRule] = DEFAULT_RULES,
+    ) -> None:
+        self.rootfs = RootFS(root)
+        self.env = _env_map(env)
+        self.workdir = normalize(workdir or "/")
+        self.catalog = ElfCatalog(self.rootfs)
+        self.resolver = Resolver(self.rootfs, self.catalog, self.env, self.workdir)
+        self.rules = tuple(rules)
+        self._glibc: dict[str, tuple[int, int] | None] = {}
+        self._needs: dict[tuple[LazyRule, str, tuple[int, int] | None], list[LazyNeed]] = {}
+
+    # -- entry point ------------------------------------------------------------------
+
+    def analyze(
+        self,
+        paths: Iterable[str] = (),
+        *,
+        all_objects: bool = False,
+        progress: Progress = NULL_PROGRESS,
+    ) -> DepsResult:
+        """Analyse ``paths`` (in-image, absolute or relative to ``/``), plus every ELF
+        object of the image when ``all_objects``.  Read-only; never raises for image
+        content (missing or odd files are reported in the result)."""
+        requested = [p if p.startswith("/") else "/" + p for p in paths]
+        if all_objects:
+            progress.stage("deps", "scanning the image for ELF objects")
+            requested += [p for p in find_elf_objects(self.rootfs) if p not in requested]
+        keep = _Keep(self.rootfs)
+        reports: list[ObjectReport] = []
+        lazy: list[LazyEntry] = []
+        queue = [(p, None, 0) for p in requested]
+        seen: set[str] = set()
+        progress.stage("deps", f"{len(queue)} objects")
+        done = 0
+        while queue:
+            path, script_of, depth = queue.pop(0)
+            if path in seen:
+                continue
+            seen.add(path)
+            report, extra = self._analyze_one(path, keep, script_of)
+            reports.append(report)
+            lazy.extend(report.lazy)
+            if depth < MAX_SCRIPT_DEPTH:
+                queue.extend((p, path, depth + 1) for p in extra)
+            done += 1
+            progress.advance("objects", done, done + len(queue))
+        reasons = {p: tuple(r) for p, r in keep.reasons.items()}
+        return DepsResult(tuple(reports), tuple(lazy), tuple(sorted(reasons)), reasons)
+
+    # -- one object -------------------------------------------------------------------
+
+    def _analyze_one(
+        self, path: str, keep: _Keep, script_of: str | None
+    ) -> tuple[ObjectReport, list[str]]:
+        res = self.rootfs.resolve(path)
+        if not res.exists:
+            return ObjectReport(path, None, ABSENT, note="no such file in the image"), []
+        reason = Reason("script-interpreter", by=script_of) if script_of else Reason("object")
+        canonical = keep.add(path, reason) or res.path
+        if not self.rootfs.is_file(canonical):
+            return ObjectReport(path, canonical, NOT_ELF, note="not a regular file"), []
+        info = self.catalog.get(canonical)
+        if info is None:
+            problem = self.catalog.problems.get(canonical, "not an ELF file")
+            if problem.startswith("malformed"):
+                return ObjectReport(path, canonical, INVALID, note=problem), []
+            return self._script(path, canonical, keep)
+        if not info.is_loadable:
+            return ObjectReport(
+                path, canonical, NOT_LOADABLE, note=f"ELF type {info.elf_type} is not loadable"
+            ), []
+        if info.is_static:
+            return ObjectReport(
+                path, canonical, STATIC, note="statically linked", description=info.description
+            ), []
+        return self._dynamic(path, canonical, info, keep), []
+
+    def _script(self, path: str, canonical: str, keep: _Keep) -> tuple[ObjectReport, list[str]]:
+        head = self.rootfs.read_bytes(canonical, limit=256) or b""
+        shebang = parse_shebang(head)
+        if shebang is None:
+            return ObjectReport(path, canonical, NOT_ELF, note="not an ELF file or script"), []
+        interp, arg = shebang
+        extra = [interp]
+        note = None
+        if interp.rsplit("/", 1)[-1] == "env" and arg:
+            words = [w for w in arg.split() if not w.startswith("-") and "=" not in w]
+            if words:
+                program = find_program(self.rootfs, words[0], self.env, self.workdir)
+                if program is None:
+                    note = f"'{words[0]}' not found on the image's PATH"
+                else:
+                    extra.append(program)
+        return ObjectReport(path, canonical, SCRIPT, interpreter=interp, note=note), extra
+
+    def _dynamic(self, path: str, canonical: str, info: ElfInfo, keep: _Keep) -> ObjectReport:
+        loader = self.resolver.loader_for(info)
+        main = _Node(path, canonical, info, None, canonical.rsplit("/", 1)[0] or "/")
+        nodes: list[_Node] = [main]
+        by_name: dict[str, _Node] = {}
+        by_canonical: dict[str, _Node] = {canonical: main}
+        if info.soname:
+            by_name[info.soname] = main
+        rtld: _Node | None = None
+        note = None
+        if loader.canonical and loader.path:
+            rtld_info = self.catalog.get(loader.canonical)
+            if rtld_info is not None:
+                rtld = by_canonical.get(loader.canonical)
+                if rtld is None:
+                    rtld = _Node(
+                        loader.path,
+                        loader.canonical,
+                        rtld_info,
+                        None,
+                        loader.path.rsplit("/", 1)[0] or "/",
+                    )
+                    by_canonical[loader.canonical] = rtld
+                if rtld_info.soname:
+                    by_name.setdefault(rtld_info.soname, rtld)
+        if info.interpreter:
+            if loader.canonical:
+                keep.add(info.interpreter, Reason("interpreter", by=canonical))
+            else:
+                note = f"interpreter {info.interpreter} is not in the image"
+
+        missing: list[str] = []
+        needed: dict[str, str | None] = {}
+        self._load(nodes, 0, by_name, by_canonical, loader, main, keep, missing, needed)
+        closure = [n.path for n in nodes[1:]]
+        # A program's loader is always there; a library pulls it in only by DT_NEEDED
+        # (libc.so.6 does), which matched the already-loaded loader by soname.
+        rtld_used = rtld is not None and (
+            bool(info.interpreter) or any(by_name.get(n) is rtld for n in needed_names(nodes))
+        )
+        if rtld is not None and rtld_used and rtld is not main and rtld.path not in closure:
+            closure.append(rtld.path)
+        lazy = self._lazy(nodes, by_name, by_canonical, loader, main, keep)
+        return ObjectReport(
+            path,
+            canonical,
+            DYNAMIC,
+            interpreter=info.interpreter,
+            needed=needed,
+            closure=tuple(closure),
+            missing=tuple(dict.fromkeys(missing)),
+            lazy=tuple(lazy),
+            note=note,
+            description=info.description,
+        )
+
+    def _load(
+        self,
+        nodes: list[_Node],
+        start: int,
+        by_name: dict[str, _Node],
+        by_canonical: dict[str, _Node],
+        loader: Loader,
+        main: _Node,
+        keep: _Keep,
+        missing: list[str],
+        needed: dict[str, str | None] | None = None,
+    ) -> None:
+        """Breadth-first loading of ``nodes[start:]`` and everything they need."""
+        i = start
+        while i < len(nodes):
+            node = nodes[i]
+            i += 1
+            scope: SearchScope | None = None
+            for name in node.info.needed:
+                target = by_name.get(name)
+                if target is None:
+                    if scope is None:
+                        scope = self._scope(node, main, loader)
+                    found = self.resolver.find(name, scope, loader)
+                    if found is None:
+                        missing.append(name)
+                        if needed is not None and node is main:
+                            needed[name] = None
+                        continue
+                    target = by_canonical.get(found.canonical)
+                    if target is None:
+                        info = self.catalog.get(found.canonical)
+                        assert info is not None  # the resolver only returns ELF objects
+                        origin = found.path.rsplit("/", 1)[0] or "/"
+                        target = _Node(found.path, found.canonical, info, node, origin, found)
+                        by_canonical[found.canonical] = target
+                        nodes.append(target)
+                        if info.soname:
+                            by_name.setdefault(info.soname, target)
+                        for variant in found.variants:
+                            keep.add(variant, Reason("hwcap-variant", detail=found.path))
+                    by_name[name] = target
+                if needed is not None and node is main:
+                    needed[name] = target.path
+                keep.add(target.path, Reason("needed", by=node.canonical, detail=name))
+
+    def _scope(self, node: _Node, main: _Node, loader: Loader) -> SearchScope:
+        compat = main.info.compat
+        if loader.flavor == "musl":
+            chain: list[str] = []
+            walk: _Node | None = node
+            while walk is not None:
+                entries = walk.info.runpath or walk.info.rpath
+                if entries:
+                    chain += self.resolver.expand(entries, walk.origin, loader)
+                walk = walk.parent
+            return SearchScope(compat, tuple(dict.fromkeys(chain)), (), False, main.origin)
+        runpath = self.resolver.expand(node.info.runpath, node.origin, loader)
+        rpath: list[str] = []
+        if not node.info.runpath:
+            walk = node
+            while walk is not None:
+                # An object's RPATH is ignored when it also has a RUNPATH.
+                if walk.info.rpath and not walk.info.runpath:
+                    rpath += self.resolver.expand(walk.info.rpath, walk.origin, loader)
+                walk = walk.parent
+        return SearchScope(
+            compat, tuple(dict.fromkeys(rpath)), runpath, node.info.nodeflib, main.origin
+        )
+
+    # -- lazy rules -------------------------------------------------------------------
+
+    def _glibc_version(self, canonical: str) -> tuple[int, int] | None:
+        if canonical not in self._glibc:
+            self._glibc[canonical] = glibc_version(self.rootfs, canonical)
+        return self._glibc[canonical]
+
+    def _lazy(
+        self,
+        nodes: list[_Node],
+        by_name: dict[str, _Node],
+        by_canonical: dict[str, _Node],
+        loader: Loader,
+        main: _Node,
+        keep: _Keep,
+    ) -> list[LazyEntry]:
+        entries: list[LazyEntry] = []
+        libc = by_name.get("libc.so.6")
+        version = self._glibc_version(libc.canonical) if libc else None
+        loaded = list(nodes)
+        for rule in self.rules:
+            if not rule.glibc_ok(version):
+                continue
+            trigger = next(
+                (n for n in loaded if rule.matches_object(n.info.soname, n.canonical)), None
+            )
+            if trigger is None:
+                continue
+            if rule.when_imports:
+                wanted = frozenset(rule.when_imports)
+                if not any(self.catalog.imports(n.canonical, wanted) for n in loaded):
+                    continue
+            for need in self._rule_needs(rule, trigger.canonical, version):
+                if need.kind == "file":
+                    entries += self._lazy_files(need.target, need.reason, rule, trigger, keep)
+                    continue
+                entries += self._lazy_library(
+                    need.target, need.reason, rule, trigger, nodes, by_name, by_canonical,
+                    loader, main, keep,
+                )  # fmt: skip
+        return entries
+
+    def _rule_needs(
+        self, rule: LazyRule, trigger: str, version: tuple[int, int] | None
+    ) -> list[LazyNeed]:
+        key = (rule, trigger, version)
+        if key not in self._needs:
+            ctx = LazyContext(self.rootfs, self.env, trigger, version)
+            self._needs[key] = rule_needs(rule, ctx)
+        return self._needs[key]
+
+    def _lazy_files(
+        self, target: str, reason: str, rule: LazyRule, trigger: _Node, keep: _Keep
+    ) -> list[LazyEntry]:
+        matches = self.rootfs.glob(target) if any(c in target for c in "*?[") else [target]
+        out = []
+        for match in matches:
+            why = Reason("lazy", by=trigger.canonical, detail=reason, rule=rule.name)
+            if keep.add(match, why) is not None:
+                out.append(LazyEntry(match, match, reason, rule.name, "file", trigger.canonical))
+        return out
+
+    def _lazy_library(
+        self,
+        name: str,
+        reason: str,
+        rule: LazyRule,
+        trigger: _Node,
+        nodes: list[_Node],
+        by_name: dict[str, _Node],
+        by_canonical: dict[str, _Node],
+        loader: Loader,
+        main: _Node,
+        keep: _Keep,
+    ) -> list[LazyEntry]:
+        target = by_name.get(name)
+        if target is None:
+            found = self.resolver.find(name, self._scope(trigger, main, loader), loader)
+            if found is None:
+                return [LazyEntry(None, name, reason, rule.name, "library", trigger.canonical)]
+            target = by_canonical.get(found.canonical)
+            if target is None:
+                info = self.catalog.get(found.canonical)
+                assert info is not None
+                origin = found.path.rsplit("/", 1)[0] or "/"
+                target = _Node(found.path, found.canonical, info, trigger, origin, found)
+                by_canonical[found.canonical] = target
+                start = len(nodes)
+                nodes.append(target)
+                if info.soname:
+                    by_name.setdefault(info.soname, target)
+                by_name.setdefault(name, target)
+                missing: list[str] = []
+                self._load(nodes, start, by_name, by_canonical, loader, main, keep, missing)
+                why = Reason("lazy", by=trigger.canonical, detail=reason, rule=rule.name)
+                keep.add(found.path, why)
+                out = [LazyEntry(found.path, name, reason, rule.name, "library", trigger.canonical)]
+                for dep in nodes[start + 1 :]:
+                    out.append(
+                        LazyEntry(
+                            dep.path,
+                            dep.path.rsplit("/", 1)[-1],
+                            f"needed by {found.path}",
+                            rule.name,
+                            "library",
+                            trigger.canonical,
+                            via=found.path,
+                        )
+                    )
+                for lost in dict.fromkeys(missing):
+                    out.append(
+                        LazyEntry(
+                            None,
+                            lost,
+                            f"needed by {found.path}",
+                            rule.name,
+                            "library",
+                            trigger.canonical,
+                            via=found.path,
+                        )
+                    )
+                return out
+        why = Reason("lazy", by=trigger.canonical, detail=reason, rule=rule.name)
+        keep.add(target.path, why)
+        return [LazyEntry(target.path, name, reason, rule.name, "library", trigger.canonical)]
+
+
+def analyze(
+    root: Path | str,
+    paths: Iterable[str] = (),
+    env: Iterable[str] | Mapping[str, str] = (),
+    *,
+    all_objects: bool = False,
+    workdir: str = "/",
+    rules: Sequence[LazyRule] = DEFAULT_RULES,
+    progress: Progress = NULL_PROGRESS,
+) -> DepsResult:
+    """Static dependency closure of ``paths`` inside the image tree at ``root``.
+
+    ``paths`` are in-image paths (executables, libraries or ``#!`` scripts); ``env`` is
+    the image's environment (``["KEY=VALUE", ...]`` as in the image config, or a
+    mapping) — its ``PATH`` and ``LD_LIBRARY_PATH`` matter; ``workdir`` anchors relative
+    search paths.  With ``all_objects`` every ELF object in the tree is analysed too.
+    Read-only and deterministic; never raises for image content.
+    """
+    analyzer = DepsAnalyzer(root, env, workdir=workdir, rules=rules)
+    return analyzer.analyze(paths, all_objects=all_objects, progress=progress)
