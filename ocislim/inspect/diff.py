@@ -91,7 +91,9 @@ def _changes(a: Entry, b: Entry, scan_a: ImageScan, scan_b: ImageScan) -> list[s
         changes.append("link")
     elif a.kind in ("char", "block") and (ia.devmajor, ia.devminor) != (ib.devmajor, ib.devminor):
         changes.append("device")
-    if ia.mode & 0o7777 != ib.mode & 0o7777 and a.kind != "symlink" and b.kind != "symlink":
+    # A symlink's mode means nothing; across a type change the mode is part of "type".
+    same_kind = a.kind == b.kind and a.kind != "symlink"
+    if same_kind and ia.mode & 0o7777 != ib.mode & 0o7777:
         changes.append("mode")
     if (ia.uid, ia.gid) != (ib.uid, ib.gid):
         changes.append("owner")
