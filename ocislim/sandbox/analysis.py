@@ -291,6 +291,11 @@ def analyse(
             if spec is None:
                 continue
             succeeded = None if event.result is None else event.result >= 0
+            if spec.cwd and event.paths and succeeded is not False:
+                path = _absolute(".", event.paths[0].base)
+                if path is not None:
+                    record(path, {"stat"}, True, succeeded)
+                continue
             for arg, fact in zip(spec.paths, event.paths, strict=False):
                 access, follow = _interpret(arg, event.flags, of)
                 path = _absolute(fact.raw, fact.base)

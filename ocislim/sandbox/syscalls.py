@@ -73,6 +73,8 @@ class PathSyscall:
     flags_in_struct: bool = False
     # execve/execveat: argument with the argv pointer array.
     argv: int | None = None
+    # getcwd: names no path argument but reveals the working directory, recorded as ".".
+    cwd: bool = False
 
 
 def _p(name: str, *paths: PathArg, flags: int | None = None, **kw: object) -> PathSyscall:
@@ -102,6 +104,7 @@ PATH_SYSCALLS: dict[str, PathSyscall] = {
         _p("readlink", PathArg(0, None, "read", "nofollow")),
         _p("readlinkat", PathArg(1, 0, "read", "nofollow")),
         _p("chdir", *_CWD_STAT),
+        _p("getcwd", cwd=True),
         _p("chroot", *_CWD_STAT),
         _p("mkdir", PathArg(0, None, "create", "nofollow")),
         _p("mkdirat", PathArg(1, 0, "create", "nofollow")),

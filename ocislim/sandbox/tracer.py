@@ -312,6 +312,8 @@ class Tracer:
             return
         args = info.u.seccomp.args
         paths = []
+        if spec.cwd:
+            paths.append(PathFact(".", _readlink(f"/proc/{pid}/cwd")))
         for parg in spec.paths:
             address = args[parg.index]
             raw_bytes = self._reader.read_string(pid, address) if address else None
