@@ -143,12 +143,15 @@ def check_header(info: tarfile.TarInfo, path: str, what: str) -> None:
     """Refuse header values no file system can hold, before anything uses them.
 
     Owners, times and device numbers come from PAX records or base-256 fields
-    and can be any number; link targets can carry NUL bytes.
+    and can be any number; link targets and xattr names can carry NUL bytes.
     """
     if "\0" in info.linkname:
         raise UnsafeArchiveError(
             f"{what}: {path}: link target {info.linkname!r} contains a NUL byte"
         )
+    for key in info.pax_headers:
+        if key.startswith("SCHILY.xattr.") and "\0" in key:
+            raise UnsafeArchiveError(f"{what}: {path}: xattr name {key!r} contains a NUL byte")
     mtime = info.mtime
     if not math.isfinite(mtime) or not -_MAX_TIME < mtime < _MAX_TIME:
         raise ImageError(f"{what}: {path}: invalid mtime {mtime!r}")
