@@ -6,8 +6,9 @@ captured.  Sources: dpkg (``/var/lib/dpkg/status`` and distroless-style
 ``status.d/*``), apk (``lib/apk/db/installed``), rpm (database presence
 only: its formats need rpm's own libraries), pip (``*.dist-info/METADATA``
 and ``*.egg-info`` under ``site-packages``/``dist-packages``) and npm
-(``node_modules/NAME/package.json``).  Malformed records are skipped, never
-fatal: an image's package database is data, not something ocislim vouches for.
+(``node_modules/NAME/package.json`` and Debian's ``/usr/share/nodejs/NAME/package.json``).
+Malformed records are skipped, never fatal: an image's package database is
+data, not something ocislim vouches for.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ocislim.inspect.scan import ImageScan
+from ocislim.inspect.scan import ImageScan, npm_root
 
 RPM_DATABASES = (
     "/var/lib/rpm/rpmdb.sqlite",
@@ -196,7 +197,7 @@ def find_packages(image: ImageScan) -> dict[str, PackageDb]:
             parsed = parse_package_json(data) if data is not None else None
             if parsed:
                 npm.setdefault(parsed[0], set()).add(parsed[1])
-                npm_dirs.add(path[: path.find("/node_modules/") + len("/node_modules")])
+                npm_dirs.add(npm_root(path))
         elif "-packages/" in path and (".dist-info/" in path or ".egg-info" in path):
             data = image.file_bytes(path, follow=False)
             parsed = parse_python_metadata(_text(data)) if data is not None else None

@@ -59,7 +59,21 @@ CA_BUNDLE_PATHS = (
 _PIP_METADATA = re.compile(
     r"/(?:site|dist)-packages/[^/]+(?:\.dist-info/METADATA|\.egg-info/PKG-INFO|\.egg-info)$"
 )
-_NPM_MANIFEST = re.compile(r"/node_modules/(?:@[^/]+/)?[^/.@][^/]*/package\.json$")
+# Debian installs node modules in these directories, which node searches like node_modules.
+NPM_SYSTEM_ROOTS = re.compile(r"^(/usr/share/nodejs|/usr/lib/nodejs|/usr/lib/[^/]+/nodejs)/")
+_NPM_MANIFEST = re.compile(
+    r"(?:/node_modules|^/usr/share/nodejs|^/usr/lib/nodejs|^/usr/lib/[^/]+/nodejs)"
+    r"/(?:@[^/]+/)?[^/.@][^/]*/package\.json$"
+)
+
+
+def npm_root(path: str) -> str:
+    """The module directory (``.../node_modules`` or a system root) holding ``path``."""
+    cut = path.find("/node_modules/")
+    if cut >= 0:
+        return path[: cut + len("/node_modules")]
+    match = NPM_SYSTEM_ROOTS.match(path)
+    return match.group(1) if match else path.rpartition("/")[0]
 
 
 def wants_capture(path: str) -> bool:

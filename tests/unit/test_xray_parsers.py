@@ -18,7 +18,7 @@ from ocislim.inspect.packages import (
     parse_package_json,
     parse_python_metadata,
 )
-from ocislim.inspect.scan import wants_capture
+from ocislim.inspect.scan import npm_root, wants_capture
 
 
 def test_dpkg_status_counts_installed_only() -> None:
@@ -84,11 +84,21 @@ def test_package_json() -> None:
         ("/app/node_modules/express/lib/package.json", False),
         ("/app/node_modules/.package-lock.json", False),
         ("/app/package.json", False),
+        ("/usr/share/nodejs/acorn/package.json", True),
+        ("/usr/share/nodejs/@types/node/package.json", True),
+        ("/usr/lib/x86_64-linux-gnu/nodejs/cjs-module-lexer/package.json", True),
+        ("/usr/share/nodejs/acorn/dist/package.json", False),
+        ("/srv/usr/share/nodejs/acorn/package.json", False),
         ("/usr/lib/python3/dist-packages/certifi/cacert.pem", True),
     ],
 )
 def test_capture_predicate(path: str, wanted: bool) -> None:
     assert wants_capture(path) is wanted
+
+
+def test_npm_root() -> None:
+    assert npm_root("/a/node_modules/b/node_modules/c/package.json") == "/a/node_modules"
+    assert npm_root("/usr/share/nodejs/@types/node/package.json") == "/usr/share/nodejs"
 
 
 def test_passwd_and_group() -> None:
