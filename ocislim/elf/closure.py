@@ -32,7 +32,7 @@ from ocislim.elf.lazy import (
     rule_needs,
 )
 from ocislim.elf.resolver import Found, Loader, Resolver, SearchScope
-from ocislim.elf.rootpath import RootFS, join, normalize
+from ocislim.elf.rootpath import RootFS, join, normalize, tidy
 from ocislim.progress import NULL_PROGRESS, Progress
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -242,13 +242,13 @@ def find_program(
     regular file.
     """
     if "/" in name:
-        path = name if name.startswith("/") else join(workdir, name)
+        path = tidy(name if name.startswith("/") else join(workdir, name))
         return path if rootfs.resolve(path).exists else None
     search = _env_map(env).get("PATH", DEFAULT_PATH)
     for directory in search.split(":"):
         if not directory.startswith("/"):
             directory = join(workdir, directory or ".")
-        candidate = join(directory, name)
+        candidate = tidy(join(directory, name))
         mode = rootfs.mode(candidate)
         if mode is not None and stat.S_ISREG(mode) and mode & 0o111:
             return candidate
@@ -329,7 +329,7 @@ class DepsAnalyzer:
         """Analyse ``paths`` (in-image, absolute or relative to ``/``), plus every ELF
         object of the image when ``all_objects``.  Read-only; never raises for image
         content (missing or odd files are reported in the result)."""
-        requested = [p if p.startswith("/") else "/" + p for p in paths]
+        requested = [tidy(p) for p in paths]
         if all_objects:
             progress.stage("deps", "scanning the image for ELF objects")
             requested += [p for p in find_elf_objects(self.rootfs) if p not in requested]

@@ -208,9 +208,11 @@ def _expand_nss(ctx: LazyContext, rule: LazyRule) -> Iterable[LazyNeed]:
             f"NSS service '{service}' for {', '.join(dbs)} ({source})",
             rule.name,
         )
-    for db in used.get("files", ()):
-        if db in NSS_FILES:
-            yield LazyNeed("file", NSS_FILES[db], f"NSS 'files' source for {db}", rule.name)
+    # "compat" reads the same files as "files" (with +/- entries in them).
+    for service in ("files", "compat"):
+        for db in used.get(service, ()):
+            if db in NSS_FILES:
+                yield LazyNeed("file", NSS_FILES[db], f"NSS '{service}' source for {db}", rule.name)
 
 
 def _expand_gconv(ctx: LazyContext, rule: LazyRule) -> Iterable[LazyNeed]:

@@ -49,6 +49,12 @@ def normalize(path: str) -> str:
     return "/" + "/".join(parts)
 
 
+def tidy(path: str) -> str:
+    """Absolute form of ``path`` without empty or ``.`` components; ``..`` is kept,
+    because after a symlink it must apply to the link's target."""
+    return "/" + "/".join(c for c in path.split("/") if c not in ("", "."))
+
+
 def join(directory: str, name: str) -> str:
     """Join an in-image directory and a relative name without normalising."""
     return directory.rstrip("/") + "/" + name if directory != "/" else "/" + name
