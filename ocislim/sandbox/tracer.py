@@ -332,6 +332,11 @@ class Tracer:
                 else:
                     base = _readlink(f"/proc/{pid}/fd/{dirfd}")
             paths.append(PathFact(raw, base))
+        if paths and not any(fact.raw for fact in paths):
+            # Acts on an fd only (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)): names no
+            # file, so skip the exit stop.
+            libc.ptrace_nocheck(libc.PTRACE_CONT, pid, 0, 0)
+            return
         flags = None
         if spec.flags is not None:
             if spec.flags_in_struct:
