@@ -157,7 +157,10 @@ def _read_blob_json(store: BlobStore, desc: Descriptor, what: str) -> tuple[dict
     if desc.size > _MAX_JSON:
         raise ImageError(f"{what}: {desc.size} bytes is too large for a JSON document")
     reader = VerifyingReader(store.open(desc.digest.blob_name), what, desc.digest, desc.size)
-    data = reader.read()
+    try:
+        data = reader.read()
+    finally:
+        reader.close()
     return load_json(data, what), data
 
 
@@ -281,7 +284,10 @@ def _load_docker(
             layers.append((desc, name))
         else:
             reader = VerifyingReader(store.open(name), f"layer {i} ({name})")
-            digest = reader.finish()
+            try:
+                digest = reader.finish()
+            finally:
+                reader.close()
             layers.append((Descriptor(media_type, digest, size), name))
     manifest_obj = {
         "schemaVersion": 2,
