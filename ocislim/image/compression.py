@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Iterator
 from typing import Any, BinaryIO, Literal
 
 import zstandard
@@ -85,12 +86,95 @@ if _isal_zlib is not None:
 
 _DECODERS = {"gzip": _gzip_decoder, "zstd": _zstd_decoder}
 
+# Most bytes one decoding step may produce.  Bounding every step (not only each
+# read) is what keeps memory flat on a layer that compresses 1000:1 or more.
+_STEP_OUTPUT = 1 << 20
+_ZSTD_BLOCK_OUTPUT = 128 << 10  # RFC 8878: a block never decodes to more than this
+_ZSTD_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
+
+
+class _ExactReader:
+    """Reads of exactly ``n`` bytes (fewer only at the end), in large reads of ``raw``."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self._buffer = bytearray()
+
+    def read(self, n: int) -> bytes:
+        while len(self._buffer) < n:
+            chunk = self._raw.read(max(_CHUNK, n - len(self._buffer)))
+            if not chunk:
+                break
+            self._buffer += chunk
+        data = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        return data
+
+
+def _zstd_pieces(raw: BinaryIO, what: str) -> Iterator[bytes]:
+    """Cut a zstd stream at block boundaries into pieces that decode to about 1 MiB at most.
+
+    ``zstandard``'s decompressobj cannot limit its output, so its input is
+    limited instead: whole blocks, each of which decodes to at most 128 KiB.
+    Walking the frame structure also tells a stream that ends inside a frame
+    (:class:`CompressionError`) from one that ends between frames.  Skippable
+    frames are dropped; zero padding after the last frame is tolerated.
+    """
+    source = _ExactReader(raw)
+    piece = bytearray()
+    budget = 0
+
+    def take(n: int) -> bytes:
+        data = source.read(n)
+        if len(data) < n:
+            raise CompressionError(f"{what}: truncated zstd stream")
+        return data
+
+    while magic := source.read(4):
+        if not magic.strip(b"\0"):
+            while rest := source.read(_CHUNK):
+                if rest.strip(b"\0"):
+                    raise CompressionError(f"{what}: corrupt zstd data (data after padding)")
+            break
+        if len(magic) == 4 and int.from_bytes(magic, "little") in _ZSTD_SKIPPABLE:
+            skip = int.from_bytes(take(4), "little")
+            while skip:
+                skip -= len(take(min(skip, _CHUNK)))
+            continue
+        if magic != ZSTD_MAGIC:
+            raise CompressionError(f"{what}: corrupt zstd data (no frame at a frame boundary)")
+        descriptor = take(1)[0]
+        single_segment = descriptor >> 5 & 1
+        header_size = (
+            (0 if single_segment else 1)  # window descriptor
+            + (0, 1, 2, 4)[descriptor & 3]  # dictionary id
+            + (single_segment, 2, 4, 8)[descriptor >> 6]  # frame content size
+        )
+        piece += magic + bytes([descriptor]) + take(header_size)
+        last = False
+        while not last:
+            head = take(3)
+            value = int.from_bytes(head, "little")
+            last, kind, size = bool(value & 1), value >> 1 & 3, value >> 3
+            piece += head + take(1 if kind == 1 else size)  # an RLE block stores one byte
+            budget += size if kind < 2 else _ZSTD_BLOCK_OUTPUT
+            if budget >= _STEP_OUTPUT or len(piece) >= _CHUNK:
+                yield bytes(piece)
+                piece.clear()
+                budget = 0
+        if descriptor & 4:
+            piece += take(4)  # content checksum
+    if piece:
+        yield bytes(piece)
+
 
 class _DecompressingReader:
     """``read(n)`` over a multi-member/multi-frame compressed stream.
 
-    Raises :class:`CompressionError` when the input ends inside a member or frame,
-    or is corrupt.  Zero padding after the last member is tolerated.
+    Memory is bounded whatever the compression ratio: each decoding step yields
+    at most about :data:`_STEP_OUTPUT` bytes.  Raises :class:`CompressionError`
+    when the input ends inside a member or frame, or is corrupt.  Zero padding
+    after the last member is tolerated.
     """
 
     def __init__(self, raw: BinaryIO, what: str, algorithm: str) -> None:
@@ -99,47 +183,56 @@ class _DecompressingReader:
         self._algorithm = algorithm
         self._new = _DECODERS[algorithm]
         self._dec: Any = self._new()
+        self._pieces = _zstd_pieces(raw, what) if algorithm == "zstd" else None
+        self._pending = b""  # compressed bytes read but not yet decoded
+        self._input_done = False
         self._buffer = bytearray()
         self._eof = False
 
     def readable(self) -> bool:
         return True
 
-    def _decompress(self, chunk: bytes) -> None:
+    def _next_input(self) -> bytes:
+        if self._pieces is not None:
+            return next(self._pieces, b"")
+        return self._raw.read(_CHUNK)
+
+    def _decode(self, data: bytes) -> bytes:
         try:
-            self._buffer += self._dec.decompress(chunk)
-            while self._dec.eof and self._dec.unused_data:
-                rest = self._dec.unused_data
-                if not rest.strip(b"\0"):
-                    return
-                self._dec = self._new()
-                self._buffer += self._dec.decompress(rest)
+            if self._pieces is not None:
+                return self._dec.decompress(data)  # bounded by the piece it is given
+            return self._dec.decompress(data, _STEP_OUTPUT)
         except _DECODE_ERRORS as exc:
             raise CompressionError(
                 f"{self._what}: corrupt {self._algorithm} data ({exc})"
             ) from None
 
-    def _fill(self) -> None:
-        chunk = self._raw.read(_CHUNK)
-        if not chunk:
-            if not self._dec.eof:
-                raise CompressionError(f"{self._what}: truncated {self._algorithm} stream")
-            self._eof = True
-            return
-        if self._dec.eof:
-            if not chunk.strip(b"\0"):
+    def _step(self) -> None:
+        """Decode one bounded step into the buffer, or notice the end of the stream."""
+        if not self._pending and not self._input_done:
+            self._pending = self._next_input()
+            self._input_done = not self._pending
+        if self._dec.eof:  # between members: more data, zero padding, or the end
+            if not self._pending.strip(b"\0"):
+                self._pending = b""
+                self._eof = self._input_done
                 return
             self._dec = self._new()
-        self._decompress(chunk)
+        data, self._pending = self._pending, b""
+        out = self._decode(data)
+        self._buffer += out
+        self._pending = self._dec.unused_data if self._dec.eof else self._dec.unconsumed_tail
+        if not out and not data and not self._dec.eof:
+            raise CompressionError(f"{self._what}: truncated {self._algorithm} stream")
 
     def read(self, n: int = -1) -> bytes:
         if n is None or n < 0:
             while not self._eof:
-                self._fill()
+                self._step()
             data, self._buffer = bytes(self._buffer), bytearray()
             return data
         while len(self._buffer) < n and not self._eof:
-            self._fill()
+            self._step()
         data = bytes(self._buffer[:n])
         del self._buffer[:n]
         return data
