@@ -305,7 +305,7 @@ def scan(
             created_by=(made_by or {}).get("created_by"),
             comment=(made_by or {}).get("comment"),
         )
-        progress.stage("xray", f"layer {k + 1}/{total} {desc.digest}")
+        progress.stage("read", f"layer {k + 1}/{total} {desc.digest}")
         what = f"layer {k}"
         sizes: dict[str, int] = {}
         largest: list[tuple[int, str]] = []
