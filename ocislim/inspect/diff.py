@@ -161,7 +161,7 @@ def _sizes(image: Image, result: ImageScan | None) -> dict[str, int]:
             if entry.data is not None and entry.inode not in seen:
                 seen.add(entry.inode)
                 files += entry.data.size
-        out["files"] = files
+        out["files_size"] = files
     return out
 
 
@@ -331,7 +331,7 @@ def render_text(rep: dict[str, Any]) -> str:
     if "size" in rep:
         size = rep["size"]
         rows = []
-        for key in ("layers", "compressed", "uncompressed", "files"):
+        for key in ("layers", "compressed", "uncompressed", "files_size"):
             if key not in size["a"]:
                 continue
             show = (lambda v: str(v)) if key == "layers" else human_size

@@ -159,7 +159,7 @@ def test_same_layers_in_two_formats_are_identical_but_for_size(tmp_path: Path) -
     assert rep["config"] == {} and rep["history"]["added"] == []
     # gzip-compressed against uncompressed layers: only the compressed size differs.
     assert rep["differences"] == ["size"]
-    assert rep["size"]["delta"]["uncompressed"] == 0 and rep["size"]["delta"]["files"] == 0
+    assert rep["size"]["delta"]["uncompressed"] == 0 and rep["size"]["delta"]["files_size"] == 0
     only = run_diff(a, b, ["file", "apt", "config"])
     assert only["identical"] is True
     expected_keys = {"a", "b", "types", "files", "packages", "config", "differences", "identical"}
