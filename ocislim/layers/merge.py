@@ -29,6 +29,29 @@ from ocislim.layers.tree import (
 )
 from ocislim.progress import NULL_PROGRESS, Progress
 
+# Extended headers (PAX records, GNU long names) are read whole into memory by
+# tarfile; real ones (long paths, xattrs, ACLs) are far below this.
+MAX_METADATA_HEADER = 1 << 20
+_METADATA_TYPES = (
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses an extended header too large to read into memory."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _METADATA_TYPES and self.size > MAX_METADATA_HEADER:
+            # SubsequentHeaderError is the one tarfile always reports as a ReadError.
+            raise tarfile.SubsequentHeaderError(
+                f"extended header of {self.size} bytes is too large"
+            )
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
 
 def iter_members(
     layer: Layer, progress: Progress = NULL_PROGRESS, stats: dict[str, int] | None = None
@@ -43,7 +66,9 @@ def iter_members(
     stream = layer.open()
     try:
         try:
-            tar = tarfile.open(fileobj=stream, mode="r|", errorlevel=2)  # noqa: SIM115
+            tar = tarfile.open(  # noqa: SIM115
+                fileobj=stream, mode="r|", errorlevel=2, tarinfo=_BoundedTarInfo
+            )
         except tarfile.ReadError as exc:
             if "empty file" in str(exc):
                 stream.finish()
