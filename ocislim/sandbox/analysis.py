@@ -145,46 +145,75 @@ def resolve(
 ) -> Resolution:
     """Resolve absolute ``path`` inside ``tree`` like the kernel would with the tree as
     root; ``follow``: whether a final symlink is followed."""
-    pending = [c for c in path.split("/") if c]
-    pending.reverse()  # a stack: next component last
-    current: list[str] = []
-    links: list[str] = []
-    hops = 0
-    while pending:
-        name = pending.pop()
-        if name == ".":
-            continue
-        if name == "..":
-            if current:
-                current.pop()
-            continue
-        candidate = "/" + "/".join([*current, name])
-        if _under(candidate, runtime):
-            rest = [c for c in reversed(pending)]
-            return Resolution(_lexical(candidate, rest), "runtime", tuple(links))
-        kind = tree.kind(candidate)
-        if kind is None:
-            rest = [c for c in reversed(pending)]
-            return Resolution(_lexical(candidate, rest), "missing", tuple(links))
-        last = not pending
-        if kind == "symlink" and (follow or not last):
-            hops += 1
-            if hops > MAX_SYMLINKS:
-                return Resolution(candidate, "loop", tuple(links))
-            links.append(candidate)
-            target = tree.readlink(candidate)
-            if target.startswith("/"):
-                current = []
-            pending.extend(reversed([c for c in target.split("/") if c]))
-            continue
-        if not last and kind != "dir":
-            rest = [c for c in reversed(pending)]
-            return Resolution(_lexical(candidate, rest), "missing", tuple(links))
-        current.append(name)
-    final = "/" + "/".join(current)
-    if _under(final, runtime):
-        return Resolution(final, "runtime", tuple(links))
-    return Resolution(final, "found", tuple(links), tree.kind(final) if current else "dir")
+    return _Resolver(tree, runtime).resolve(path, follow)
+
+
+class _Resolver:
+    """:func:`resolve` with the tree's answers cached (one analysis reads each entry once)."""
+
+    def __init__(self, tree: TreeView, runtime: Sequence[str]) -> None:
+        self._tree = tree
+        # Every component is checked on the way, so exact mount points suffice.
+        self._runtime = frozenset(m.rstrip("/") or "/" for m in runtime)
+        self._kinds: dict[str, str | None] = {}
+        self._results: dict[tuple[str, bool], Resolution] = {}
+
+    def _kind(self, path: str) -> str | None:
+        try:
+            return self._kinds[path]
+        except KeyError:
+            kind = self._kinds[path] = self._tree.kind(path)
+            return kind
+
+    def resolve(self, path: str, follow: bool) -> Resolution:
+        key = (path, follow)
+        cached = self._results.get(key)
+        if cached is None:
+            cached = self._results[key] = self._resolve(path, follow)
+        return cached
+
+    def _resolve(self, path: str, follow: bool) -> Resolution:
+        runtime = self._runtime
+        pending = [c for c in path.split("/") if c]
+        pending.reverse()  # a stack: next component last
+        current: list[str] = []
+        links: list[str] = []
+        hops = 0
+        while pending:
+            name = pending.pop()
+            if name == ".":
+                continue
+            if name == "..":
+                if current:
+                    current.pop()
+                continue
+            candidate = "/" + "/".join([*current, name])
+            if candidate in runtime:
+                rest = list(reversed(pending))
+                return Resolution(_lexical(candidate, rest), "runtime", tuple(links))
+            kind = self._kind(candidate)
+            if kind is None:
+                rest = list(reversed(pending))
+                return Resolution(_lexical(candidate, rest), "missing", tuple(links))
+            last = not pending
+            if kind == "symlink" and (follow or not last):
+                hops += 1
+                if hops > MAX_SYMLINKS:
+                    return Resolution(candidate, "loop", tuple(links))
+                links.append(candidate)
+                target = self._tree.readlink(candidate)
+                if target.startswith("/"):
+                    current = []
+                pending.extend(reversed([c for c in target.split("/") if c]))
+                continue
+            if not last and kind != "dir":
+                rest = list(reversed(pending))
+                return Resolution(_lexical(candidate, rest), "missing", tuple(links))
+            current.append(name)
+        final = "/" + "/".join(current)
+        if final in runtime:
+            return Resolution(final, "runtime", tuple(links))
+        return Resolution(final, "found", tuple(links), self._kind(final) if current else "dir")
 
 
 def _lexical(base: str, rest: list[str]) -> str:
@@ -271,8 +300,10 @@ def analyse(
     runtime = tuple(runtime_paths)
     files, runtime_out, created, misses = _Collector(), _Collector(), _Collector(), _Collector()
 
+    resolver = _Resolver(tree, runtime)
+
     def record(path: str, access: set[str], follow: bool, succeeded: bool | None) -> None:
-        res = resolve(tree, path, follow=follow, runtime=runtime)
+        res = resolver.resolve(path, follow)
         for link in res.symlinks:
             if _under(link, runtime):
                 runtime_out.add(link, {"read"})
