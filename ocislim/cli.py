@@ -402,7 +402,12 @@ def trace(image: str, quiet: bool, as_json: bool, syscalls: bool, **opts: Any) -
 @image_options
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option(
-    "--top", type=click.IntRange(0), default=10, show_default=True, help="Largest files per layer."
+    "--top",
+    type=click.IntRange(0),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="Largest files listed per layer (and rows of the long tables).",
 )
 @click.option(
     "--dockerfile",
