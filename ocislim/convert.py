@@ -66,6 +66,12 @@ def _recompress(layer: Layer, compression: str, level: int | None, scratch: Path
 
 
 def _as_is(layer: Layer, compression: str) -> OutputLayer:
+    # The copy checks the blob digest only; the diff_id needs one decompressing pass.
+    stream = layer.open()
+    try:
+        stream.finish()
+    finally:
+        stream.close()
     return OutputLayer(
         layer.descriptor.digest,
         layer.descriptor.size,
