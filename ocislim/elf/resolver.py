@@ -89,14 +89,16 @@ _MUSL_ARCH: dict[tuple[int, int, str, bool], str] = {
     (EM_RISCV, 64, "little", False): "riscv64",
 }
 
-# AT_PLATFORM as the kernel reports it, for $PLATFORM.
-_PLATFORM = {
-    EM_X86_64: "x86_64",
-    EM_386: "i686",
-    EM_AARCH64: "aarch64",
-    EM_ARM: "v7l",
-    EM_S390: "z13",
-    EM_PPC64: "power9",
+# What $PLATFORM can expand to.  The kernel's AT_PLATFORM, except that glibc on
+# x86-64 replaces it with "haswell" or "xeon_phi" on CPUs with those features: the
+# value depends on the machine the image runs on, so every candidate is searched.
+_PLATFORMS: dict[int, tuple[str, ...]] = {
+    EM_X86_64: ("x86_64", "haswell", "xeon_phi"),
+    EM_386: ("i686",),
+    EM_AARCH64: ("aarch64",),
+    EM_ARM: ("v7l",),
+    EM_S390: ("z13",),
+    EM_PPC64: ("power9",),
 }
 
 # Upstream glibc's system directories when the loader binary does not tell us.
@@ -130,7 +132,7 @@ class Loader:
     flavor: str  # "glibc" or "musl"
     system_dirs: tuple[str, ...]
     lib_token: str  # what $LIB expands to
-    platform: str | None  # what $PLATFORM expands to
+    platforms: tuple[str, ...]  # what $PLATFORM may expand to (CPU-dependent)
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,8 @@ class Resolver:
         self._loaders: dict[tuple[str | None, tuple[int, int, str, bool]], Loader] = {}
         self._answers: dict[tuple[str, SearchScope, Loader], Found | None] = {}
         self._variants: dict[tuple[str, str, tuple[int, str, int]], tuple[str, ...]] = {}
+        # Directories that differ only in the CPU-dependent $PLATFORM value.
+        self._alternates: dict[str, tuple[str, ...]] = {}
 
     # -- the loader -------------------------------------------------------------------
 
@@ -218,7 +222,8 @@ class Resolver:
                     dirs = _UPSTREAM_64_DIRS if info.elf_class == 64 else _UPSTREAM_32_DIRS
         # Debian builds glibc with slibdir /lib/TRIPLET, upstream with /lib64 or /lib.
         lib_token = f"lib/{triplet}" if multiarch else ("lib64" if info.elf_class == 64 else "lib")
-        return Loader(named, canonical, flavor, dirs, lib_token, _PLATFORM.get(info.machine))
+        platforms = _PLATFORMS.get(info.machine, ())
+        return Loader(named, canonical, flavor, dirs, lib_token, platforms)
 
     def _glibc_system_dirs(self, canonical: str | None) -> tuple[str, ...]:
         """The system directories compiled into the image's ``ld.so``."""
@@ -254,37 +259,55 @@ class Resolver:
     def expand(self, entries: Iterable[str], origin: str | None, loader: Loader) -> tuple[str, ...]:
         """Expand ``$ORIGIN``/``$LIB``/``$PLATFORM`` in search-path entries.
 
-        Entries needing a token with no value are dropped (as ld.so drops them);
+        Entries needing a token with no value are dropped (as ld.so drops them); an
+        entry with ``$PLATFORM`` becomes one directory per possible platform name;
         relative or empty entries are taken from the working directory.
         """
         out: list[str] = []
         for entry in entries:
+            group: list[str] = []
+            for expanded in self._expand_one(entry, origin, loader):
+                if not expanded.startswith("/"):
+                    expanded = join(self.workdir, expanded)
+                # Kept as spelled (ld.so opens "dir/name"); ".." is resolved in the tree.
+                directory = expanded.rstrip("/") or "/"
+                group.append(directory)
+                if directory not in out:
+                    out.append(directory)
+            if len(group) > 1:
+                for directory in group:
+                    self._alternates[directory] = tuple(d for d in group if d != directory)
+        return tuple(out)
+
+    def _expand_one(self, entry: str, origin: str | None, loader: Loader) -> list[str]:
+        if "$" not in entry:
+            return [entry]
+        glibc = loader.flavor == "glibc"
+        platforms: tuple[str | None, ...] = (
+            loader.platforms or (None,) if glibc and "PLATFORM" in entry else (None,)
+        )
+        out = []
+        for platform in platforms:
             missing = False
 
-            def value(m: re.Match[str]) -> str:
+            def value(m: re.Match[str], platform: str | None = platform) -> str:
                 nonlocal missing
                 token = m.group(1) or m.group(2)
                 if token == "ORIGIN":
                     got = origin
                 elif token == "LIB":
-                    got = loader.lib_token if loader.flavor == "glibc" else None
+                    got = loader.lib_token if glibc else None
                 else:
-                    got = loader.platform if loader.flavor == "glibc" else None
+                    got = platform
                 if got is None:
                     missing = True
                     return ""
                 return got
 
-            expanded = _DST_RE.sub(value, entry) if "$" in entry else entry
-            if missing:
-                continue
-            if not expanded.startswith("/"):
-                expanded = join(self.workdir, expanded)
-            # Kept as spelled (ld.so opens "dir/name"); ".." is resolved in the tree.
-            directory = expanded.rstrip("/") or "/"
-            if directory not in out:
-                out.append(directory)
-        return tuple(out)
+            expanded = _DST_RE.sub(value, entry)
+            if not missing:
+                out.append(expanded)
+        return out
 
     def ld_library_path(self, loader: Loader, origin_main: str) -> tuple[str, ...]:
         value = self.env.get("LD_LIBRARY_PATH")
@@ -396,6 +419,11 @@ class Resolver:
                 continue
             hit = self._try_path(join(directory, name), compat, via)
             if hit:
+                for other in self._alternates.get(directory, ()):
+                    if name in self.rootfs.listdir(other) and self._try_path(
+                        join(other, name), compat, via
+                    ):
+                        variants = (*variants, join(other, name))
                 return Found(hit.path, hit.canonical, hit.links, via, variants)
         return None
 

@@ -351,11 +351,17 @@ def build_scenarios(root: Path, build: Path) -> Scenarios:
         gcc.program("p_reuse", needs=(first, libt), rpath="/opt/first"), "/usr/bin/p_reuse"
     )
 
-    # $LIB and $PLATFORM.
+    # $LIB (Debian: lib/TRIPLET) and $PLATFORM (CPU-dependent on x86-64).
     dst = gcc.library("libdst.so.1")
-    gcc.place(dst, "/opt/dst/lib/x86_64-linux-gnu/x86_64/libdst.so.1")
-    programs["dst"] = gcc.place(
-        gcc.program("p_dst", needs=(dst,), runpath="/opt/dst/$LIB/$PLATFORM"), "/usr/bin/p_dst"
+    gcc.place(dst, "/opt/dst/lib/x86_64-linux-gnu/libdst.so.1")
+    programs["lib-token"] = gcc.place(
+        gcc.program("p_dst", needs=(dst,), runpath="/opt/dst/$LIB"), "/usr/bin/p_dst"
+    )
+    plat = gcc.library("libplat.so.1")
+    for platform in ("x86_64", "haswell", "xeon_phi"):
+        gcc.place(plat, f"/opt/plat/{platform}/libplat.so.1")
+    programs["platform-token"] = gcc.place(
+        gcc.program("p_plat", needs=(plat,), runpath="/opt/plat/${PLATFORM}"), "/usr/bin/p_plat"
     )
 
     # A CPU-specific copy next to the baseline one.
@@ -388,5 +394,5 @@ def build_scenarios(root: Path, build: Path) -> Scenarios:
         env={"LD_LIBRARY_PATH": "/opt/llp", "PATH": "/usr/local/bin:/usr/bin:/bin"},
         programs=programs,
         m32=m32,
-        cpu_dependent=frozenset({"hwcaps"}),
+        cpu_dependent=frozenset({"hwcaps", "platform-token"}),
     )

@@ -151,8 +151,13 @@ def test_loaded_soname_is_reused(scen: Scenarios, analyzer: DepsAnalyzer) -> Non
 
 
 def test_lib_and_platform_tokens(scen: Scenarios, analyzer: DepsAnalyzer) -> None:
-    report = one(analyzer, scen.programs["dst"])
-    assert report.needed["libdst.so.1"] == "/opt/dst/lib/x86_64-linux-gnu/x86_64/libdst.so.1"
+    report = one(analyzer, scen.programs["lib-token"])
+    assert report.needed["libdst.so.1"] == "/opt/dst/lib/x86_64-linux-gnu/libdst.so.1"
+    # $PLATFORM depends on the CPU: the kernel's name is tried first.
+    result = analyzer.analyze([scen.programs["platform-token"]])
+    assert result.objects[0].needed["libplat.so.1"] == "/opt/plat/x86_64/libplat.so.1"
+    for platform in ("haswell", "xeon_phi"):  # what ld.so may pick on other CPUs
+        assert f"/opt/plat/{platform}/libplat.so.1" in result.paths
 
 
 def test_hwcaps_copy_is_kept_as_a_variant(scen: Scenarios, analyzer: DepsAnalyzer) -> None:
