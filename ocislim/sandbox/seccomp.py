@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ocislim.sandbox.syscalls import AUDIT_ARCH, path_syscalls_by_number
+from ocislim.sandbox.syscalls import AUDIT_ARCH, SYSCALL_NUMBERS, path_syscalls_by_number
 
 Instruction = tuple[int, int, int, int]
 
@@ -20,6 +20,7 @@ BPF_LD_W_ABS = 0x20
 BPF_JEQ_K = 0x15
 BPF_JGT_K = 0x25
 BPF_JGE_K = 0x35
+BPF_JSET_K = 0x45
 BPF_RET_K = 0x06
 
 SECCOMP_RET_TRACE = 0x7FF00000
@@ -27,6 +28,11 @@ SECCOMP_RET_ALLOW = 0x7FFF0000
 
 _OFFSET_NR = 0
 _OFFSET_ARCH = 4
+_OFFSET_ARGS = 16  # u64 args; the low 32 bits come first on little-endian machines
+AT_EMPTY_PATH = 0x1000
+# Calls that act on their fd alone when AT_EMPTY_PATH is set (glibc, musl and Rust
+# implement fstat this way); they name no file and run untraced. Value: flags argument.
+FD_ONLY_WITH_EMPTY_PATH = {"newfstatat": 3, "statx": 2}
 _X32_SYSCALL_BIT = 0x40000000
 
 
@@ -34,16 +40,22 @@ def trace_filter(arch: str, *, trace_all: bool = False) -> list[Instruction]:
     """The filter for ``arch``: trace path calls (or every call with ``trace_all``)."""
     if trace_all:
         return [(BPF_RET_K, 0, 0, SECCOMP_RET_TRACE)]
-    return build_filter(AUDIT_ARCH[arch], sorted(path_syscalls_by_number(arch)))
+    numbers = SYSCALL_NUMBERS[arch]
+    fd_only = {numbers[n]: i for n, i in FD_ONLY_WITH_EMPTY_PATH.items() if n in numbers}
+    return build_filter(AUDIT_ARCH[arch], sorted(path_syscalls_by_number(arch)), fd_only)
 
 
-def build_filter(audit_arch: int, traced: Iterable[int]) -> list[Instruction]:
+def build_filter(
+    audit_arch: int, traced: Iterable[int], fd_only: dict[int, int] | None = None
+) -> list[Instruction]:
     """A program tracing the sorted call numbers ``traced`` by binary search.
 
-    Layout: arch check, x32 check, search tree, then ``RET ALLOW`` and
-    ``RET TRACE`` as the last two instructions that every leaf jumps to.
+    ``fd_only``: call number -> index of its flags argument; such a call is allowed
+    when AT_EMPTY_PATH is set.  Layout: arch check, x32 check, search tree, one
+    flag check per ``fd_only`` call, then ``RET ALLOW`` and ``RET TRACE``.
     """
     numbers = sorted(set(traced))
+    fd_only = fd_only or {}
     body: list[tuple[int, object, object, int]] = []
 
     # Jump targets: a relative int, "allow", "trace", or ("at", absolute index).
@@ -62,7 +74,8 @@ def build_filter(audit_arch: int, traced: Iterable[int]) -> list[Instruction]:
         if hi - lo <= 3:
             for i in range(lo, hi):
                 last = i == hi - 1
-                emit(BPF_JEQ_K, "trace", "allow" if last else 0, numbers[i])
+                hit = ("flags", numbers[i]) if numbers[i] in fd_only else "trace"
+                emit(BPF_JEQ_K, hit, "allow" if last else 0, numbers[i])
             if hi == lo:
                 emit(BPF_JEQ_K, "allow", "allow", 0)
             return
@@ -75,6 +88,14 @@ def build_filter(audit_arch: int, traced: Iterable[int]) -> list[Instruction]:
         body[jump_at] = (code, ("at", target), jf, k)
 
     tree(0, len(numbers))
+    checks: dict[int, int] = {}
+    for nr, arg in sorted(fd_only.items()):
+        checks[nr] = emit(BPF_LD_W_ABS, 0, 0, _OFFSET_ARGS + 8 * arg)
+        emit(BPF_JSET_K, "allow", "trace", AT_EMPTY_PATH)
+    body[:] = [
+        (c, ("at", checks[jt[1]]) if isinstance(jt, tuple) and jt[0] == "flags" else jt, jf, k)
+        for c, jt, jf, k in body
+    ]
     allow_at = len(body)
     trace_at = allow_at + 1
     program: list[Instruction] = []
@@ -110,11 +131,14 @@ def _resolve(target: object, index: int, allow_at: int, trace_at: int) -> int:
     return offset
 
 
-def evaluate(program: list[Instruction], arch: int, nr: int) -> int:
+def evaluate(program: list[Instruction], arch: int, nr: int, args: tuple[int, ...] = ()) -> int:
     """Run ``program`` on a syscall (for tests): returns the SECCOMP_RET_* value."""
     acc = 0
     pc = 0
     data = {_OFFSET_NR: nr, _OFFSET_ARCH: arch}
+    for i, value in enumerate((*args, 0, 0, 0, 0, 0, 0)[:6]):
+        data[_OFFSET_ARGS + 8 * i] = value & 0xFFFFFFFF
+        data[_OFFSET_ARGS + 8 * i + 4] = value >> 32
     while True:
         code, jt, jf, k = program[pc]
         if code == BPF_LD_W_ABS:
@@ -129,6 +153,8 @@ def evaluate(program: list[Instruction], arch: int, nr: int) -> int:
                 taken = acc > k
             elif code == BPF_JGE_K:
                 taken = acc >= k
+            elif code == BPF_JSET_K:
+                taken = bool(acc & k)
             else:
                 raise ValueError(f"unknown BPF code {code:#x}")
             pc += 1 + (jt if taken else jf)

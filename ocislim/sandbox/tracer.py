@@ -178,6 +178,11 @@ class Tracer:
         self.child_status: dict[int, int] = {}
         waitpid = os.waitpid
         tasks = self._tasks
+        ptrace = libc.ptrace_nocheck
+        info = self._info
+        info_p, info_size = self._info_p, self._info_size
+        seccomp_stop = (libc.PTRACE_EVENT_SECCOMP << 16) | (signal.SIGTRAP << 8) | 0x7F
+        syscall_stop = (_SYSCALL_TRAP << 8) | 0x7F
         while True:
             try:
                 pid, status = waitpid(-1, libc.WALL)
@@ -185,7 +190,23 @@ class Tracer:
                 return
             except InterruptedError:
                 continue
-            if pid not in tasks and not os.WIFSTOPPED(status):
+            task = tasks.get(pid)
+            # The two hot stops first: a path call's seccomp stop and its exit.
+            if task is not None:
+                if status == seccomp_stop:
+                    self._on_seccomp(pid, task)
+                    continue
+                if status == syscall_stop:
+                    if (
+                        task.pending is not None
+                        and ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, info_size, info_p) > 0
+                        and info.op == libc.PTRACE_SYSCALL_INFO_EXIT
+                    ):
+                        self._complete(pid, task, int(info.u.exit.rval))
+                    ptrace(libc.PTRACE_CONT if task.pending is None else libc.PTRACE_SYSCALL,
+                           pid, 0, 0)  # fmt: skip
+                    continue
+            elif not os.WIFSTOPPED(status):
                 if os.WIFEXITED(status) or os.WIFSIGNALED(status):
                     self.child_status[pid] = status
                 continue

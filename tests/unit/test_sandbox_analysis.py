@@ -189,10 +189,14 @@ def test_seccomp_filter_traces_exactly_the_path_calls(arch: str) -> None:
     audit = AUDIT_ARCH[arch]
     for nr in range(0, 480):
         expected = SECCOMP_RET_TRACE if nr in traced else SECCOMP_RET_ALLOW
-        assert evaluate(program, audit, nr) == expected, nr
+        assert evaluate(program, audit, nr, (0, 0, 0, 0, 0, 0)) == expected, nr
     # Another ABI's numbers mean other calls: always traced.
     assert evaluate(program, 0x40000003, SYSCALL_NUMBERS[arch]["read"]) == SECCOMP_RET_TRACE
     assert evaluate(trace_filter(arch, trace_all=True), audit, 0) == SECCOMP_RET_TRACE
+    # fstat as fstatat(fd, "", AT_EMPTY_PATH) names no file and is not stopped.
+    fstatat = SYSCALL_NUMBERS[arch]["newfstatat"]
+    assert evaluate(program, audit, fstatat, (3, 0, 0, 0x1000)) == SECCOMP_RET_ALLOW
+    assert evaluate(program, audit, fstatat, (-100, 0, 0, 0x100)) == SECCOMP_RET_TRACE
 
 
 def test_syscall_table_covers_the_calls_the_issue_names() -> None:
