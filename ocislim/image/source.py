@@ -358,7 +358,7 @@ def _open(store: BlobStore, source: Path, ref: str | None, wanted: Platform | No
 
     loaded = [_load(store, source, c) for c in candidates]
     if len(loaded) > 1:
-        narrowed = [img for img in loaded if img[2].platform.matches(target)]
+        narrowed = [img for img in loaded if img[3].platform.matches(target)]
         if narrowed:
             loaded = narrowed
     if len(loaded) > 1:
