@@ -25,6 +25,7 @@ import socket
 import stat
 import struct
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,13 +147,15 @@ def _read_sysctl(path: str) -> str | None:
         return None
 
 
-def userns_unavailable_message(err: OSError) -> str:
+def userns_unavailable_message(
+    err: OSError, read_sysctl: Callable[[str], str | None] = _read_sysctl
+) -> str:
     """One line naming the setting that keeps a plain user from user namespaces."""
-    if _read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0":
+    if read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == "0":
         setting = "kernel.unprivileged_userns_clone=0 (set it to 1)"
-    elif _read_sysctl("/proc/sys/user/max_user_namespaces") == "0":
+    elif read_sysctl("/proc/sys/user/max_user_namespaces") == "0":
         setting = "user.max_user_namespaces=0 (set it above 0)"
-    elif _read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
+    elif read_sysctl("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") == "1":
         setting = (
             "kernel.apparmor_restrict_unprivileged_userns=1 (set it to 0 or allow "
             "userns for this program in an AppArmor profile)"

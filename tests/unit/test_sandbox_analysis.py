@@ -9,6 +9,7 @@ import pytest
 from ocislim.errors import SandboxError, UsageError
 from ocislim.sandbox.analysis import DirTree, analyse, processes, resolve
 from ocislim.sandbox.config import parse_mount, resolve_user, run_spec
+from ocislim.sandbox.namespaces import userns_unavailable_message
 from ocislim.sandbox.seccomp import SECCOMP_RET_ALLOW, SECCOMP_RET_TRACE, evaluate, trace_filter
 from ocislim.sandbox.syscalls import (
     AUDIT_ARCH,
@@ -260,3 +261,20 @@ def test_run_spec_rejects_bad_input(tmp_path: Path) -> None:
         parse_mount("/src:relative")
     mount = parse_mount("/src:/dst:ro")
     assert (mount.source, mount.target, mount.read_only) == ("/src", "/dst", True)
+
+
+@pytest.mark.parametrize(
+    ("sysctls", "named"),
+    [
+        ({"/proc/sys/kernel/unprivileged_userns_clone": "0"}, "kernel.unprivileged_userns_clone"),
+        ({"/proc/sys/user/max_user_namespaces": "0"}, "user.max_user_namespaces"),
+        (
+            {"/proc/sys/kernel/apparmor_restrict_unprivileged_userns": "1"},
+            "kernel.apparmor_restrict_unprivileged_userns=1",
+        ),
+    ],
+)
+def test_userns_error_names_the_setting(sysctls: dict[str, str], named: str) -> None:
+    message = userns_unavailable_message(OSError(1, "Operation not permitted"), sysctls.get)
+    assert named in message
+    assert "\n" not in message
