@@ -15,6 +15,7 @@ from ocislim.elf.closure import (
     ObjectReport,
     Reason,
     analyze,
+    analyze_config,
     find_program,
 )
 from ocislim.elf.lazy import DEFAULT_RULES, LazyRule
@@ -28,5 +29,6 @@ __all__ = [
     "ObjectReport",
     "Reason",
     "analyze",
+    "analyze_config",
     "find_program",
 ]

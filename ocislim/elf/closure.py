@@ -20,7 +20,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ocislim.elf.elfinfo import ELF_MAGIC, ElfCatalog, ElfInfo
 from ocislim.elf.lazy import (
@@ -33,6 +33,7 @@ from ocislim.elf.lazy import (
 )
 from ocislim.elf.resolver import Found, Loader, Resolver, SearchScope
 from ocislim.elf.rootpath import RootFS, join, normalize, tidy
+from ocislim.errors import InputNotFoundError, UsageError
 from ocislim.progress import NULL_PROGRESS, Progress
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -144,6 +145,9 @@ class ObjectReport:
     lazy: tuple[LazyEntry, ...] = ()
     note: str | None = None
     description: str | None = None  # "ELF64 little-endian x86_64"
+    # DT_NEEDED edges of every object opened (lazily loaded ones included):
+    # object as named -> {name: what satisfied it, or None}.
+    dependencies: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -157,6 +161,7 @@ class ObjectReport:
             "lazy": [{"path": e.path, "name": e.name, "reason": e.reason} for e in self.lazy],
             "note": self.note,
             "elf": self.description,
+            "dependencies": {k: dict(v) for k, v in self.dependencies.items()},
         }
 
 
@@ -196,6 +201,36 @@ class _Node:
     parent: _Node | None
     origin: str  # directory $ORIGIN expands to
     found: Found | None = None
+
+
+class _Load:
+    """The state of one simulated load: what is loaded, under which names."""
+
+    def __init__(self, loader: Loader, main: _Node, keep: _Keep) -> None:
+        self.loader = loader
+        self.main = main
+        self.keep = keep
+        self.nodes: list[_Node] = [main]
+        self.by_name: dict[str, _Node] = {}
+        self.by_canonical: dict[str, _Node] = {main.canonical: main}
+        self.missing: list[str] = []
+        self.edges: dict[str, dict[str, str | None]] = {}
+        if main.info.soname:
+            self.by_name[main.info.soname] = main
+
+    def add(self, catalog: ElfCatalog, found: Found, parent: _Node) -> _Node:
+        """A newly opened object, queued for its own DT_NEEDED entries."""
+        info = catalog.get(found.canonical)
+        assert info is not None  # the resolver only returns ELF objects
+        origin = found.path.rsplit("/", 1)[0] or "/"
+        node = _Node(found.path, found.canonical, info, parent, origin, found)
+        self.by_canonical[found.canonical] = node
+        self.nodes.append(node)
+        if info.soname:
+            self.by_name.setdefault(info.soname, node)
+        for variant in found.variants:
+            self.keep.add(variant, Reason("hwcap-variant", detail=found.path))
+        return node
 
 
 class _Keep:
@@ -404,104 +439,75 @@ class DepsAnalyzer:
     def _dynamic(self, path: str, canonical: str, info: ElfInfo, keep: _Keep) -> ObjectReport:
         loader = self.resolver.loader_for(info)
         main = _Node(path, canonical, info, None, canonical.rsplit("/", 1)[0] or "/")
-        nodes: list[_Node] = [main]
-        by_name: dict[str, _Node] = {}
-        by_canonical: dict[str, _Node] = {canonical: main}
-        if info.soname:
-            by_name[info.soname] = main
-        rtld: _Node | None = None
+        load = _Load(loader, main, keep)
         note = None
+        rtld: _Node | None = None
         if loader.canonical and loader.path:
             rtld_info = self.catalog.get(loader.canonical)
             if rtld_info is not None:
-                rtld = by_canonical.get(loader.canonical)
+                rtld = load.by_canonical.get(loader.canonical)
                 if rtld is None:
-                    rtld = _Node(
-                        loader.path,
-                        loader.canonical,
-                        rtld_info,
-                        None,
-                        loader.path.rsplit("/", 1)[0] or "/",
-                    )
-                    by_canonical[loader.canonical] = rtld
+                    origin = loader.path.rsplit("/", 1)[0] or "/"
+                    rtld = _Node(loader.path, loader.canonical, rtld_info, None, origin)
+                    load.by_canonical[loader.canonical] = rtld
                 if rtld_info.soname:
-                    by_name.setdefault(rtld_info.soname, rtld)
+                    load.by_name.setdefault(rtld_info.soname, rtld)
         if info.interpreter:
             if loader.canonical:
                 keep.add(info.interpreter, Reason("interpreter", by=canonical))
             else:
                 note = f"interpreter {info.interpreter} is not in the image"
 
-        missing: list[str] = []
-        needed: dict[str, str | None] = {}
-        self._load(nodes, 0, by_name, by_canonical, loader, main, keep, missing, needed)
-        closure = [n.path for n in nodes[1:]]
+        self._load(load, 0)
+        direct_missing = list(load.missing)
+        closure = [n.path for n in load.nodes[1:]]
         # A program's loader is always there; a library pulls it in only by DT_NEEDED
         # (libc.so.6 does), which matched the already-loaded loader by soname.
         rtld_used = rtld is not None and (
-            bool(info.interpreter) or any(by_name.get(n) is rtld for n in needed_names(nodes))
+            bool(info.interpreter)
+            or any(load.by_name.get(n) is rtld for n in needed_names(load.nodes))
         )
         if rtld is not None and rtld_used and rtld is not main and rtld.path not in closure:
             closure.append(rtld.path)
-        lazy = self._lazy(nodes, by_name, by_canonical, loader, main, keep)
+        lazy = self._lazy(load)
         return ObjectReport(
             path,
             canonical,
             DYNAMIC,
             interpreter=info.interpreter,
-            needed=needed,
+            needed=load.edges.get(path, {}),
             closure=tuple(closure),
-            missing=tuple(dict.fromkeys(missing)),
+            missing=tuple(dict.fromkeys(direct_missing)),
             lazy=tuple(lazy),
             note=note,
             description=info.description,
+            dependencies=load.edges,
         )
 
-    def _load(
-        self,
-        nodes: list[_Node],
-        start: int,
-        by_name: dict[str, _Node],
-        by_canonical: dict[str, _Node],
-        loader: Loader,
-        main: _Node,
-        keep: _Keep,
-        missing: list[str],
-        needed: dict[str, str | None] | None = None,
-    ) -> None:
-        """Breadth-first loading of ``nodes[start:]`` and everything they need."""
+    def _load(self, load: _Load, start: int) -> None:
+        """Breadth-first loading of ``load.nodes[start:]`` and everything they need."""
         i = start
-        while i < len(nodes):
-            node = nodes[i]
+        while i < len(load.nodes):
+            node = load.nodes[i]
             i += 1
+            edges = load.edges.setdefault(node.path, {})
             scope: SearchScope | None = None
             for name in node.info.needed:
-                target = by_name.get(name)
+                target = load.by_name.get(name)
                 if target is None:
                     if scope is None:
-                        scope = self._scope(node, main, loader)
-                    found = self.resolver.find(name, scope, loader)
+                        scope = self._scope(node, load.main, load.loader)
+                    found = self.resolver.find(name, scope, load.loader)
                     if found is None:
-                        missing.append(name)
-                        if needed is not None and node is main:
-                            needed[name] = None
+                        load.missing.append(name)
+                        edges[name] = None
                         continue
-                    target = by_canonical.get(found.canonical)
+                    target = load.by_canonical.get(found.canonical)
                     if target is None:
-                        info = self.catalog.get(found.canonical)
-                        assert info is not None  # the resolver only returns ELF objects
-                        origin = found.path.rsplit("/", 1)[0] or "/"
-                        target = _Node(found.path, found.canonical, info, node, origin, found)
-                        by_canonical[found.canonical] = target
-                        nodes.append(target)
-                        if info.soname:
-                            by_name.setdefault(info.soname, target)
-                        for variant in found.variants:
-                            keep.add(variant, Reason("hwcap-variant", detail=found.path))
-                    by_name[name] = target
-                if needed is not None and node is main:
-                    needed[name] = target.path
-                keep.add(target.path, Reason("needed", by=node.canonical, detail=name))
+                        target = load.add(self.catalog, found, node)
+                    load.by_name[name] = target
+                edges[name] = target.path
+                load.keep.add(target.path, Reason("needed", by=node.canonical, detail=name))
 
     def _scope(self, node: _Node, main: _Node, loader: Loader) -> SearchScope:
         compat = main.info.compat
@@ -534,19 +540,11 @@ class DepsAnalyzer:
             self._glibc[canonical] = glibc_version(self.rootfs, canonical)
         return self._glibc[canonical]
 
-    def _lazy(
-        self,
-        nodes: list[_Node],
-        by_name: dict[str, _Node],
-        by_canonical: dict[str, _Node],
-        loader: Loader,
-        main: _Node,
-        keep: _Keep,
-    ) -> list[LazyEntry]:
+    def _lazy(self, load: _Load) -> list[LazyEntry]:
         entries: list[LazyEntry] = []
-        libc = by_name.get("libc.so.6")
+        libc = load.by_name.get("libc.so.6")
         version = self._glibc_version(libc.canonical) if libc else None
-        loaded = list(nodes)
+        loaded = list(load.nodes)
         for rule in self.rules:
             if not rule.glibc_ok(version):
                 continue
@@ -560,13 +558,11 @@ class DepsAnalyzer:
                 if not any(self.catalog.imports(n.canonical, wanted) for n in loaded):
                     continue
             for need in self._rule_needs(rule, trigger.canonical, version):
+                why = Reason("lazy", by=trigger.canonical, detail=need.reason, rule=rule.name)
                 if need.kind == "file":
-                    entries += self._lazy_files(need.target, need.reason, rule, trigger, keep)
-                    continue
-                entries += self._lazy_library(
-                    need.target, need.reason, rule, trigger, nodes, by_name, by_canonical,
-                    loader, main, keep,
-                )  # fmt: skip
+                    entries += self._lazy_files(need, why, trigger, load.keep)
+                else:
+                    entries += self._lazy_library(need, why, trigger, load)
         return entries
 
     def _rule_needs(
@@ -579,79 +575,54 @@ class DepsAnalyzer:
         return self._needs[key]
 
     def _lazy_files(
-        self, target: str, reason: str, rule: LazyRule, trigger: _Node, keep: _Keep
+        self, need: LazyNeed, why: Reason, trigger: _Node, keep: _Keep
     ) -> list[LazyEntry]:
+        target = need.target
         matches = self.rootfs.glob(target) if any(c in target for c in "*?[") else [target]
-        out = []
-        for match in matches:
-            why = Reason("lazy", by=trigger.canonical, detail=reason, rule=rule.name)
-            if keep.add(match, why) is not None:
-                out.append(LazyEntry(match, match, reason, rule.name, "file", trigger.canonical))
-        return out
+        return [
+            LazyEntry(match, match, need.reason, need.rule, "file", trigger.canonical)
+            for match in matches
+            if keep.add(match, why) is not None
+        ]
 
     def _lazy_library(
-        self,
-        name: str,
-        reason: str,
-        rule: LazyRule,
-        trigger: _Node,
-        nodes: list[_Node],
-        by_name: dict[str, _Node],
-        by_canonical: dict[str, _Node],
-        loader: Loader,
-        main: _Node,
-        keep: _Keep,
+        self, need: LazyNeed, why: Reason, trigger: _Node, load: _Load
     ) -> list[LazyEntry]:
-        target = by_name.get(name)
+        """Load ``need`` as if ``trigger`` dlopen()ed it, then its own DT_NEEDED closure."""
+
+        def entry(path: str | None, name: str, reason: str, via: str | None = None) -> LazyEntry:
+            return LazyEntry(path, name, reason, need.rule, "library", trigger.canonical, via)
+
+        name = need.target
+        target = load.by_name.get(name)
         if target is None:
-            found = self.resolver.find(name, self._scope(trigger, main, loader), loader)
+            scope = self._scope(trigger, load.main, load.loader)
+            found = self.resolver.find(name, scope, load.loader)
             if found is None:
-                return [LazyEntry(None, name, reason, rule.name, "library", trigger.canonical)]
-            target = by_canonical.get(found.canonical)
+                return [entry(None, name, need.reason)]
+            target = load.by_canonical.get(found.canonical)
             if target is None:
-                info = self.catalog.get(found.canonical)
-                assert info is not None
-                origin = found.path.rsplit("/", 1)[0] or "/"
-                target = _Node(found.path, found.canonical, info, trigger, origin, found)
-                by_canonical[found.canonical] = target
-                start = len(nodes)
-                nodes.append(target)
-                if info.soname:
-                    by_name.setdefault(info.soname, target)
-                by_name.setdefault(name, target)
-                missing: list[str] = []
-                self._load(nodes, start, by_name, by_canonical, loader, main, keep, missing)
-                why = Reason("lazy", by=trigger.canonical, detail=reason, rule=rule.name)
-                keep.add(found.path, why)
-                out = [LazyEntry(found.path, name, reason, rule.name, "library", trigger.canonical)]
-                for dep in nodes[start + 1 :]:
-                    out.append(
-                        LazyEntry(
-                            dep.path,
-                            dep.path.rsplit("/", 1)[-1],
-                            f"needed by {found.path}",
-                            rule.name,
-                            "library",
-                            trigger.canonical,
-                            via=found.path,
-                        )
-                    )
-                for lost in dict.fromkeys(missing):
-                    out.append(
-                        LazyEntry(
-                            None,
-                            lost,
-                            f"needed by {found.path}",
-                            rule.name,
-                            "library",
-                            trigger.canonical,
-                            via=found.path,
-                        )
-                    )
-                return out
-        why = Reason("lazy", by=trigger.canonical, detail=reason, rule=rule.name)
-        keep.add(target.path, why)
-        return [LazyEntry(target.path, name, reason, rule.name, "library", trigger.canonical)]
+                start = len(load.nodes)
+                target = load.add(self.catalog, found, trigger)
+                load.by_name.setdefault(name, target)
+                load.keep.add(found.path, why)
+                missing_before = len(load.missing)
+                self._load(load, start)
+                reason = f"needed by {found.path}"
+                return [
+                    entry(found.path, name, need.reason),
+                    *(
+                        entry(dep.path, dep.path.rsplit("/", 1)[-1], reason, found.path)
+                        for dep in load.nodes[start + 1 :]
+                    ),
+                    *(
+                        entry(None, lost, reason, found.path)
+                        for lost in dict.fromkeys(load.missing[missing_before:])
+                    ),
+                ]
+            load.by_name.setdefault(name, target)
+        load.keep.add(target.path, why)
+        return [entry(target.path, name, need.reason)]
 
 
 def analyze(
@@ -674,3 +645,47 @@ def analyze(
     """
     analyzer = DepsAnalyzer(root, env, workdir=workdir, rules=rules)
     return analyzer.analyze(paths, all_objects=all_objects, progress=progress)
+
+
+class ProgramConfig(Protocol):
+    """What :func:`analyze_config` reads from an image config (``ImageConfig`` has it)."""
+
+    entrypoint: list[str] | None
+    cmd: list[str] | None
+    env: list[str]
+    working_dir: str
+
+
+def analyze_config(
+    root: Path | str,
+    config: ProgramConfig,
+    paths: Iterable[str] = (),
+    *,
+    all_objects: bool = False,
+    rules: Sequence[LazyRule] = DEFAULT_RULES,
+    progress: Progress = NULL_PROGRESS,
+) -> DepsResult:
+    """:func:`analyze` for an image: its Env and WorkingDir, and its program by default.
+
+    ``paths`` not starting with ``/`` are looked up on the image's ``PATH``.  With no
+    ``paths`` and not ``all_objects``, the program of the entrypoint (or, without one,
+    the cmd) is analysed.  Raises :class:`~ocislim.errors.UsageError` when there is
+    nothing to analyse and :class:`~ocislim.errors.InputNotFoundError` when a named
+    path (or the image's program) is not in the image.  Read-only.
+    """
+    workdir = config.working_dir or "/"
+    analyzer = DepsAnalyzer(root, config.env, workdir=workdir, rules=rules)
+    names = list(paths)
+    if not names and not all_objects:
+        argv = [*(config.entrypoint or []), *(config.cmd or [])]
+        if not argv:
+            raise UsageError("the image has no entrypoint or cmd; name PATHs or use --all")
+        names = [argv[0]]
+    targets = []
+    for name in names:
+        found = find_program(analyzer.rootfs, name, config.env, workdir)
+        if found is None:
+            where = "in the image" if name.startswith("/") else "on the image's PATH"
+            raise InputNotFoundError(f"{name}: not found {where}")
+        targets.append(found)
+    return analyzer.analyze(targets, all_objects=all_objects, progress=progress)
