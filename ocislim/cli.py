@@ -484,3 +484,50 @@ def diff(
         emit_json(report)
     else:
         click.echo(render_text(report), nl=False)
+
+
+@main.command()
+@click.argument("image", metavar="IMAGE")
+@click.argument("paths", nargs=-1, metavar="[PATH]...")
+@click.option("--all", "all_objects", is_flag=True, help="Analyse every ELF object in the image.")
+@click.option(
+    "--rootfs",
+    type=click.Path(file_okay=False),
+    help="Unpack into DIR, or reuse DIR if it already holds this image.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
+@click.option("--tree", is_flag=True, help="Show each object's load tree.")
+@image_options
+@quiet_option
+@handle_errors
+def deps(
+    image: str,
+    paths: tuple[str, ...],
+    all_objects: bool,
+    rootfs: str | None,
+    as_json: bool,
+    tree: bool,
+    ref: str | None,
+    platform: str | None,
+    quiet: bool,
+) -> None:
+    """List what the loader and glibc need for PATHs in IMAGE, without running them.
+
+    PATHs are in-image programs, libraries or scripts (names without / are looked
+    up on the image's PATH); default: the entrypoint's program.  Lazy loads (NSS
+    modules, libgcc_s, gconv) are included.  Missing libraries are reported, exit 0.
+    """
+    from pathlib import Path
+
+    from ocislim.elf import analyze_config
+    from ocislim.elf.render import render_list, render_tree
+    from ocislim.layers.rootfs import prepared_rootfs
+
+    progress = StderrProgress(quiet or as_json)
+    target = Path(rootfs) if rootfs else None
+    with _open(image, ref, platform) as img, prepared_rootfs(img, target, progress) as root:
+        result = analyze_config(root, img.config, paths, all_objects=all_objects, progress=progress)
+    if as_json:
+        emit_json(result.to_json())
+    else:
+        click.echo((render_tree if tree else render_list)(result), nl=False)
