@@ -340,7 +340,7 @@ def test_cli_errors(tmp_path: Path) -> None:
     junk = tmp_path / "junk.tar"
     junk.write_bytes(b"not a tar")
     bad = run_cli("xray", str(junk))
-    assert bad.code != 0 and bad.error
+    assert bad.code == 4 and "junk.tar" in bad.error
     path = oci_archive(tmp_path, LAYERS, config=_config())
     nowhere = run_cli("xray", "--dockerfile", str(tmp_path / "no" / "Dockerfile"), str(path))
     assert nowhere.code == 8 and "does not exist" in nowhere.error
