@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The README's first command: set up the venv (pip only; no root, no apt), then
+# run ocislim on the committed demo image fixtures/demo.oci.tar.  Needs network
+# only for the first pip install; afterwards it runs offline.  Outputs go to out/.
+set -euo pipefail
+umask 022
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/venv.sh
+source scripts/venv.sh
+ensure_venv .venv .
+ocislim=.venv/bin/ocislim
+demo=fixtures/demo.oci.tar
+mkdir -p out
+
+# Switch to "build" once `ocislim build` exists (this one line):
+mode=convert
+
+if [[ $mode == build ]]; then
+    "$ocislim" build "$demo" -o out/demo.slim.oci.tar
+else
+    "$ocislim" inspect "$demo"
+    echo
+    "$ocislim" convert "$demo" out/demo-flat.oci.tar --flatten
+    "$ocislim" inspect -q out/demo-flat.oci.tar
+fi
