@@ -1,0 +1,198 @@
+"""Run the real ``ocislim`` CLI in a subprocess, and take snapshots of directories.
+
+``run_cli`` runs ``python -m ocislim`` with this checkout first on ``PYTHONPATH``,
+optionally as another user through ``su``.  ``snapshot`` records everything about a
+directory tree that a hostile archive could change (types, modes, owners, sizes,
+times, inode numbers, contents, link targets), so a test can prove it untouched.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import hashlib
+import os
+import pwd
+import shlex
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PLAIN_USER = "tester"
+PLAIN_USER_VENV = Path("/var/tmp/ocislim-venv-tester")
+
+
+@dataclass(frozen=True)
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error(self) -> str:
+        """The one ``ocislim: error: ...`` line; fails the test unless there is exactly one."""
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ocislim: error: ")]
+        assert len(errors) == 1, f"expected one error line, got stderr:\n{self.stderr}"
+        assert "Traceback" not in self.stderr, self.stderr
+        return errors[0]
+
+
+def run_cli(
+    *args: str,
+    python: str = sys.executable,
+    user: str | None = None,
+    env: dict[str, str] | None = None,
+    pythonpath: Path = REPO,
+    timeout: float = 600,
+) -> CliResult:
+    """Run ``ocislim ARGS``; as ``user`` (via ``su``) when given."""
+    extra = {"PYTHONPATH": str(pythonpath), **(env or {})}
+    cmd = [python, "-m", "ocislim", *args]
+    if user is None:
+        proc = subprocess.run(
+            cmd,
+            env={**os.environ, **extra},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    else:
+        inner = shlex.join(["env", *(f"{k}={v}" for k, v in extra.items()), *cmd])
+        proc = subprocess.run(
+            ["su", user, "-s", "/bin/sh", "-c", inner],
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+Snapshot = dict[str, tuple[object, ...]]
+
+
+def snapshot(root: Path, exclude: tuple[Path, ...] = ()) -> Snapshot:
+    """Every path below ``root`` (and ``root`` itself) with its metadata and content digest.
+
+    Symlinks are recorded, never followed.  Paths in ``exclude`` (and below them)
+    are left out.
+    """
+    skipped = {os.fspath(p) for p in exclude}
+    out: Snapshot = {}
+
+    def record(path: str) -> None:
+        st = os.lstat(path)
+        if stat.S_ISLNK(st.st_mode):
+            content: object = os.readlink(path)
+        elif stat.S_ISREG(st.st_mode):
+            with open(path, "rb") as fh:
+                content = hashlib.sha256(fh.read()).hexdigest()
+        else:
+            content = None
+        out[os.path.relpath(path, root)] = (
+            stat.S_IFMT(st.st_mode),
+            stat.S_IMODE(st.st_mode),
+            st.st_uid,
+            st.st_gid,
+            st.st_size,
+            st.st_mtime_ns,
+            st.st_ino,
+            st.st_nlink,
+            content,
+        )
+
+    record(os.fspath(root))
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if os.path.join(dirpath, d) not in skipped]
+        for name in dirnames + filenames:
+            full = os.path.join(dirpath, name)
+            if full not in skipped:
+                record(full)
+    return out
+
+
+def inodes(root: Path) -> set[tuple[int, int]]:
+    """``(st_dev, st_ino)`` of every non-directory below ``root``."""
+    found = set()
+    for dirpath, _, filenames in os.walk(root):
+        for name in filenames:
+            st = os.lstat(os.path.join(dirpath, name))
+            found.add((st.st_dev, st.st_ino))
+    return found
+
+
+def _as_plain_user(command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["su", PLAIN_USER, "-s", "/bin/sh", "-c", command],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@functools.cache
+def plain_user_python() -> tuple[str, Path]:
+    """A Python the plain user can run, and a ``PYTHONPATH`` holding this checkout.
+
+    Skips unless running as root with the user ``tester`` present.  The virtual
+    environment (from ``/usr/bin/python3``, in a directory the user can read) is
+    created with the project's dependencies when it is missing.  If the user cannot
+    read this checkout, the package is copied to a readable temporary directory
+    (removed at exit).
+    """
+    if os.geteuid() != 0:
+        pytest.skip("plain-user tests switch users and need root")
+    try:
+        pwd.getpwnam(PLAIN_USER)
+    except KeyError:
+        pytest.skip(f"user {PLAIN_USER!r} does not exist")
+    if sys.version_info < (3, 11):
+        pytest.skip("reading pyproject.toml needs tomllib (Python >= 3.11)")
+    import tomllib
+
+    python = PLAIN_USER_VENV / "bin" / "python"
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    probe = "import click, jsonschema, zstandard, elftools"
+    if subprocess.run([python, "-c", probe], capture_output=True, check=False).returncode:
+        subprocess.run(["/usr/bin/python3", "-m", "venv", PLAIN_USER_VENV], check=True)
+        subprocess.run([python, "-m", "pip", "install", "-q", *deps], check=True)
+    source = REPO
+    check = f"cd / && PYTHONPATH={shlex.quote(str(source))} {python} -c 'import ocislim.cli'"
+    if _as_plain_user(check).returncode:
+        source = Path(tempfile.mkdtemp(prefix="ocislim-src-", dir="/var/tmp"))
+        atexit.register(shutil.rmtree, source, True)
+        shutil.copytree(REPO / "ocislim", source / "ocislim")
+        subprocess.run(["chmod", "-R", "a+rX", source], check=True)
+    return str(python), source
+
+
+def plain_user_dir(prefix: str) -> Path:
+    """A fresh directory owned by the plain user, in a place that user can reach.
+
+    The caller removes it (root can, whatever the modes inside).
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    entry = pwd.getpwnam(PLAIN_USER)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+    os.chmod(path, 0o755)
+    return path
+
+
+def chown_tree(root: Path, user: str = PLAIN_USER) -> None:
+    """Give ``root`` and everything below it (symlinks themselves) to ``user``."""
+    entry = pwd.getpwnam(user)
+    os.chown(root, entry.pw_uid, entry.pw_gid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.chown(os.path.join(dirpath, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
