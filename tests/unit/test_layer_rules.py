@@ -216,6 +216,16 @@ def test_anything_else_replaces_the_path(
     assert disk(tmp_path, lower, upper) == expected
 
 
+@pytest.mark.parametrize("same_layer", [True, False])
+def test_writes_follow_a_symlink_that_was_retargeted(tmp_path: Path, same_layer: bool) -> None:
+    first = [M("d1", "dir"), M("d2", "dir"), M("link", "symlink", link="d1"), M("link/f1")]
+    second = [M("link", "symlink", link="/d2"), M("link/f2")]
+    layers = [first + second] if same_layer else [first, second]
+    tree = disk(tmp_path, *layers)
+    assert sorted(tree) == ["/d1", "/d1/f1", "/d2", "/d2/f2", "/link"]
+    assert tree["/link"] == ("symlink", 0, "/d2")
+
+
 def test_implied_parent_directories(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
     tree = merged(tmp_path, [M("a/b/c", data=b"x")])
