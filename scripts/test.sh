@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 VENV=$ROOT/.venv
 TESTER=tester
-TESTER_VENV=/var/tmp/ocislim-venv-tester
+# Used only when the plain user cannot read this clone (e.g. a clone under /root).
+TESTER_VENV=/var/tmp/ocislim-ci-venv-$(printf %s "$PWD" | sha256sum | cut -c1-12)
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 # shellcheck source=scripts/venv.sh
 source scripts/venv.sh
@@ -96,9 +97,18 @@ tester_python() {
         return
     fi
     step "the clone is not readable by $TESTER: installing a copy into $TESTER_VENV"
-    rm -rf "$TESTER_VENV"
-    "$OCISLIM_BASE_PYTHON" -m venv "$TESTER_VENV"
-    "$TESTER_VENV/bin/python" -m pip install --quiet --no-input "$ROOT[test]"
+    local stamp
+    stamp=$(sha256sum pyproject.toml | cut -d' ' -f1)
+    if [[ "$(cat "$TESTER_VENV/.ocislim-deps" 2>/dev/null)" == "$stamp" ]]; then
+        # Same dependencies: only refresh the copy of the package.
+        "$TESTER_VENV/bin/python" -m pip install --quiet --no-input --no-deps \
+            --force-reinstall "$ROOT"
+    else
+        rm -rf "$TESTER_VENV"
+        "$OCISLIM_BASE_PYTHON" -m venv "$TESTER_VENV"
+        "$TESTER_VENV/bin/python" -m pip install --quiet --no-input "$ROOT[test]"
+        echo "$stamp" >"$TESTER_VENV/.ocislim-deps"
+    fi
     chmod -R a+rX "$TESTER_VENV"
     as_tester "cd / && '$TESTER_VENV/bin/python' -c '$probe'"
     export OCISLIM_TESTER_PYTHON=$TESTER_VENV/bin/python
