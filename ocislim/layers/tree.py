@@ -183,6 +183,9 @@ class FileTree:
         self._next_inode = 1
         self.root = Entry("/", root_info, -1, self._new_inode(), children={})
         self._sink = sink
+        # Parent path as written -> its directory. Valid until an entry is removed,
+        # since only a removal can change where a path resolves.
+        self._parents: dict[str, Entry] = {}
         self._implied_mtime = implied_mtime
         self.device_nodes: list[str] = []
 
@@ -260,6 +263,9 @@ class FileTree:
     def _parent_dir(self, path: str, layer: int, what: str) -> tuple[Entry, str]:
         """The directory entry that will hold ``path`` (created if implied), and the name."""
         parent_path, name = posixpath.split(path)
+        cached = self._parents.get(parent_path)
+        if cached is not None:
+            return cached, name
         real_parent = self.resolve(parent_path)
         node = self.root
         walked = ""
@@ -281,10 +287,12 @@ class FileTree:
             elif not child.is_dir:
                 raise ImageError(f"{what}: parent {walked} of {path} is not a directory")
             node = child
+        self._parents[parent_path] = node
         return node, name
 
     def _detach(self, parent: Entry, name: str) -> None:
         assert parent.children is not None
+        self._parents.clear()
         entry = parent.children.pop(name)
         if entry.children:
             for child_name in list(entry.children):
@@ -300,6 +308,7 @@ class FileTree:
             for child_name in list(entry.children):
                 self._remove_lower(entry, child_name, layer)
         if entry.layer != layer and not entry.children:
+            self._parents.clear()
             parent.children.pop(name)
             if self._sink:
                 self._sink.removed(entry)
