@@ -164,12 +164,16 @@ class DirStore:
         return st.st_size
 
     def open(self, name: str) -> BinaryIO:
+        # O_NONBLOCK: opening a FIFO planted in the layout must not wait for a writer.
         try:
-            return open(self._path(name), "rb")
+            fd = os.open(self._path(name), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise BlobNotFoundError(f"{self.description}: missing {name}") from None
-        except IsADirectoryError:
-            raise ImageError(f"{self.description}: {name} is not a regular file") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ImageError(f"{self.description}: {name} is not a regular file")
+        os.set_blocking(fd, True)
+        return open(fd, "rb")
 
     def close(self) -> None:
         return None
