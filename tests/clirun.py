@@ -9,12 +9,14 @@ times, inode numbers, contents, link targets), so a test can prove it untouched.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import os
 import pwd
 import shlex
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -53,29 +55,53 @@ def run_cli(
     pythonpath: Path = REPO,
     timeout: float = 600,
 ) -> CliResult:
-    """Run ``ocislim ARGS``; as ``user`` (via ``su``) when given."""
+    """Run ``ocislim ARGS``; as ``user`` (via ``su``) when given.
+
+    On timeout the command and every process below it are killed (a hung run
+    as another user leaves nothing behind) and the test fails.
+    """
     extra = {"PYTHONPATH": str(pythonpath), **(env or {})}
     cmd = [python, "-m", "ocislim", *args]
-    if user is None:
-        proc = subprocess.run(
-            cmd,
-            env={**os.environ, **extra},
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    else:
+    if user is not None:
         inner = shlex.join(["env", *(f"{k}={v}" for k, v in extra.items()), *cmd])
-        proc = subprocess.run(
-            ["su", user, "-s", "/bin/sh", "-c", inner],
-            cwd="/",
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+        cmd = ["su", user, "-s", "/bin/sh", "-c", inner]
+    with subprocess.Popen(
+        cmd,
+        env={**os.environ, **extra},
+        cwd="/",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            for pid in [*_descendants(proc.pid), proc.pid]:  # su puts its child in a new session
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.communicate()
+            pytest.fail(f"ocislim {shlex.join(args)} did not finish in {timeout} s")
+    return CliResult(proc.returncode, stdout, stderr)
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, children before their parents' siblings (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat_line = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat_line.rsplit(")", 1)[1].split()[1])
+            parents.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        children = parents.get(pending.pop(), [])
+        found.extend(children)
+        pending.extend(children)
+    return found
 
 
 Snapshot = dict[str, tuple[object, ...]]

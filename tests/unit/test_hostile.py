@@ -176,6 +176,19 @@ def layout_with_link(env: Env, link_name: str, target: Path) -> Path:
     return path
 
 
+def layout_with_special_blob(env: Env, kind: str) -> Path:
+    """An OCI layout directory whose layer blob is a FIFO or a directory."""
+    draft = Draft([layer([M("f", data=b"x")])])
+    path = draft_image(env, draft, as_dir=True)
+    blob = path / "blobs" / "sha256" / draft.descs[0]["digest"][7:]
+    blob.unlink()
+    if kind == "fifo":
+        os.mkfifo(blob)
+    else:
+        blob.mkdir()
+    return path
+
+
 def truncated(env: Env, algorithm: str) -> Path:
     raw = layer([M("big", data=os.urandom(64 << 10))])
     blob = compress(raw, algorithm)[:-64]
@@ -846,6 +859,19 @@ CASES: list[Case] = [
         "outside the layout",
     ),
     Case(
+        "layout-blob-is-a-fifo",
+        lambda e: layout_with_special_blob(e, "fifo"),
+        4,
+        "is not a regular file",
+    ),
+    Case(
+        "layout-blob-is-a-directory",
+        lambda e: layout_with_special_blob(e, "dir"),
+        4,
+        "is not a regular file",
+        plain=False,
+    ),
+    Case(
         "layout-index-symlink-outside",
         lambda e: layout_with_link(e, "index.json", e.canary / "secret"),
         4,
@@ -887,12 +913,12 @@ def run_case(case: Case, env: Env) -> None:
     before = snapshot(env.base, exclude=(env.work,))
     canary_inodes = inodes(env.canary)
     if env.user is None:
-        result = run_cli("unpack", "-q", str(image), str(env.dest))
+        result = run_cli("unpack", "-q", str(image), str(env.dest), timeout=120)
     else:
         python, source = plain_user_python()
         result = run_cli(
             "unpack", "-q", str(image), str(env.dest), python=python, user=env.user,
-            pythonpath=source,
+            pythonpath=source, timeout=120,
         )  # fmt: skip
     after = snapshot(env.base, exclude=(env.work,))
     assert after == before, "something outside the destination changed"
