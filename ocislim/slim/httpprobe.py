@@ -1,0 +1,78 @@
+"""HTTP probes from inside a sandbox's network namespace (a helper process).
+
+Usage: ``python -m ocislim.slim.httpprobe INIT_PID REQUESTS_JSON WAIT_SECONDS``
+
+Joins the user and network namespaces of the sandbox whose init has host pid
+INIT_PID (the caller owns that user namespace, so no privilege is needed; the
+join must happen in a fresh, single-threaded process, hence this helper), then
+sends each request to 127.0.0.1, retrying the connection while the server starts
+(for at most WAIT_SECONDS in total, and only while the sandbox is alive).
+Prints one JSON list on stdout: ``{"status": int | null, "error": str | null}``
+per request, in order.  Exit status 0 unless the namespaces cannot be joined.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import json
+import os
+import sys
+import time
+from typing import Any
+
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWNET = 0x40000000
+REQUEST_TIMEOUT = 10.0
+
+
+def _join(pid: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    for name, flag in (("user", CLONE_NEWUSER), ("net", CLONE_NEWNET)):
+        if os.readlink(f"/proc/{pid}/ns/{name}") == os.readlink(f"/proc/self/ns/{name}"):
+            continue  # e.g. --network host: already there
+        fd = os.open(f"/proc/{pid}/ns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if libc.setns(fd, flag) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"joining the sandbox's {name} namespace: {os.strerror(err)}")
+        finally:
+            os.close(fd)
+
+
+def _request(req: dict[str, Any], deadline: float, pid: int) -> dict[str, Any]:
+    last = "no connection"
+    while True:
+        conn = http.client.HTTPConnection("127.0.0.1", int(req["port"]), timeout=REQUEST_TIMEOUT)
+        try:
+            conn.request(str(req["method"]), str(req["path"]), headers={"Connection": "close"})
+            response = conn.getresponse()
+            response.read()
+            return {"status": response.status, "error": None}
+        except (ConnectionRefusedError, ConnectionResetError) as exc:
+            last = str(exc)
+        except OSError as exc:
+            return {"status": None, "error": str(exc)}
+        except http.client.HTTPException as exc:
+            return {"status": None, "error": f"bad response: {exc!r}"}
+        finally:
+            conn.close()
+        if time.monotonic() >= deadline or not os.path.exists(f"/proc/{pid}/ns"):
+            return {"status": None, "error": last}
+        time.sleep(0.05)
+
+
+def main(argv: list[str]) -> int:
+    pid, requests, wait = int(argv[0]), json.loads(argv[1]), float(argv[2])
+    try:
+        _join(pid)
+    except OSError as exc:
+        print(f"ocislim httpprobe: {exc}", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + wait
+    print(json.dumps([_request(r, deadline, pid) for r in requests]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

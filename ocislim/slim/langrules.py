@@ -1,0 +1,301 @@
+"""Language runtimes load lazily too: rules, as data, that widen what a trace touched.
+
+A trace sees only the modules one run imported; the next run may import others
+(``importlib``, plugins, optional features).  Each :class:`LangRule` names a
+behaviour, says what it keeps, and can be switched off (or, for the ones off by
+default, on) by name; every path it keeps carries ``Reason("lazy", rule=NAME)``.
+
+- ``python-stdlib``: when a file of a Python standard library directory
+  (``.../lib/pythonX.Y`` holding ``os.py``, the interpreter's landmark) is touched,
+  keep that library: pure modules and ``lib-dynload`` extension modules (their ELF
+  closures follow from the plan's ELF pass).  Bytecode caches of modules that were
+  not touched are left out, as are ``site-packages``/``dist-packages`` (see below)
+  and the extras.
+- ``python-stdlib-extras`` (off by default): test suites and tools too.
+- ``python-distribution``: when a file of an installed distribution is touched
+  (a path its ``*.dist-info/RECORD`` or ``*.egg-info/installed-files.txt`` lists,
+  or, without such a list, anything under a top-level name of
+  ``top_level.txt``), keep the whole distribution; a touched top-level package
+  that no distribution claims is kept whole.
+- ``node-package``: when a file of a package under ``node_modules`` (or Debian's
+  ``/usr/share/nodejs``, ``/usr/lib/nodejs``) is touched, keep the package's
+  directory.
+
+Pure apart from the ``read_text`` callable it is given (metadata files).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+import re
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+
+from ocislim.layers.tree import Entry, FileTree
+from ocislim.slim.plan import Reason, Seed
+
+
+@dataclass(frozen=True)
+class LangRule:
+    name: str
+    description: str
+    default: bool = True
+
+
+LANG_RULES: tuple[LangRule, ...] = (
+    LangRule(
+        "python-stdlib",
+        "a Python interpreter that ran needs its whole standard library "
+        "(pure modules and lib-dynload extensions; untouched bytecode caches left out)",
+    ),
+    LangRule(
+        "python-stdlib-extras",
+        "with python-stdlib, also the standard library's test suites and tools",
+        default=False,
+    ),
+    LangRule(
+        "python-distribution",
+        "a touched file of an installed Python distribution keeps the whole distribution",
+    ),
+    LangRule(
+        "node-package",
+        "a touched file of a Node package keeps the package's whole directory",
+    ),
+)
+
+# Standard-library subdirectories that are test suites or tools, not runtime modules.
+PYTHON_STDLIB_EXTRAS = (
+    "test",
+    "idlelib",
+    "lib2to3",
+    "ensurepip",
+    "pydoc_data",
+    "turtledemo",
+    "config-*",  # static libpython and Makefile, for building extensions
+)
+# Third-party code inside a standard library directory has its own rule.
+PYTHON_SITE_DIRS = ("site-packages", "dist-packages")
+PYTHON_LIBDIR_RE = re.compile(r"^python\d+\.\d+t?$")
+PYTHON_LANDMARK = "os.py"
+PYTHON_DIST_SUFFIXES = (".dist-info", ".egg-info")
+
+NODE_MODULES = "node_modules"
+# Debian installs Node packages outside any node_modules directory.
+NODE_ROOTS = ("/usr/share/nodejs", "/usr/lib/nodejs")
+
+
+def rule_names() -> tuple[str, ...]:
+    return tuple(r.name for r in LANG_RULES)
+
+
+def default_enabled() -> frozenset[str]:
+    return frozenset(r.name for r in LANG_RULES if r.default)
+
+
+def glob_escape(path: str) -> str:
+    """``path`` as a glob matching only itself."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
+
+
+@dataclass
+class _Distribution:
+    info_dir: str
+    members: frozenset[str]  # absolute paths listed by RECORD / installed-files.txt
+    tops: frozenset[str]  # top-level names (used when there is no file list)
+
+
+class LangRules:
+    """Applies the enabled rules to touched paths; remembers what it already kept.
+
+    ``read_text(path)`` returns the text of an in-image file (or None).
+    """
+
+    def __init__(
+        self,
+        tree: FileTree,
+        read_text: Callable[[str], str | None],
+        enabled: Collection[str] | None = None,
+    ) -> None:
+        self.tree = tree
+        self.read_text = read_text
+        self.enabled = frozenset(default_enabled() if enabled is None else enabled)
+        self._stdlib_done: set[str] = set()
+        self._packages_done: set[str] = set()
+        self._sites: dict[str, list[_Distribution]] | None = None
+
+    def seeds(self, touched: Iterable[str]) -> list[Seed]:
+        """Seeds for every rule that ``touched`` (canonical in-image paths) triggers."""
+        out: list[Seed] = []
+        for path in touched:
+            if "python-stdlib" in self.enabled:
+                out += self._python_stdlib(path)
+            if "python-distribution" in self.enabled:
+                out += self._python_distribution(path)
+            if "node-package" in self.enabled:
+                out += self._node_package(path)
+        return out
+
+    # -- Python standard library ------------------------------------------------------
+
+    def _python_stdlib(self, path: str) -> list[Seed]:
+        libdir = self._stdlib_dir(path)
+        if libdir is None or libdir in self._stdlib_done:
+            return []
+        self._stdlib_done.add(libdir)
+        base = glob_escape(libdir)
+        skip = [f"{base}/**/__pycache__", *(f"{base}/{d}" for d in PYTHON_SITE_DIRS)]
+        if "python-stdlib-extras" not in self.enabled:
+            skip += [f"{base}/{d}" for d in PYTHON_STDLIB_EXTRAS]
+        reason = Reason(
+            "lazy",
+            detail=f"standard library of the Python that ran (touched {path})",
+            rule="python-stdlib",
+            by=path,
+        )
+        return [Seed(libdir, reason, recursive=True, skip=tuple(skip))]
+
+    def _stdlib_dir(self, path: str) -> str | None:
+        parts = path.split("/")
+        for i in range(len(parts) - 1, 0, -1):
+            if PYTHON_LIBDIR_RE.match(parts[i]) and parts[i - 1] == "lib":
+                candidate = "/".join(parts[: i + 1])
+                landmark = self.tree.get(candidate + "/" + PYTHON_LANDMARK)
+                if landmark is not None and not landmark.is_dir:
+                    if i + 1 < len(parts) and parts[i + 1] in PYTHON_SITE_DIRS:
+                        return None  # third-party code, not the standard library
+                    return candidate
+        return None
+
+    # -- Python distributions ---------------------------------------------------------
+
+    def _site_index(self) -> dict[str, list[_Distribution]]:
+        if self._sites is None:
+            self._sites = {}
+            for entry in self.tree.walk():
+                if entry.is_dir and posixpath.basename(entry.path) in PYTHON_SITE_DIRS:
+                    self._sites[entry.path] = self._distributions(entry)
+        return self._sites
+
+    def _distributions(self, site: Entry) -> list[_Distribution]:
+        found = []
+        for name in sorted(site.children or {}):
+            if not name.endswith(PYTHON_DIST_SUFFIXES):
+                continue
+            info_dir = f"{site.path}/{name}"
+            members: set[str] = set()
+            record = self.read_text(f"{info_dir}/RECORD")
+            if record is not None:
+                for row in csv.reader(io.StringIO(record)):
+                    if row and row[0]:
+                        members.add(posixpath.normpath(f"{site.path}/{row[0]}"))
+            installed = self.read_text(f"{info_dir}/installed-files.txt")
+            if installed is not None:
+                for line in installed.splitlines():
+                    if line.strip():
+                        members.add(posixpath.normpath(f"{info_dir}/{line.strip()}"))
+            tops: set[str] = set()
+            top_level = self.read_text(f"{info_dir}/top_level.txt")
+            if top_level is not None:
+                tops.update(t.strip().split("/")[0] for t in top_level.splitlines() if t.strip())
+            found.append(_Distribution(info_dir, frozenset(members), frozenset(tops)))
+        return found
+
+    def _python_distribution(self, path: str) -> list[Seed]:
+        site, top = self._site_and_top(path)
+        if site is None or top is None:
+            return []
+        dists = self._site_index().get(site, [])
+        owners = [d for d in dists if path in d.members]
+        if not owners:
+            owners = [d for d in dists if not d.members and top.split(".")[0] in d.tops]
+        if not owners and any(d.info_dir == f"{site}/{top}" for d in dists):
+            owners = [d for d in dists if d.info_dir == f"{site}/{top}"]
+        out: list[Seed] = []
+        for dist in owners:
+            if dist.info_dir in self._packages_done:
+                continue
+            self._packages_done.add(dist.info_dir)
+            reason = Reason(
+                "lazy",
+                detail=f"distribution {posixpath.basename(dist.info_dir)} (touched {path})",
+                rule="python-distribution",
+                by=path,
+            )
+            out.append(Seed(dist.info_dir, reason, recursive=True))
+            out += [Seed(m, reason) for m in sorted(dist.members)]
+            for name in sorted(dist.tops):
+                out += self._top_level(site, name, reason)
+        if not owners:
+            package = f"{site}/{top}"
+            entry = self.tree.get(package)
+            if entry is not None and entry.is_dir and package not in self._packages_done:
+                self._packages_done.add(package)
+                reason = Reason(
+                    "lazy",
+                    detail=f"package {top} (touched {path})",
+                    rule="python-distribution",
+                    by=path,
+                )
+                out.append(Seed(package, reason, recursive=True))
+        return out
+
+    def _top_level(self, site: str, name: str, reason: Reason) -> list[Seed]:
+        seeds = []
+        directory = self.tree.get(f"{site}/{name}")
+        if directory is not None and directory.is_dir:
+            seeds.append(Seed(directory.path, reason, recursive=True))
+        site_entry = self.tree.get(site)
+        for child in sorted((site_entry.children or {}) if site_entry else {}):
+            if child == f"{name}.py" or (child.startswith(f"{name}.") and ".so" in child):
+                seeds.append(Seed(f"{site}/{child}", reason))
+        return seeds
+
+    def _site_and_top(self, path: str) -> tuple[str | None, str | None]:
+        parts = path.split("/")
+        for i in range(len(parts) - 2, 0, -1):
+            if parts[i] in PYTHON_SITE_DIRS:
+                site = "/".join(parts[: i + 1])
+                if site in self._site_index():
+                    return site, parts[i + 1]
+        return None, None
+
+    # -- Node -------------------------------------------------------------------------
+
+    def _node_package(self, path: str) -> list[Seed]:
+        package = node_package_dir(path)
+        if package is None or package in self._packages_done:
+            return []
+        entry = self.tree.get(package)
+        if entry is None or not entry.is_dir:
+            return []
+        self._packages_done.add(package)
+        reason = Reason(
+            "lazy",
+            detail=f"Node package {package.rsplit('/', 1)[-1]} (touched {path})",
+            rule="node-package",
+            by=path,
+        )
+        return [Seed(package, reason, recursive=True)]
+
+
+def node_package_dir(path: str) -> str | None:
+    """The package directory holding ``path`` (``.../node_modules/[@scope/]name``), if any."""
+    parts = path.split("/")
+    start = None
+    for i in range(len(parts) - 1, -1, -1):
+        if parts[i] == NODE_MODULES:
+            start = i + 1
+            break
+    if start is None:
+        for root in NODE_ROOTS:
+            if path.startswith(root + "/"):
+                start = root.count("/") + 1
+                break
+    if start is None or start >= len(parts):
+        return None
+    end = start + 2 if parts[start].startswith("@") else start + 1
+    if end > len(parts):
+        return None
+    return "/".join(parts[:end])

@@ -1,0 +1,225 @@
+"""``slim.report.json``: what a build kept and why, how it probed and verified, sizes, times.
+
+The report is a plain JSON object whose shape is fixed by ``report.schema.json``
+(JSON Schema 2020-12, shipped in this package; :func:`validate` checks an object
+against it).  ``--keep-from`` reads an earlier report back with :func:`load`.
+Writing is atomic (temporary name, then rename).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from ocislim import __version__
+from ocislim.errors import InputNotFoundError, OutputError, UsageError
+from ocislim.image.source import Image
+from ocislim.image.writer import WrittenImage
+from ocislim.slim.plan import KeepPlan
+from ocislim.slim.probes import Outcome, ProbePlan
+from ocislim.slim.verify import Verification
+
+REPORT_VERSION = 1
+SCHEMA_NAME = "report.schema.json"
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """The report's JSON Schema."""
+    text = resources.files("ocislim.slim").joinpath(SCHEMA_NAME).read_text(encoding="utf-8")
+    result: dict[str, Any] = json.loads(text)
+    return result
+
+
+def validate(report: Any) -> None:
+    """Raise :class:`UsageError` naming the first problem when ``report`` does not fit."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    error = jsonschema.exceptions.best_match(validator.iter_errors(report))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise UsageError(f"not an ocislim build report: at {where}: {error.message}")
+
+
+def load(path: Path) -> dict[str, Any]:
+    """An earlier report, validated."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise InputNotFoundError(f"{path}: cannot read ({exc.strerror})") from None
+    except ValueError as exc:
+        raise UsageError(f"{path}: not JSON ({exc})") from None
+    try:
+        validate(data)
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    result: dict[str, Any] = data
+    return result
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as indented, key-sorted JSON to ``path`` (temporary name, rename)."""
+    path = Path(os.path.abspath(path))
+    temp = path.parent / f".{path.name}.ocislim-{secrets.token_hex(4)}"
+    try:
+        temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.rename(temp, path)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _ratio(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def build_report(
+    *,
+    image: Image,
+    source_stats: dict[str, int],
+    output_stats: dict[str, int],
+    written: WrittenImage | None,
+    layer_size: int | None,
+    tag: str,
+    plan: KeepPlan,
+    probe_plan: ProbePlan | None,
+    command: list[str],
+    baseline: Outcome | None,
+    verification: Verification,
+    timings: dict[str, float],
+    rules: dict[str, list[str]],
+    seccomp_path: Path | None,
+    keep_from: Path | None,
+    notes: list[str],
+) -> dict[str, Any]:
+    """The report object (see ``report.schema.json`` for every key)."""
+    layers_size = sum(layer.descriptor.size for layer in image.layers)
+    source = {
+        "image": str(image.source),
+        "format": image.format,
+        "reference": image.ref_name,
+        "manifest_digest": str(image.manifest_digest),
+        "config_digest": str(image.manifest.config.digest),
+        "platform": str(image.platform),
+        "layers": len(image.layers),
+        "compressed_size": layers_size,
+        **source_stats,
+    }
+    output: dict[str, Any] = {
+        "image": str(written.path) if written else None,
+        "format": written.format if written else None,
+        "reference": tag,
+        "manifest_digest": str(written.manifest_digest) if written else None,
+        "config_digest": str(written.config_digest) if written else None,
+        "layers": 1,
+        "compressed_size": layer_size,
+        "archive_size": written.size if written else None,
+        **output_stats,
+    }
+    last = verification.rounds[-1].outcome if verification.rounds else None
+    return {
+        "version": REPORT_VERSION,
+        "ocislim": __version__,
+        "source": source,
+        "output": output,
+        "ratio": {
+            "content_size": _ratio(output_stats["content_size"], source_stats["content_size"]),
+            "compressed_size": _ratio(output["compressed_size"] or 0, layers_size)
+            if written
+            else None,
+            "files": _ratio(output_stats["files"], source_stats["files"]),
+        },
+        "probes": {
+            "command": command,
+            "plan": probe_plan.to_json() if probe_plan else None,
+            "source": baseline.to_json() if baseline else None,
+            "slim": last.to_json() if last else None,
+        },
+        "kept": [k.to_json() for k in plan.kept],
+        "refused": [
+            {"path": r.path, "why": r.why, "reason": r.reason.to_json()} for r in plan.refused
+        ],
+        "unresolved": [{"path": p, "reason": r.to_json()} for p, r in plan.unresolved],
+        "verification": verification.to_json(),
+        "rules": rules,
+        "keep_from": str(keep_from) if keep_from else None,
+        "seccomp_profile": str(seccomp_path) if seccomp_path else None,
+        "timings": timings,
+        "notes": list(notes),
+    }
+
+
+def summary(report: dict[str, Any], report_path: Path) -> dict[str, Any]:
+    """The short form ``build --json`` prints."""
+    src, out = report["source"], report["output"]
+    return {
+        "source": {k: src[k] for k in ("image", "reference", "files", "content_size")}
+        | {"compressed_size": src["compressed_size"]},
+        "output": {
+            k: out[k]
+            for k in (
+                "image",
+                "format",
+                "reference",
+                "manifest_digest",
+                "files",
+                "content_size",
+                "compressed_size",
+                "archive_size",
+            )
+        },
+        "ratio": report["ratio"],
+        "kept": len(report["kept"]),
+        "verification": {
+            "passed": report["verification"]["passed"],
+            "rounds": len(report["verification"]["rounds"]),
+        },
+        "report": str(report_path),
+        "seccomp_profile": report["seccomp_profile"],
+        "timings": report["timings"],
+    }
+
+
+def _size(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def render_summary(short: dict[str, Any]) -> str:
+    """The text summary ``build`` prints: sizes before and after, ratio, the report's place."""
+    src, out, ratio = short["source"], short["output"], short["ratio"]
+    content = ratio["content_size"]
+    shrink = f", {1 / content:.1f}x smaller" if content else ""
+    verified = short["verification"]
+    if verified["passed"] is None:
+        check = "skipped (--no-verify)"
+    else:
+        rounds = verified["rounds"]
+        outcome = "passed" if verified["passed"] else "FAILED"
+        check = f"{outcome} ({rounds} round{'s' * (rounds != 1)})"
+    lines = [
+        f"slim image:  {out['image']} ({out['format']}, {out['reference']})",
+        f"files:       {src['files']} -> {out['files']} ({short['kept']} paths kept)",
+        f"content:     {_size(src['content_size'])} -> {_size(out['content_size'])} "
+        f"({content:.1%} of the original{shrink})"
+        if content is not None
+        else "content: -",
+        f"compressed:  {_size(src['compressed_size'])} -> {_size(out['compressed_size'])}"
+        + (f" ({ratio['compressed_size']:.1%})" if ratio["compressed_size"] is not None else ""),
+        f"verified:    {check}",
+        f"report:      {short['report']}",
+    ]
+    if short.get("seccomp_profile"):
+        lines.append(f"seccomp:     {short['seccomp_profile']}")
+    return "\n".join(lines) + "\n"
