@@ -531,3 +531,83 @@ def deps(
         emit_json(result.to_json())
     else:
         click.echo((render_tree if tree else render_list)(result), nl=False)
+
+
+# --- build (slim) ---------------------------------------------------------------------
+
+
+def _build_options(fn: F) -> F:
+    """The ``build`` command's own flags (the run options come from ``_sandbox_options``)."""
+    multi = {"multiple": True}
+    options = [
+        click.option("-o", "--output", required=True, type=click.Path(), help="Slim image."),
+        click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["oci-archive", "docker-archive", "oci-dir"]),
+            default="oci-archive",
+            show_default=True,
+        ),
+        click.option("--compression", type=click.Choice(["gzip", "zstd", "none"])),
+        click.option("--level", type=click.IntRange(0, 22), help="Compression level."),
+        click.option("--tag", metavar="NAME:TAG", help="Default: the source's NAME.slim:TAG."),
+        click.option("--report", type=click.Path(dir_okay=False), help="Default: beside OUTPUT."),
+        click.option("--seccomp-profile", type=click.Path(dir_okay=False), metavar="FILE"),
+        click.option("--http-probe/--no-http-probe", default=None, help="Default: if ports."),
+        click.option("--http-probe-cmd", metavar="METHOD:PATH", **multi),
+        click.option("--http-probe-ports", metavar="PORT[,PORT]"),
+        click.option(
+            "--continue-after", type=click.Choice(["exec", "probe", "timeout", "app-exit"])
+        ),
+        click.option("--include-path", metavar="PATH", help="File or directory.", **multi),
+        click.option("--include-path-file", type=click.Path(dir_okay=False), **multi),
+        click.option("--exclude-pattern", metavar="GLOB", help="'**' allowed.", **multi),
+        click.option("--include-bin", metavar="PATH", help="With its ELF closure.", **multi),
+        click.option("--include-exe", metavar="NAME", help="Found on the image's PATH.", **multi),
+        click.option("--include-shell", is_flag=True, help="The shell and basic tools."),
+        click.option("--include-cert-all/--no-include-cert-all", default=True, show_default=True),
+        click.option(
+            "--include-oslibs-net/--no-include-oslibs-net", default=True, show_default=True
+        ),
+        click.option("--include-zoneinfo", is_flag=True),
+        click.option("--include-workdir", is_flag=True),
+        click.option("--keep-from", type=click.Path(dir_okay=False), metavar="REPORT"),
+        click.option("--enable-rule", metavar="NAME", **multi),
+        click.option("--disable-rule", metavar="NAME", **multi),
+        click.option("--new-entrypoint", metavar="CMD|JSON"),
+        click.option("--new-cmd", metavar="ARGS|JSON"),
+        click.option("--new-env", metavar="K=V", **multi),
+        click.option("--new-workdir", metavar="DIR"),
+        click.option("--new-label", metavar="K=V", **multi),
+        click.option("--no-verify", is_flag=True, help="Do not run the probes on the result."),
+        click.option("--verify-rounds", type=click.IntRange(1, 10), default=3, show_default=True),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@main.command()
+@click.argument("image", metavar="IMAGE")
+@_build_options
+@_sandbox_options
+@image_options
+@quiet_option
+@handle_errors
+def build(image: str, quiet: bool, as_json: bool, **flags: Any) -> None:
+    """Slim IMAGE: run it traced, keep what it needs, verify, write OUTPUT.
+
+    COMMAND after -- replaces the entrypoint and cmd for probing only.
+    """
+    from ocislim.slim.build import build as do_build
+    from ocislim.slim.build import options_from_flags
+    from ocislim.slim.report import render_summary
+
+    options = options_from_flags({**flags, "quiet": quiet})
+    with _open(image, flags["ref"], flags["platform"]) as img:
+        result = do_build(img, options, StderrProgress(quiet or as_json))
+    if as_json:
+        emit_json(result.summary())
+    else:
+        click.echo(render_summary(result.summary()), nl=False)
