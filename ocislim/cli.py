@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import functools
 import json
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -56,11 +58,17 @@ class StderrProgress:
             sys.stderr.write("\r\x1b[K")
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # so SIGTERM cleans up temporary files exactly like Ctrl-C
+
+
 def handle_errors(fn: F) -> F:
     """Turn library errors into one line on stderr and the class's exit code."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminated)
         try:
             return fn(*args, **kwargs)
         except OcislimError as exc:
