@@ -28,11 +28,13 @@ import io
 import json
 import os
 import shutil
+import signal
 import stat
 import struct
 import subprocess
 import sys
 import tarfile
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -1045,3 +1047,41 @@ def test_large_compressible_layer_streams(algorithm: str, command: str, tmp_path
             shutil.rmtree(out)
         else:
             out.unlink(missing_ok=True)
+
+
+# -- interrupted runs --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("command", ["unpack", "convert"])
+def test_interrupted_run_leaves_nothing_behind(
+    tmp_path: Path, sig: signal.Signals, command: str
+) -> None:
+    """Killed while writing, unpack and convert remove their scratch files and outputs."""
+    blob, diff_id = zero_layer(ZEROS, "zstd")
+    draft = Draft([b""], "zstd", blobs=[blob])
+    draft.config["rootfs"]["diff_ids"] = [diff_id]
+    image = oci(tmp_path / "image.tar", draft)
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "out"
+    args = {
+        "unpack": ["unpack", "-q", str(image), str(out)],
+        "convert": ["convert", "-q", "--flatten", str(image), str(out)],
+    }[command]
+    with subprocess.Popen(
+        [sys.executable, "-m", "ocislim", *args],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        # Wait until the run has started writing beside the output, then interrupt it.
+        while not os.listdir(work) and proc.poll() is None:
+            time.sleep(0.01)
+        time.sleep(0.3)  # well inside the writing, which takes seconds
+        assert proc.poll() is None, "finished before it could be interrupted"
+        proc.send_signal(sig)
+        _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert stderr.strip() == "ocislim: interrupted"
+    assert os.listdir(work) == []
