@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from ocislim.layers.tree import FileTree
 from ocislim.layers.unpack import MARKER, unpack
 from tests.oci_build import Draft, oci
 from tests.synth import M, layer, tree_of
+from tests.tools import require_tool
 
 IS_ROOT = os.geteuid() == 0
 CAPABILITY = bytes.fromhex("0100000200200000000000000000000000000000")  # cap_net_raw+ep
@@ -402,3 +404,56 @@ def test_non_utf8_names_round_trip(tmp_path: Path) -> None:
     members = flattened(tmp_path, layers)
     assert members["d/" + NON_UTF8][1] == b"bytes"
     assert members["l"][0].linkname == NON_UTF8
+
+
+# -- umoci as an oracle ------------------------------------------------------------------
+
+ORACLE = {
+    "opaque-keeps-same-layer-deeper": [
+        [M("d", "dir"), M("d/old"), M("d/sub", "dir", mode=0o700), M("d/sub/deep")],
+        [M("d/sub/newer"), M("d/.wh..wh..opq")],
+    ],
+    "opaque-marker-last": [
+        [M("d", "dir"), M("d/old")],
+        [M("d", "dir", mode=0o750), M("d/new"), M("d/.wh..wh..opq")],
+    ],
+    "whiteout-of-missing-parent": [[M("a")], [M("x/y/.wh.z")]],
+    "whiteout-after-re-adding": [[M("f", data=b"old")], [M("f", data=b"new"), M(".wh.f")]],
+    "hardlink-target-replaced": [
+        [M("a", data=b"old")], [M("b", "hardlink", link="a")], [M("a", data=b"new")],
+    ],
+    "hardlink-target-whited-out": [[M("a", data=b"x"), M("b", "hardlink", link="a")], [M(".wh.a")]],
+    "write-through-relative-symlink": [[M("d", "dir"), M("l", "symlink", link="d")],
+                                       [M("l/f", data=b"x")]],
+    "write-through-absolute-symlink": [[M("d", "dir"), M("l", "symlink", link="/d")],
+                                       [M("l/f", data=b"x")]],
+    "dir-over-symlink": [[M("d", "symlink", link="/x")], [M("d", "dir"), M("d/f")]],
+    "implied-parents": [[M("a/b/c", data=b"x", mode=0o600)]],
+    "whiteout-through-symlink": [
+        [M("real", "dir"), M("real/f"), M("real/g"), M("s", "symlink", link="real")],
+        [M("s/.wh.f")],
+    ],
+    "file-over-dir": [[M("d", "dir"), M("d/c")], [M("d", data=b"f")]],
+    "retargeted-symlink": [
+        [M("d1", "dir"), M("d2", "dir"), M("link", "symlink", link="d1"), M("link/f1")],
+        [M("link", "symlink", link="/d2"), M("link/f2")],
+    ],
+    "dotdot-in-a-name": [[M("a", "dir"), M("l", "symlink", link="a/b"), M("a/b", "dir")],
+                         [M("l/../x", data=b"x")]],
+    "modes": [[M("bin", "dir", mode=0o711), M("bin/x", data=b"x", mode=0o751),
+               M("etc", "dir", mode=0o700), M("etc/shadow", data=b"s", mode=0o640)]],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("layers", list(ORACLE.values()), ids=list(ORACLE))
+def test_unpack_matches_umoci(tmp_path: Path, layers: list[list[M]]) -> None:
+    umoci = require_tool("umoci")
+    ours = disk(tmp_path, *layers)
+    layout = oci(tmp_path / "layout", Draft([layer(m) for m in layers]), as_dir=True, ref="t")
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        [umoci, "unpack", "--rootless", "--image", f"{layout}:t", str(bundle)],
+        check=True,
+        capture_output=True,
+    )
+    assert ours == tree_of(bundle / "rootfs")
