@@ -13,7 +13,7 @@ demo=fixtures/demo.oci.tar
 mkdir -p out
 
 # Switch to "build" once `ocislim build` exists (this one line):
-mode=convert
+mode=build
 
 if [[ $mode == build ]]; then
     "$ocislim" build "$demo" -o out/demo.slim.oci.tar
