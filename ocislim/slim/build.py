@@ -492,7 +492,8 @@ def _trace_source(
         state.syscalls.update(result.syscalls)
     runtime = (*result.run.runtime_paths, PROBE_DIR)
     files = traced_files(result.events, DirTree(state.root), runtime)
-    if outcome.exit_code != 0:
+    plan = state.probe_plan
+    if outcome.exit_code != 0 and plan is not None and plan.continue_after == "app-exit":
         state.note(f"the program exited with code {outcome.exit_code} while traced")
     return outcome, trace_seeds(files)
 
