@@ -262,7 +262,7 @@ def _env_map(env: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def needed_names(nodes: Iterable[_Node]) -> Iterable[str]:
+def _needed_names(nodes: Iterable[_Node]) -> Iterable[str]:
     for node in nodes:
         yield from node.info.needed
 
@@ -465,7 +465,7 @@ class DepsAnalyzer:
         # (libc.so.6 does), which matched the already-loaded loader by soname.
         rtld_used = rtld is not None and (
             bool(info.interpreter)
-            or any(load.by_name.get(n) is rtld for n in needed_names(load.nodes))
+            or any(load.by_name.get(n) is rtld for n in _needed_names(load.nodes))
         )
         if rtld is not None and rtld_used and rtld is not main and rtld.path not in closure:
             closure.append(rtld.path)
