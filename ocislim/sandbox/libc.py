@@ -240,6 +240,10 @@ def ptrace_nocheck(request: int, pid: int, addr: int, data: int) -> int:
     return int(result)
 
 
+ptrace_raw = _libc.ptrace
+"""The bare ctypes function (returns -1 and sets errno on failure); for hot loops."""
+
+
 class RemoteReader:
     """Reads another process's memory with ``process_vm_readv`` into a reused buffer."""
 
@@ -267,6 +271,16 @@ class RemoteReader:
         """The NUL-terminated string at ``address``; None if unreadable."""
         if address == 0:
             return None
+        # Fast path: one read up to the end of the page usually holds the whole string.
+        chunk = min(self._size, 4096 - (address % 4096))
+        self._local.iov_len = chunk
+        self._remote.iov_base = address
+        self._remote.iov_len = chunk
+        got = self._read(pid, self._local_p, 1, self._remote_p, 1, 0)
+        if got > 0:
+            end = self._buf.raw.find(b"\0", 0, got)
+            if end >= 0:
+                return self._buf.raw[:end]
         parts: list[bytes] = []
         total = 0
         while total < limit:

@@ -21,6 +21,7 @@ import os
 import signal
 import struct
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ocislim.sandbox import libc
 from ocislim.sandbox.syscalls import (
@@ -42,13 +43,15 @@ SEIZE_OPTIONS = (
     | libc.PTRACE_O_EXITKILL
 )
 
+# struct ptrace_syscall_info: op u8, pad[3], arch u32, ip u64, sp u64, then the union.
+_SECCOMP_INFO = struct.Struct("=xxxxIxxxxxxxxxxxxxxxxQ6Q")  # arch, nr, args[6]
+_EXIT_INFO = struct.Struct("=Bxxxxxxxxxxxxxxxxxxxxxxxq")  # op, rval
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _MAX_ARGV = 4096
 
 
-@dataclass(frozen=True, slots=True)
-class PathFact:
+class PathFact(NamedTuple):
     """A path argument as the process gave it.
 
     ``base``: for a relative (or empty) path, the directory it is relative to
@@ -60,10 +63,9 @@ class PathFact:
     base: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class SyscallEvent:
+class SyscallEvent(NamedTuple):
     """A path system call, recorded at its exit. ``result``: return value, -errno, or
-    None when the task died inside the call."""
+    None when the task died inside the call.  (A named tuple: made once per call.)"""
 
     seq: int
     tid: int
@@ -154,6 +156,8 @@ class Tracer:
         self._info = libc.PtraceSyscallInfo()
         self._info_p = ctypes.addressof(self._info)
         self._info_size = ctypes.sizeof(self._info)
+        # Decoding the raw bytes with struct is much cheaper than ctypes field access.
+        self._info_view = memoryview(self._info).cast("B")
         self._msg = ctypes.c_ulong()
         self._msg_p = ctypes.addressof(self._msg)
         self._reader = libc.RemoteReader()
@@ -178,8 +182,9 @@ class Tracer:
         self.child_status: dict[int, int] = {}
         waitpid = os.waitpid
         tasks = self._tasks
-        ptrace = libc.ptrace_nocheck
-        info = self._info
+        ptrace = libc.ptrace_raw
+        view = self._info_view
+        unpack_exit = _EXIT_INFO.unpack_from
         info_p, info_size = self._info_p, self._info_size
         seccomp_stop = (libc.PTRACE_EVENT_SECCOMP << 16) | (signal.SIGTRAP << 8) | 0x7F
         syscall_stop = (_SYSCALL_TRAP << 8) | 0x7F
@@ -200,9 +205,10 @@ class Tracer:
                     if (
                         task.pending is not None
                         and ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, info_size, info_p) > 0
-                        and info.op == libc.PTRACE_SYSCALL_INFO_EXIT
                     ):
-                        self._complete(pid, task, int(info.u.exit.rval))
+                        op, rval = unpack_exit(view)
+                        if op == libc.PTRACE_SYSCALL_INFO_EXIT:
+                            self._complete(pid, task, rval)
                     ptrace(libc.PTRACE_CONT if task.pending is None else libc.PTRACE_SYSCALL,
                            pid, 0, 0)  # fmt: skip
                     continue
@@ -315,23 +321,19 @@ class Tracer:
         self.events.append(ExitEvent(self._next_seq(), tid, task.pid, code, sig))
 
     def _on_seccomp(self, pid: int, task: _Task) -> None:
-        info = self._info
-        if (
-            libc.ptrace_nocheck(libc.PTRACE_GET_SYSCALL_INFO, pid, self._info_size, self._info_p)
-            <= 0
-        ):
+        ptrace = libc.ptrace_raw
+        if ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, self._info_size, self._info_p) <= 0:
             self._resume(pid, task, 0)
             return
-        nr = info.u.seccomp.nr
-        if info.arch != self._audit_arch:
+        arch, nr, *args = _SECCOMP_INFO.unpack_from(self._info_view)
+        if arch != self._audit_arch:
             nr = -1  # a foreign ABI: counted, never interpreted with this table
         if self.count_all:
             self._counts[nr] = self._counts.get(nr, 0) + 1
         spec = self._specs.get(nr)
         if spec is None or pid == self._init_pid:
-            libc.ptrace_nocheck(libc.PTRACE_CONT, pid, 0, 0)
+            ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
-        args = info.u.seccomp.args
         paths = []
         if spec.cwd:
             paths.append(PathFact(".", _readlink(f"/proc/{pid}/cwd")))
@@ -356,7 +358,7 @@ class Tracer:
         if paths and not any(fact.raw for fact in paths):
             # Acts on an fd only (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)): names no
             # file, so skip the exit stop.
-            libc.ptrace_nocheck(libc.PTRACE_CONT, pid, 0, 0)
+            ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
         flags = None
         if spec.flags is not None:
@@ -367,7 +369,7 @@ class Tracer:
                 flags = int(args[spec.flags])
         argv = self._read_argv(pid, args[spec.argv]) if spec.argv is not None else None
         task.pending = _Pending(spec.name, tuple(paths), flags, argv)
-        libc.ptrace_nocheck(libc.PTRACE_SYSCALL, pid, 0, 0)
+        ptrace(libc.PTRACE_SYSCALL, pid, 0, 0)
 
     def _on_syscall_stop(self, pid: int, task: _Task) -> None:
         info = self._info
