@@ -172,6 +172,11 @@ class KeepPlan:
         return [e for e in tree.walk() if e.path in keep]
 
 
+# Placeholders completed by Planner.plan(), which knows every kept path.
+_PARENT = Reason("parent", by="")
+_HARDLINK = Reason("hardlink", by="")
+
+
 class _TreeView:
     """The merged tree as the sandbox resolver's read-only view (no disk access)."""
 
@@ -216,17 +221,36 @@ class Planner:
         return list(self._kept)
 
     def reasons(self, path: str) -> tuple[Reason, ...]:
+        """Reasons so far (parent and hardlink reasons are completed by :meth:`plan`)."""
         return tuple(self._kept.get(path, ()))
 
     def refusal(self, path: str) -> Refusal | None:
         return self._refused.get(path)
 
     def plan(self) -> KeepPlan:
+        """The result; parent and hardlink reasons name the smallest path that needs them,
+        so the plan does not depend on the order seeds arrived in."""
+        first_child: dict[str, str] = {}
+        for path in self._kept:
+            if path != "/":
+                parent = posixpath.dirname(path)
+                if path < first_child.get(parent, "\uffff"):
+                    first_child[parent] = path
         kept = []
         for path in sorted(self._kept):
             entry = self.tree.get(path)
             assert entry is not None
-            reasons = sorted(self._kept[path], key=lambda r: _REASON_ORDER[r.source])
+            reasons = []
+            for reason in self._kept[path]:
+                if reason == _PARENT:
+                    reason = Reason("parent", by=first_child[path])
+                elif reason == _HARDLINK:
+                    others = [p for p in self._hardlink_group(entry) if p != path]
+                    direct = [p for p in others if set(self._kept.get(p, ())) - {_HARDLINK}]
+                    by = min(direct or others)
+                    reason = Reason("hardlink", detail=f"same file as {by}", by=by)
+                reasons.append(reason)
+            reasons.sort(key=lambda r: _REASON_ORDER[r.source])
             kept.append(KeptPath(path, entry.kind, entry.size, tuple(reasons)))
         return KeepPlan(
             tuple(kept),
@@ -293,9 +317,7 @@ class Planner:
         elif not entry.is_dir:
             for other in self._hardlink_group(entry):
                 if other != path:
-                    follow_ups.append(
-                        Seed(other, Reason("hardlink", detail=f"same file as {path}", by=path))
-                    )
+                    follow_ups.append(Seed(other, _HARDLINK))
         return True
 
     def _keep_parents(self, path: str, new: list[str]) -> None:
@@ -307,7 +329,7 @@ class Planner:
                 break
             parent = posixpath.dirname(parent)
         for directory in reversed(missing):
-            self._kept[directory] = {Reason("parent", by=path): None}
+            self._kept[directory] = {_PARENT: None}
             self._unresolved.pop(directory, None)
             new.append(directory)
 

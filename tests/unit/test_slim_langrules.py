@@ -1,0 +1,151 @@
+"""Language-runtime rules on fabricated Python and Node layouts."""
+
+from __future__ import annotations
+
+from ocislim.slim.langrules import LANG_RULES, LangRules, default_enabled, node_package_dir
+from ocislim.slim.plan import Planner, Reason, Seed
+from tests.synth import M
+from tests.unit.slim_synth import python_tree, reader, tree_from
+
+LIB = "/usr/lib/python3.11"
+SITE = "/usr/lib/python3/dist-packages"
+TRACE = Reason("trace", process="python3 app.py", access=("read",))
+
+
+def kept_after(members: list[M], touched: list[str], enabled: set[str] | None = None) -> set[str]:
+    tree = tree_from(members)
+    rules = LangRules(tree, reader(members), enabled)
+    planner = Planner(tree)
+    planner.add([Seed(p, TRACE) for p in touched])
+    planner.add(rules.seeds(touched))
+    return set(planner.kept_paths)
+
+
+def test_rules_are_data_with_defaults() -> None:
+    names = [r.name for r in LANG_RULES]
+    assert names == ["python-stdlib", "python-stdlib-extras", "python-distribution", "node-package"]
+    assert default_enabled() == {"python-stdlib", "python-distribution", "node-package"}
+    assert all(r.description for r in LANG_RULES)
+
+
+def test_touching_the_stdlib_keeps_it_without_caches_extras_or_site_packages() -> None:
+    kept = kept_after(python_tree(), [f"{LIB}/json/__init__.py"])
+    assert {f"{LIB}/os.py", f"{LIB}/json/decoder.py"} <= kept
+    assert f"{LIB}/lib-dynload/_ssl.cpython-311-x86_64-linux-gnu.so" in kept
+    for left_out in (
+        f"{LIB}/json/__pycache__/decoder.cpython-311.pyc",
+        f"{LIB}/__pycache__/os.cpython-311.pyc",
+        f"{LIB}/test/test_os.py",
+        f"{LIB}/idlelib/idle.py",
+        f"{LIB}/config-3.11-x86_64-linux-gnu/libpython3.11.a",
+        f"{LIB}/site-packages/README.txt",
+    ):
+        assert left_out not in kept, left_out
+
+
+def test_a_traced_bytecode_cache_is_still_kept() -> None:
+    pyc = f"{LIB}/json/__pycache__/__init__.cpython-311.pyc"
+    kept = kept_after(python_tree(), [pyc])
+    assert pyc in kept
+    assert f"{LIB}/json/__pycache__/decoder.cpython-311.pyc" not in kept
+    assert f"{LIB}/os.py" in kept
+
+
+def test_extras_only_on_request_and_every_rule_can_be_switched_off() -> None:
+    extras = kept_after(python_tree(), [f"{LIB}/os.py"], {"python-stdlib", "python-stdlib-extras"})
+    assert f"{LIB}/test/test_os.py" in extras
+    assert f"{LIB}/config-3.11-x86_64-linux-gnu/libpython3.11.a" in extras
+    assert f"{LIB}/__pycache__/os.cpython-311.pyc" not in extras
+    off = kept_after(python_tree(), [f"{LIB}/os.py"], set())
+    assert f"{LIB}/json/decoder.py" not in off
+
+
+def test_a_directory_without_the_landmark_is_not_a_standard_library() -> None:
+    members = [M("opt/lib/python3.11/thing.py", data=b"x"), M("opt/lib/python3.11/other.py")]
+    kept = kept_after(members, ["/opt/lib/python3.11/thing.py"])
+    assert "/opt/lib/python3.11/other.py" not in kept
+
+
+def test_a_touched_distribution_file_keeps_every_file_its_record_lists() -> None:
+    kept = kept_after(python_tree(), [f"{SITE}/requests/api.py"])
+    assert {
+        f"{SITE}/requests/__init__.py",
+        f"{SITE}/requests-2.28.dist-info/RECORD",
+        f"{SITE}/requests-2.28.dist-info/METADATA",
+        "/usr/bin/requests-cli",  # ../../../bin/ in RECORD
+    } <= kept
+    assert f"{SITE}/yaml/__init__.py" not in kept
+    assert f"{LIB}/os.py" not in kept  # dist-packages is not the standard library
+
+
+def test_top_level_txt_claims_packages_and_extension_modules() -> None:
+    kept = kept_after(python_tree(), [f"{SITE}/yaml/__init__.py"])
+    assert {
+        f"{SITE}/PyYAML-6.0.egg-info/PKG-INFO",
+        f"{SITE}/_yaml.cpython-311-x86_64-linux-gnu.so",
+    } <= kept
+    assert f"{SITE}/requests/api.py" not in kept
+
+
+def test_an_unclaimed_top_level_package_is_kept_whole() -> None:
+    kept = kept_after(python_tree(), [f"{SITE}/lonely/__init__.py"])
+    assert f"{SITE}/lonely/core.py" in kept
+    tree = tree_from(python_tree())
+    rules = LangRules(tree, reader(python_tree()))
+    (seed,) = rules.seeds([f"{SITE}/lonely/__init__.py"])
+    assert seed.recursive and seed.reason.rule == "python-distribution"
+    assert rules.seeds([f"{SITE}/lonely/core.py"]) == []  # once is enough
+
+
+def node_tree() -> list[M]:
+    return [
+        M("app/node_modules/left-pad/index.js", data=b"module.exports = 1"),
+        M("app/node_modules/left-pad/package.json", data=b"{}"),
+        M("app/node_modules/@scope/pkg/lib/a.js", data=b"a"),
+        M("app/node_modules/@scope/pkg/lib/b.js", data=b"b"),
+        M("app/node_modules/@scope/other/index.js", data=b"o"),
+        M("usr/share/nodejs/undici/index.js", data=b"u"),
+        M("usr/share/nodejs/undici/lib/fetch.js", data=b"f"),
+        M("usr/share/nodejs/acorn/index.js", data=b"acorn"),
+    ]
+
+
+def test_a_touched_node_package_is_kept_whole() -> None:
+    kept = kept_after(node_tree(), ["/app/node_modules/@scope/pkg/lib/a.js"])
+    assert "/app/node_modules/@scope/pkg/lib/b.js" in kept
+    assert "/app/node_modules/@scope/other/index.js" not in kept
+    assert "/app/node_modules/left-pad/index.js" not in kept
+    debian = kept_after(node_tree(), ["/usr/share/nodejs/undici/index.js"])
+    assert "/usr/share/nodejs/undici/lib/fetch.js" in debian
+    assert "/usr/share/nodejs/acorn/index.js" not in debian
+    assert kept_after(node_tree(), ["/app/node_modules/@scope/pkg/lib/a.js"], set()) == {
+        "/",
+        "/app",
+        "/app/node_modules",
+        "/app/node_modules/@scope",
+        "/app/node_modules/@scope/pkg",
+        "/app/node_modules/@scope/pkg/lib",
+        "/app/node_modules/@scope/pkg/lib/a.js",
+    }
+
+
+def test_node_package_dir() -> None:
+    assert node_package_dir("/a/node_modules/x/y/z.js") == "/a/node_modules/x"
+    assert node_package_dir("/a/node_modules/x/node_modules/y/i.js") == (
+        "/a/node_modules/x/node_modules/y"
+    )
+    assert node_package_dir("/a/node_modules/@s/p/i.js") == "/a/node_modules/@s/p"
+    assert node_package_dir("/a/node_modules") is None
+    assert node_package_dir("/a/node_modules/@s") is None
+    assert node_package_dir("/usr/share/nodejs/acorn/dist/a.js") == "/usr/share/nodejs/acorn"
+    assert node_package_dir("/usr/bin/node") is None
+
+
+def test_rule_reasons_name_the_rule_and_the_trigger() -> None:
+    tree = tree_from(python_tree())
+    rules = LangRules(tree, reader(python_tree()))
+    (seed,) = rules.seeds([f"{LIB}/os.py"])
+    assert seed.path == LIB and seed.recursive
+    assert seed.reason.source == "lazy" and seed.reason.rule == "python-stdlib"
+    assert seed.reason.by == f"{LIB}/os.py"
+    assert rules.seeds([f"{LIB}/json/decoder.py"]) == []
