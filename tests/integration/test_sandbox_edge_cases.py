@@ -247,3 +247,70 @@ def test_as_plain_user(tree: Path, token: str) -> None:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     assert sys.executable  # the root run continues in this interpreter
+
+
+def _deny_user_namespaces() -> None:
+    """Make unshare(CLONE_NEWUSER) fail with EPERM in this process, as a kernel would."""
+    from ocislim.sandbox import libc, seccomp
+    from ocislim.sandbox.syscalls import AUDIT_ARCH, SYSCALL_NUMBERS, native_arch
+
+    arch = native_arch()
+    deny = 0x00050000 | 1  # SECCOMP_RET_ERRNO | EPERM
+    program = [
+        (seccomp.BPF_LD_W_ABS, 0, 0, 4),
+        (seccomp.BPF_JEQ_K, 0, 4, AUDIT_ARCH[arch]),
+        (seccomp.BPF_LD_W_ABS, 0, 0, 0),
+        (seccomp.BPF_JEQ_K, 0, 2, SYSCALL_NUMBERS[arch]["unshare"]),
+        (seccomp.BPF_LD_W_ABS, 0, 0, 16),
+        (seccomp.BPF_JSET_K, 1, 0, libc.CLONE_NEWUSER),
+        (seccomp.BPF_RET_K, 0, 0, seccomp.SECCOMP_RET_ALLOW),
+        (seccomp.BPF_RET_K, 0, 0, deny),
+    ]
+    libc.install_seccomp_filter(program)
+
+
+def _in_child(body: object) -> str:
+    """Run ``body()`` in a forked child; return what it printed to the pipe."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(r)
+            os.write(w, str(body()).encode())  # type: ignore[operator]
+        except BaseException as exc:
+            os.write(w, f"{type(exc).__name__}: {exc}".encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r) as fh:
+        out = fh.read()
+    os.waitpid(pid, 0)
+    return out
+
+
+def test_without_user_namespaces(tree: Path, token: str) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("root fakes a kernel without user namespaces for itself and 'tester'")
+    import pwd
+
+    def as_root() -> object:
+        _deny_user_namespaces()
+        return run(tree, spec("/bin/fork", token)).exit_code
+
+    readable = Path(tempfile.mkdtemp(prefix="ocislim-nouserns-", dir="/var/tmp"))
+    readable.chmod(0o755)
+
+    def as_plain_user() -> object:
+        _deny_user_namespaces()
+        user = pwd.getpwnam("tester")
+        os.setgid(user.pw_gid)
+        os.setuid(user.pw_uid)
+        return run(readable, spec("/bin/true", token))
+
+    # Root falls back to the namespaces it can create without a user namespace.
+    assert _in_child(as_root) == "5"
+    try:
+        message = _in_child(as_plain_user)
+    finally:
+        readable.rmdir()
+    assert message.startswith("UserNamespaceUnavailableError: user namespaces are not available")
+    assert "kernel.unprivileged_userns_clone" in message or "max_user_namespaces" in message
