@@ -42,15 +42,22 @@ _METADATA_TYPES = (
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
-    """A TarInfo that refuses an extended header too large to read into memory."""
+    """A TarInfo that refuses an extended header too large to read into memory.
+
+    It also turns the ValueErrors tarfile lets escape from malformed extended
+    headers (e.g. a GNU sparse map with a bad number) into tar errors.
+    SubsequentHeaderError is the one tarfile always reports as a ReadError.
+    """
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _METADATA_TYPES and self.size > MAX_METADATA_HEADER:
-            # SubsequentHeaderError is the one tarfile always reports as a ReadError.
             raise tarfile.SubsequentHeaderError(
                 f"extended header of {self.size} bytes is too large"
             )
-        return super()._proc_member(tarfile_)  # type: ignore[misc]
+        try:
+            return super()._proc_member(tarfile_)  # type: ignore[misc]
+        except ValueError as exc:
+            raise tarfile.SubsequentHeaderError(f"malformed header ({exc})") from None
 
 
 def iter_members(
