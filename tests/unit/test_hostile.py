@@ -127,6 +127,15 @@ def gnu_member(name: str, kind: bytes = tarfile.REGTYPE, **attrs: int) -> tarfil
     return info
 
 
+# PAX records of a GNU sparse 1.0 file: its data starts with the sparse map.
+SPARSE_1_0 = {
+    "GNU.sparse.major": "1",
+    "GNU.sparse.minor": "0",
+    "GNU.sparse.name": "f",
+    "GNU.sparse.realsize": "10",
+}
+
+
 def metadata_bomb(env: Env, kind: str) -> Path:
     """A layer whose PAX header or GNU long name is 16 MiB (a few KB compressed)."""
     huge = "a" * (16 << 20)
@@ -748,6 +757,13 @@ CASES: list[Case] = [
         ),
         4,
         "/d",
+        plain=False,
+    ),
+    Case(
+        "malformed-sparse-map",
+        lambda e: layers_image(e, [M("f", data=b"4x\n0\n", pax=SPARSE_1_0)]),
+        4,
+        "malformed header",
         plain=False,
     ),
     Case("pax-header-bomb", lambda e: metadata_bomb(e, "pax"), 4, "too large", plain=False),
