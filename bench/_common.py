@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -23,6 +24,13 @@ def fixture(name: str, fmt: str) -> Path:
     return fixture_image(name, fmt)
 
 
+def reference(name: str) -> str:
+    """The tag a fixture image's layout carries."""
+    from tests.images import image_reference
+
+    return image_reference(name)
+
+
 def ocislim() -> list[str]:
     return [sys.executable, "-m", "ocislim"]
 
@@ -31,15 +39,29 @@ def run(cmd: list[str], **kw: object) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, **kw)  # type: ignore[call-overload]
 
 
-def best_of(n: int, setup: Callable[[], None], action: Callable[[], None]) -> float:
-    """Median wall time of ``action`` over ``n`` runs, ``setup`` untimed before each."""
+def children_cpu() -> float:
+    """CPU seconds (user + system) used so far by finished child processes."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def best_of(n: int, setup: Callable[[], None], action: Callable[[], None]) -> tuple[float, float]:
+    """Median wall time and mean CPU time of ``action`` over ``n`` runs.
+
+    ``setup`` runs untimed before each.  CPU time counts child processes only,
+    so ``action`` must do its work in subprocesses; it is steadier than wall
+    time on a busy machine.
+    """
     times = []
+    cpu = 0.0
     for _ in range(n):
         setup()
+        before = children_cpu()
         start = time.perf_counter()
         action()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        cpu += children_cpu() - before
+    return statistics.median(times), cpu / n
 
 
 def scratch() -> Path:
@@ -51,12 +73,18 @@ def clean(path: Path) -> None:
         subprocess.run(["rm", "-rf", str(path)], check=True)
 
 
-def report(title: str, ours: tuple[str, float], others: list[tuple[str, float]]) -> None:
+def report(
+    title: str, ours: tuple[str, tuple[float, float]], others: list[tuple[str, tuple[float, float]]]
+) -> None:
+    """Print wall and CPU seconds of each contender and ocislim's ratio to each."""
+    name, (wall, cpu) = ours
     print(title)
-    print(f"  {ours[0]:<40} {ours[1]:8.3f} s")
-    for name, seconds in others:
-        print(f"  {name:<40} {seconds:8.3f} s   ratio ocislim/{name.split()[0]} = "
-              f"{ours[1] / seconds:.2f}x")
+    print(f"  {name:<34} wall {wall:8.3f} s   cpu {cpu:8.3f} s")
+    for other, (o_wall, o_cpu) in others:
+        print(
+            f"  {other:<34} wall {o_wall:8.3f} s   cpu {o_cpu:8.3f} s   "
+            f"ratio wall {wall / o_wall:.2f}x, cpu {cpu / o_cpu:.2f}x"
+        )
 
 
 def need(tool: str) -> None:

@@ -82,8 +82,11 @@ class DiskSink:
                 if data is not None:
                     while chunk := data.read(_COPY_CHUNK):
                         os.write(fd, chunk)
+                # Through the descriptor: no second path walk per file.
+                self._attributes(fd, entry)
             finally:
                 os.close(fd)
+            return
         self._attributes(disk, entry)
 
     def hardlink(self, entry: Entry, target: Entry) -> None:
@@ -98,20 +101,25 @@ class DiskSink:
         if self.privileged:
             os.chown(disk, uid, gid, follow_symlinks=False)
 
-    def _attributes(self, disk: str, entry: Entry) -> None:
+    def _attributes(self, target: str | int, entry: Entry) -> None:
+        """Owner, xattrs, mode and times of a node this sink created (never a symlink).
+
+        ``target`` is its path or an open descriptor.
+        """
         info = entry.info
-        self._own(disk, info.uid, info.gid)
+        if self.privileged:
+            os.chown(target, info.uid, info.gid)
         mode = info.mode & 0o7777
         if not self.privileged:
             mode = (mode | (0o700 if entry.is_dir else 0o600)) & 0o777
         if self.privileged:
             for key, value in entry.xattrs.items():
                 try:
-                    os.setxattr(disk, key, value.encode("utf-8", "surrogateescape"))
+                    os.setxattr(target, key, value.encode("utf-8", "surrogateescape"))
                 except OSError:
                     self.xattr_failures.append(f"{entry.path}: {key}")
-        os.chmod(disk, mode)  # after chown, which clears setuid bits
-        os.utime(disk, (info.mtime, info.mtime))
+        os.chmod(target, mode)  # after chown, which clears setuid bits
+        os.utime(target, (info.mtime, info.mtime))
 
     def finish(self) -> None:
         """Apply directory owners, modes and times, deepest first. Idempotent."""
