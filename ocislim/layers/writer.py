@@ -20,7 +20,10 @@ from ocislim.image.compression import open_compressor
 from ocislim.image.digest import Digest, HashingWriter
 from ocislim.layers.tree import DataRef, Entry
 
+# Rewritten from the entry itself; GNU.sparse.* would describe a sparse map that
+# is not there, since file data is always written out in full.
 _DROPPED_PAX = ("path", "linkpath", "size")
+_DROPPED_PAX_PREFIXES = ("GNU.sparse.",)
 
 
 @dataclass(frozen=True)
@@ -34,7 +37,11 @@ class WrittenLayer:
 
 def _header(entry: Entry) -> tarfile.TarInfo:
     info = copy.copy(entry.info)
-    info.pax_headers = {k: v for k, v in entry.info.pax_headers.items() if k not in _DROPPED_PAX}
+    info.pax_headers = {
+        k: v
+        for k, v in entry.info.pax_headers.items()
+        if k not in _DROPPED_PAX and not k.startswith(_DROPPED_PAX_PREFIXES)
+    }
     info.name = entry.path.lstrip("/")
     return info
 
