@@ -34,9 +34,11 @@ CAP_TEXT = CAPABILITY.decode("utf-8", "surrogateescape")  # how tarfile keeps bi
 CAP_KEY = "SCHILY.xattr.security.capability"
 
 
-def image_of(work: Path, *layers: list[M]) -> Path:
+def image_of(work: Path, *layers: list[M] | bytes) -> Path:
+    """An oci-archive of the layers (member lists, or ready-made layer tars)."""
     work.mkdir()
-    return oci(work / "image.tar", Draft([layer(m) for m in layers]))
+    raws = [m if isinstance(m, bytes) else layer(m) for m in layers]
+    return oci(work / "image.tar", Draft(raws))
 
 
 def merged(tmp: Path, *layers: list[M]) -> FileTree:
@@ -44,7 +46,7 @@ def merged(tmp: Path, *layers: list[M]) -> FileTree:
         return merge(img)
 
 
-def unpacked(tmp: Path, *layers: list[M]) -> Path:
+def unpacked(tmp: Path, *layers: list[M] | bytes) -> Path:
     """Unpack the layers (library call) into ``tmp/unpack/rootfs``."""
     dest = tmp / "unpack" / "rootfs"
     with open_image(image_of(tmp / "unpack", *layers)) as img:
@@ -65,7 +67,7 @@ def invoke(*args: str) -> str:
     return result.stdout
 
 
-def flattened(tmp: Path, *layers: list[M]) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
+def flattened(tmp: Path, *layers: list[M] | bytes) -> dict[str, tuple[tarfile.TarInfo, bytes]]:
     """``convert --flatten`` the layers; the one output layer's members by name."""
     image = image_of(tmp / "flatten", *layers)
     out = tmp / "flatten" / "out"
@@ -457,3 +459,30 @@ def test_unpack_matches_umoci(tmp_path: Path, layers: list[list[M]]) -> None:
         capture_output=True,
     )
     assert ours == tree_of(bundle / "rootfs")
+
+
+# -- sparse files ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_sparse_files_unpack_and_flatten_densely(tmp_path: Path, fmt: str) -> None:
+    """GNU tar's sparse formats (old GNU, PAX 1.0) are expanded; flatten writes plain data."""
+    tar = require_tool("tar")
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as fh:
+        fh.write(b"head")
+        fh.seek(3 << 20)
+        fh.write(b"tail")
+    raw_path = tmp_path / "layer.tar"
+    subprocess.run(
+        [tar, "--sparse", f"--format={fmt}", "-C", str(src), "-cf", str(raw_path), "sparse"],
+        check=True,
+    )
+    expected = (src / "sparse").read_bytes()
+    raw = raw_path.read_bytes()
+    assert (unpacked(tmp_path, raw) / "sparse").read_bytes() == expected
+    members = flattened(tmp_path, raw)
+    info, data = members["sparse"]
+    assert not [key for key in info.pax_headers if key.startswith("GNU.sparse.")]
+    assert (info.type, info.size, data) == (tarfile.REGTYPE, len(expected), expected)
