@@ -60,6 +60,16 @@ def _field(obj: dict[str, Any], key: str, kind: type, what: str, required: bool 
     return value
 
 
+def _optional_str(obj: dict[str, Any], key: str, what: str) -> str | None:
+    """``obj[key]`` if it is a non-empty string, ``None`` if absent or empty."""
+    value = obj.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ImageError(f"{what}: field {key!r} has the wrong type")
+    return value
+
+
 @dataclass(frozen=True)
 class Platform:
     os: str
@@ -125,11 +135,15 @@ class Descriptor:
         if size < 0:
             raise ImageError(f"{what}: negative size")
         annotations = _field(obj, "annotations", dict, what, required=False) or {}
+        if not all(isinstance(v, str) for v in annotations.values()):
+            raise ImageError(f"{what}: annotation values must be strings")
         plat = obj.get("platform")
         platform = None
         if isinstance(plat, dict) and isinstance(plat.get("os"), str):
             platform = Platform(
-                plat["os"], str(plat.get("architecture", "")), plat.get("variant") or None
+                plat["os"],
+                str(plat.get("architecture", "")),
+                _optional_str(plat, "variant", f"{what} platform"),
             )
         return cls(media_type, digest, size, dict(annotations), platform)
 
@@ -157,7 +171,7 @@ class Manifest:
     def from_json(cls, obj: dict[str, Any], what: str) -> Manifest:
         if obj.get("schemaVersion") != 2:
             raise ImageError(f"{what}: unsupported schemaVersion {obj.get('schemaVersion')!r}")
-        media_type = obj.get("mediaType") or OCI_MANIFEST
+        media_type = _optional_str(obj, "mediaType", what) or OCI_MANIFEST
         config = Descriptor.from_json(obj.get("config"), f"{what} config")
         layers_raw = _field(obj, "layers", list, what)
         layers = tuple(
@@ -240,7 +254,7 @@ class ImageConfig:
             platform=Platform(
                 str(obj.get("os") or "linux"),
                 str(obj.get("architecture") or ""),
-                obj.get("variant") or None,
+                _optional_str(obj, "variant", what),
             ),
             diff_ids=diff_ids,
             entrypoint=str_list("Entrypoint"),
@@ -251,6 +265,6 @@ class ImageConfig:
             exposed_ports=key_list("ExposedPorts"),
             volumes=key_list("Volumes"),
             labels={str(k): str(v) for k, v in labels.items()},
-            stop_signal=cfg.get("StopSignal") or None,
+            stop_signal=_optional_str(cfg, "StopSignal", f"{what} config"),
             history=[h for h in history if isinstance(h, dict)],
         )
