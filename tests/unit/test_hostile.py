@@ -281,6 +281,24 @@ def index_digest(env: Env, digest: str) -> Path:
     return with_index(env, index)
 
 
+def wrong_json_type(env: Env, where: str) -> Path:
+    """A field of the wrong JSON type in the manifest, the config or the index."""
+    draft = Draft([layer([M("f", data=b"content")])])
+    platform = None
+    if where == "manifest":
+        manifest = json.loads(draft.manifest_bytes())
+        manifest["mediaType"] = ["application/vnd.oci.image.manifest.v1+json"]
+        draft.manifest_override = jdump(manifest)
+    elif where == "config":
+        draft.config["variant"] = ["v8"]
+    elif where == "platform":
+        platform = {"os": "linux", "architecture": "amd64", "variant": {"v": 1}}
+    blobs, desc = draft.blobs_and_descriptor(platform=platform)
+    if where == "annotation":
+        desc["annotations"] = {"org.opencontainers.image.ref.name": ["a", "b"]}
+    return write_layout(env.base / "image.tar", [(blobs, desc)])
+
+
 def archive_member_link(env: Env) -> Path:
     """An oci-archive whose ``index.json`` member is a symlink to a file outside."""
     draft = Draft([layer([M("f", data=b"x")])])
@@ -856,6 +874,21 @@ CASES: list[Case] = [
         "field 'manifests' has the wrong type",
         plain=False,
     ),
+    *[
+        Case(
+            f"wrong-json-type-{where}",
+            lambda e, w=where: wrong_json_type(e, w),
+            4,
+            message,
+            plain=False,
+        )
+        for where, message in [
+            ("manifest", "field 'mediaType' has the wrong type"),
+            ("config", "field 'variant' has the wrong type"),
+            ("platform", "platform: field 'variant' has the wrong type"),
+            ("annotation", "annotation values must be strings"),
+        ]
+    ],
     # --- names of files inside the image archive or layout ---
     Case(
         "docker-layer-name-escapes",
