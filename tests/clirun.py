@@ -68,7 +68,7 @@ def run_cli(
     with subprocess.Popen(
         cmd,
         env={**os.environ, **extra},
-        cwd="/",
+        cwd="/" if user is not None else None,  # the user may not be able to enter ours
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
