@@ -276,9 +276,10 @@ class Planner:
         path = posixpath.normpath("/" + seed.path.lstrip("/")) if seed.path else "/"
         res = resolve(self._view, path, follow=seed.follow)
         follow_ups: list[Seed] = []
+        on_the_way = Reason("symlink", detail=f"on the way to {res.path}", by=res.path)
         for link in res.symlinks:
-            why = Reason("symlink", detail=f"on the way to {res.path}", by=res.path)
-            self._keep(link, why, new, follow_ups)
+            # The link the seed names is kept for the seed's own reason.
+            self._keep(link, seed.reason if link == path else on_the_way, new, follow_ups)
         if res.status != "found":
             if path not in self._kept:
                 self._unresolved.setdefault(path, seed.reason)

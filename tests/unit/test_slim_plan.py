@@ -214,3 +214,10 @@ def test_reason_json_round_trip_and_unknown_source() -> None:
     }
     with pytest.raises(ValueError):
         Reason("guess")
+
+
+def test_a_seed_naming_a_symlink_gives_the_link_its_own_reason() -> None:
+    rule = Reason("rule", flag="--include-bin", detail="/usr/lib/x86_64-linux-gnu/libz.so.1")
+    plan = plan_of([Seed("/usr/lib/x86_64-linux-gnu/libz.so.1", rule)])
+    assert reasons(plan, "/usr/lib/x86_64-linux-gnu/libz.so.1") == [rule]
+    assert reasons(plan, "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13")[0] == rule
