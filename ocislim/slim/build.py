@@ -21,6 +21,7 @@ not, and :class:`~ocislim.errors.VerificationError` is raised.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -291,6 +292,7 @@ class _State:
     verification: Verification | None = None
     notes: list[str] = field(default_factory=list)
     process_argv: list[str] = field(default_factory=list)
+    devnull: int | None = None
 
     def note(self, message: str) -> None:
         self.notes.append(message)
@@ -318,10 +320,12 @@ def build(image: Image, options: BuildOptions, progress: Progress = NULL_PROGRES
     if not dest.parent.is_dir():
         raise OutputError(f"{dest.parent}: no such directory")
     scratch = Path(tempfile.mkdtemp(prefix=".ocislim-build-", dir=dest.parent))
+    state = _State(image, options, progress, scratch)
     try:
-        state = _State(image, options, progress, scratch)
         return _build(state, dest)
     finally:
+        if state.devnull is not None:
+            os.close(state.devnull)
         remove_tree(scratch)
 
 
@@ -425,7 +429,7 @@ def _spec_maker(state: _State) -> Callable[[Path, Sequence[str], Sequence[Any]],
     if run_opts.show_output:
         out = err = 2
     else:
-        out = err = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        out = err = state.devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
 
     def make(root: Path, mounts: Sequence[str], probes: Sequence[Any]) -> RunSpec:
         spec = run_spec(
@@ -443,11 +447,9 @@ def _spec_maker(state: _State) -> Callable[[Path, Sequence[str], Sequence[Any]],
             probes=probes,
             stdout=out,
         )
-        return RunSpec(**{**spec.__dict__, "stderr": err})
+        state.process_argv = list(spec.argv)  # for the report
+        return dataclasses.replace(spec, stderr=err)
 
-    # The argv the probe runs, for progress and the report.
-    spec = make(state.root, [], [])
-    state.process_argv = list(spec.argv)
     return make
 
 
