@@ -533,13 +533,27 @@ def _analyse(
     if keep_from is not None:
         why = Reason("rule", detail=str(options.keep_from), flag="--keep-from")
         seeds += [Seed(k["path"], why, follow=False) for k in keep_from["kept"]]
-    # The entrypoint itself, so the image can start even if the probe never exec'd it.
-    program = _entry_program(state, deps)
-    if program is not None:
-        why = Reason("rule", detail="the output image's entrypoint", flag="entrypoint")
-        seeds.append(Seed(program, why))
+    seeds += _config_seeds(state, deps, out_workdir)
     extend(seeds)
     return extend
+
+
+def _config_seeds(state: _State, deps: ElfDeps, workdir: str) -> list[Seed]:
+    """What the output config itself needs for a runtime to start it, probed or not:
+    the entrypoint's program, the working directory, and the account files when USER
+    is a name (runtimes and the sandbox look it up in the image)."""
+    seeds = []
+    program = _entry_program(state, deps)
+    if program is not None:
+        why = Reason("rule", detail="the output image's entrypoint", flag="config")
+        seeds.append(Seed(program, why))
+    if workdir != "/":
+        seeds.append(Seed(workdir, Reason("rule", detail="WorkingDir", flag="config")))
+    users = [state.image.config.user or "", state.options.run.user or ""]
+    if any(part and not part.isdigit() for user in users for part in user.split(":")):
+        why = Reason("rule", detail="USER is a name, looked up in these files", flag="config")
+        seeds += [Seed("/etc/passwd", why), Seed("/etc/group", why)]
+    return seeds
 
 
 def _resolved(tree: FileTree, paths: Sequence[str]) -> list[str]:
