@@ -295,13 +295,13 @@ class RunController:
     """
 
     plan: ProbePlan
-    _dir: Path | None = None
-    _gate_fd: int | None = None
-    _thread: threading.Thread | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _found: _Found = field(default_factory=_Found)
-    http_results: list[HttpResult] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    http_results: list[HttpResult] = field(default_factory=list, init=False)
+    notes: list[str] = field(default_factory=list, init=False)
+    _dir: Path | None = field(default=None, init=False)
+    _gate_fd: int | None = field(default=None, init=False)
+    _thread: threading.Thread | None = field(default=None, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _found: _Found = field(default_factory=_Found, init=False)
 
     def mounts(self) -> list[str]:
         if self.plan.gate is None:

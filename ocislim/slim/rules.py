@@ -10,8 +10,8 @@ static ELF pass.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from ocislim.errors import InputNotFoundError
@@ -80,7 +80,6 @@ class KeepOptions:
     include_zoneinfo: bool = False
     include_workdir: bool = False
     exclude_patterns: tuple[str, ...] = ()
-    extra: tuple[Seed, ...] = field(default=())
 
 
 def read_path_file(path: Path) -> list[str]:
@@ -156,8 +155,4 @@ def user_seeds(
             note(f"{flag} {path}: not in the image")
         reason = Reason("rule", detail=path, flag=flag.split(" ", 1)[0])
         seeds += [Seed(m, reason, recursive=recursive) for m in matched]
-    return [*seeds, *options.extra]
-
-
-def dedupe(items: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(items))
+    return seeds
