@@ -235,3 +235,23 @@ def test_bad_input_is_one_line_and_the_right_exit_code(tmp_path: Path) -> None:
     assert rule.code == 2, rule.stderr
     assert "nonsense" in rule.error
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("after", "timed_out"), [("app-exit", False), ("timeout", True), ("exec", False)]
+)
+def test_continue_after_decides_when_the_program_stops(
+    tmp_path: Path, after: str, timed_out: bool
+) -> None:
+    built = build(
+        DEMO_IMAGE, tmp_path, "-q", "--exec", "busybox true", "--continue-after", after,
+        "--timeout", "3", "--", "/bin/sh", "-c", "busybox sleep 1; busybox cat /demo/greeting.txt",
+    )  # fmt: skip
+    probes = built.report["probes"]
+    assert probes["plan"]["continue_after"] == after
+    for run in (probes["source"], probes["slim"]):
+        assert run["exec_exit_codes"] == [0]
+        assert run["timed_out"] is timed_out
+        # app-exit and timeout let the program finish its second; exec stops it at once
+        assert run["exit_code"] == (143 if after == "exec" else 0), run
+    assert "/demo/greeting.txt" in built.kept() or after == "exec"
