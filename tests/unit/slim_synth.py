@@ -16,7 +16,7 @@ def tree_from(members: list[M]) -> FileTree:
     with tarfile.open(fileobj=io.BytesIO(layer(members))) as tar:
         for ordinal, info in enumerate(tar):
             data = tar.extractfile(info) if info.isfile() else None
-            tree.add(normalize(info.name, "test"), info, 0, ordinal, data, "test layer")
+            tree.add(normalize(info.name, "test"), info, 0, ordinal, data, "test layer")  # type: ignore[arg-type]
     return tree
 
 

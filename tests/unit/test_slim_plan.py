@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import pytest
 
@@ -185,7 +186,7 @@ def test_close_plan_feeds_new_paths_to_deps_until_nothing_changes() -> None:
         "/usr/lib/x86_64-linux-gnu/libz.so.1.2.13": ["/usr/lib/x86_64-linux-gnu/libc.so.6"],
     }
 
-    def deps(paths: list[str]) -> list[Seed]:
+    def deps(paths: Sequence[str]) -> list[Seed]:
         calls.append(list(paths))
         return [
             Seed(lib, Reason("elf", detail="DT_NEEDED", by=p))
