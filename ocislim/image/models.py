@@ -216,6 +216,20 @@ class ImageConfig:
     stop_signal: str | None
     history: list[dict[str, Any]]
 
+    def summary(self) -> dict[str, Any]:
+        """The run settings as a JSON-ready dict (what inspect shows and diff compares)."""
+        return {
+            "entrypoint": self.entrypoint,
+            "cmd": self.cmd,
+            "env": self.env,
+            "working_dir": self.working_dir,
+            "user": self.user,
+            "exposed_ports": self.exposed_ports,
+            "volumes": self.volumes,
+            "labels": self.labels,
+            "stop_signal": self.stop_signal,
+        }
+
     @classmethod
     def from_json(cls, obj: dict[str, Any], what: str = "config") -> ImageConfig:
         rootfs = _field(obj, "rootfs", dict, what)

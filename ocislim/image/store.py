@@ -44,8 +44,12 @@ class BlobStore(Protocol):
     def close(self) -> None: ...
 
 
-class _RangeReader:
-    """Sequential reads of ``size`` bytes at ``offset`` of a shared descriptor (pread)."""
+class RangeReader:
+    """Sequential reads of ``size`` bytes at ``offset`` of a shared descriptor (pread).
+
+    Never moves the descriptor's own offset, so many readers can share it.
+    Reading past the end of the file before ``size`` bytes is an :class:`ImageError`.
+    """
 
     def __init__(self, fd: int, offset: int, size: int) -> None:
         self._fd = fd
@@ -61,7 +65,7 @@ class _RangeReader:
             n = left
         if n <= 0:
             return b""
-        data = os.pread(self._fd, n, self._pos)
+        data = os.pread(self._fd, min(n, 1 << 22), self._pos)
         if not data:
             raise ImageError("archive ended early (truncated file?)")
         self._pos += len(data)
@@ -70,7 +74,7 @@ class _RangeReader:
     def close(self) -> None:
         return None
 
-    def __enter__(self) -> _RangeReader:
+    def __enter__(self) -> RangeReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -121,7 +125,7 @@ class TarStore:
 
     def open(self, name: str) -> BinaryIO:
         offset, size = self._lookup(name)
-        return _RangeReader(self._fd, offset, size)  # type: ignore[return-value]
+        return RangeReader(self._fd, offset, size)  # type: ignore[return-value]
 
     def _lookup(self, name: str) -> tuple[int, int]:
         try:

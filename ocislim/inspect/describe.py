@@ -44,17 +44,7 @@ def describe(image: Image, progress: Progress = NULL_PROGRESS) -> dict[str, Any]
         "size": sum(layer.descriptor.size for layer in image.layers),
         "uncompressed_size": sum(entry["uncompressed_size"] for entry in layers),
         "layers": layers,
-        "config": {
-            "entrypoint": cfg.entrypoint,
-            "cmd": cfg.cmd,
-            "env": cfg.env,
-            "working_dir": cfg.working_dir,
-            "user": cfg.user,
-            "exposed_ports": cfg.exposed_ports,
-            "volumes": cfg.volumes,
-            "labels": cfg.labels,
-            "stop_signal": cfg.stop_signal,
-        },
+        "config": cfg.summary(),
         "history": [
             {
                 "created": h.get("created"),

@@ -166,19 +166,7 @@ def _sizes(image: Image, result: ImageScan | None) -> dict[str, int]:
 
 
 def _config_view(image: Image) -> dict[str, Any]:
-    cfg = image.config
-    return {
-        "platform": str(cfg.platform),
-        "entrypoint": cfg.entrypoint,
-        "cmd": cfg.cmd,
-        "env": cfg.env,
-        "working_dir": cfg.working_dir,
-        "user": cfg.user,
-        "exposed_ports": cfg.exposed_ports,
-        "volumes": cfg.volumes,
-        "labels": cfg.labels,
-        "stop_signal": cfg.stop_signal,
-    }
+    return {"platform": str(image.config.platform), **image.config.summary()}
 
 
 def diff_config(a: Image, b: Image) -> dict[str, dict[str, Any]]:

@@ -7,40 +7,12 @@ The file is unnamed (``TemporaryFile``): nothing is left behind after a crash.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-
-class _SpoolReader:
-    def __init__(self, fd: int, offset: int, size: int) -> None:
-        self._fd = fd
-        self._pos = offset
-        self._end = offset + size
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, n: int = -1) -> bytes:
-        left = self._end - self._pos
-        if n is None or n < 0 or n > left:
-            n = left
-        if n <= 0:
-            return b""
-        data = os.pread(self._fd, min(n, 1 << 22), self._pos)
-        self._pos += len(data)
-        return data
-
-    def close(self) -> None:
-        return None
-
-    def __enter__(self) -> _SpoolReader:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+from ocislim.image.store import RangeReader
 
 
 class Spool:
@@ -60,7 +32,7 @@ class Spool:
 
     def reader(self, offset: int, size: int) -> BinaryIO:
         self._file.flush()
-        return _SpoolReader(self._file.fileno(), offset, size)  # type: ignore[return-value]
+        return RangeReader(self._file.fileno(), offset, size)  # type: ignore[return-value]
 
     def close(self) -> None:
         self._file.close()
