@@ -4,7 +4,8 @@
 #
 # As root it also installs the missing system packages (apt-get), writes
 # /etc/containers/containers.conf when there is none, creates the plain user
-# `tester`, and builds the fixture images into their cache.  As a plain user it
+# `tester`, and builds the fixture images into their cache (in the background,
+# while the venv is made and the unit tests run).  As a plain user it
 # only checks, and tests needing what is missing skip (or fail under
 # OCISLIM_REQUIRE_TOOLS=1, as in CI).  Exits non-zero on any failure, including
 # pytest collecting no tests.
@@ -114,12 +115,39 @@ tester_python() {
     export OCISLIM_TESTER_PYTHON=$TESTER_VENV/bin/python
 }
 
-build_fixtures() {
-    if is_root; then
-        step "fixture images (cache: ${OCISLIM_FIXTURE_CACHE:-/var/tmp/ocislim-fixtures})"
-        "$VENV/bin/python" fixtures/build_images.py build
-    fi
+# The fixture build runs in its own session so that an early exit can stop it
+# with everything it started; tests that need an image meanwhile wait on the
+# builder's locks (or build that image themselves).
+FIXTURE_PID=
+FIXTURE_LOG=
+
+start_fixture_build() {
+    is_root || return 0
+    step "fixture images, in the background (cache: ${OCISLIM_FIXTURE_CACHE:-/var/tmp/ocislim-fixtures})"
+    FIXTURE_LOG=$(mktemp /tmp/ocislim-fixtures.XXXXXX)
+    setsid "$OCISLIM_BASE_PYTHON" fixtures/build_images.py build >"$FIXTURE_LOG" 2>&1 </dev/null &
+    FIXTURE_PID=$!
 }
+
+finish_fixture_build() {
+    [[ -n $FIXTURE_PID ]] || return 0
+    local rc=0
+    wait "$FIXTURE_PID" || rc=$?
+    FIXTURE_PID=
+    step "fixture images: exit $rc"
+    grep -v '^/' "$FIXTURE_LOG" >&2 || true
+    rm -f "$FIXTURE_LOG"
+    return "$rc"
+}
+
+stop_fixture_build() {
+    if [[ -n $FIXTURE_PID ]]; then
+        kill -TERM -- "-$FIXTURE_PID" 2>/dev/null || true
+        wait "$FIXTURE_PID" 2>/dev/null || true
+    fi
+    [[ -z $FIXTURE_LOG ]] || rm -f "$FIXTURE_LOG"
+}
+trap stop_fixture_build EXIT
 
 run_pytest() {
     local rc=0
@@ -135,13 +163,16 @@ run_pytest() {
 install_packages
 configure_podman
 ensure_tester
+start_fixture_build
 step "venv $VENV"
 ensure_venv "$VENV" ".[test]"
 chmod -R a+rX "$VENV"
 tester_python
-build_fixtures
 step "ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
-run_pytest "$@"
-step "done"
+status=0
+run_pytest "$@" || status=$?
+finish_fixture_build || status=1
+step "done: exit $status"
+exit "$status"

@@ -20,6 +20,15 @@ from tests.images import DEMO_IMAGE, FORMATS, fixture_image
 PLAIN_USER = "tester"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run tests not marked ``integration`` first (stable order otherwise).
+
+    Quick feedback comes first, and the fixture images, which scripts/test.sh
+    builds in the background, have time to finish before tests wait for them.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("integration") is not None)
+
+
 @pytest.fixture(scope="session")
 def demo_image() -> Path:
     """The committed demo image (oci-archive, glibc + busybox, 2 layers)."""
