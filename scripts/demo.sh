@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The README's first command: set up the venv (pip only; no root, no apt), then
-# run ocislim on the committed demo image fixtures/demo.oci.tar.  Needs network
-# only for the first pip install; afterwards it runs offline.  Outputs go to out/.
+# slim the committed demo image fixtures/demo.oci.tar.  Needs the network only
+# for the first pip install; afterwards it runs offline.  Outputs go to out/.
 set -euo pipefail
 umask 022
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ ocislim=.venv/bin/ocislim
 demo=fixtures/demo.oci.tar
 mkdir -p out
 
-# Switch to "build" once `ocislim build` exists (this one line):
+# "build" slims the demo; "convert" (inspect, then flatten) needs no tracing.
 mode=build
 
 if [[ $mode == build ]]; then
