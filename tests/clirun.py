@@ -187,12 +187,20 @@ def plain_user_python() -> tuple[str, Path]:
         pytest.skip("reading pyproject.toml needs tomllib (Python >= 3.11)")
     import tomllib
 
-    python = PLAIN_USER_VENV / "bin" / "python"
-    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     probe = "import click, jsonschema, zstandard, elftools"
-    if subprocess.run([python, "-c", probe], capture_output=True, check=False).returncode:
-        subprocess.run(["/usr/bin/python3", "-m", "venv", PLAIN_USER_VENV], check=True)
-        subprocess.run([python, "-m", "pip", "install", "-q", *deps], check=True)
+    # scripts/test.sh exports a Python the user can run; otherwise make our own venv.
+    given = os.environ.get("OCISLIM_TESTER_PYTHON")
+    python = Path(given) if given else PLAIN_USER_VENV / "bin" / "python"
+    if not python.exists() or _as_plain_user(f"cd / && '{python}' -c '{probe}'").returncode:
+        python = PLAIN_USER_VENV / "bin" / "python"
+        deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+        if (
+            not python.exists()
+            or subprocess.run([python, "-c", probe], capture_output=True, check=False).returncode
+        ):
+            subprocess.run(["/usr/bin/python3", "-m", "venv", PLAIN_USER_VENV], check=True)
+            subprocess.run([python, "-m", "pip", "install", "-q", *deps], check=True)
+            subprocess.run(["chmod", "-R", "a+rX", PLAIN_USER_VENV], check=True)
     source = REPO
     check = f"cd / && PYTHONPATH={shlex.quote(str(source))} {python} -c 'import ocislim.cli'"
     if _as_plain_user(check).returncode:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import clirun
 from tests.images import DEMO_IMAGE, FORMATS, fixture_image
 
 PLAIN_USER = "tester"
@@ -86,29 +87,8 @@ def plain_user() -> str:
 
 @pytest.fixture(scope="session")
 def plain_user_python(plain_user: str) -> str:
-    """A Python the plain user can run, with ocislim and its dependencies importable.
-
-    ``scripts/test.sh`` exports it as ``OCISLIM_TESTER_PYTHON``; otherwise the
-    first of ``.venv/bin/python`` in the checkout and ``/usr/bin/python3`` that
-    the user can execute.
-    """
-    repo = Path(__file__).resolve().parents[1]
-    candidates = [
-        os.environ.get("OCISLIM_TESTER_PYTHON", ""),
-        str(repo / ".venv" / "bin" / "python"),
-        "/usr/bin/python3",
-    ]
-    for python in filter(None, candidates):
-        probe = subprocess.run(
-            ["su", plain_user, "-s", "/bin/sh", "-c", f"'{python}' -c 'import ocislim'"],
-            cwd="/",
-            capture_output=True,
-            check=False,
-        )
-        if probe.returncode == 0:
-            return python
-    pytest.skip(f"no Python that {plain_user} can run imports ocislim; run scripts/test.sh")
-    raise AssertionError  # unreachable: pytest.skip raises
+    """A Python the plain user can run with ocislim importable (see ``clirun``)."""
+    return clirun.plain_user_python()[0]
 
 
 @pytest.fixture

@@ -18,12 +18,13 @@ from pathlib import Path
 import pytest
 
 from ocislim.sandbox import Probe, RunSpec, TraceResult, run, trace
+from tests.clirun import plain_user_python
 from tests.integration.sandbox_support import leftovers, new_token, tiny_tree
+from tests.tools import require_tool
 
 pytestmark = pytest.mark.sandbox
 
 REPO = Path(__file__).resolve().parents[2]
-TESTER_PYTHON = os.environ.get("OCISLIM_TESTER_PYTHON", "/var/tmp/ocislim-venv-tester/bin/python")
 
 
 @pytest.fixture(scope="module")
@@ -221,19 +222,18 @@ print(json.dumps(out))
 def test_as_plain_user(tree: Path, token: str) -> None:
     if os.geteuid() != 0:
         pytest.skip("run by root: switches to the plain user 'tester'")
-    if not Path(TESTER_PYTHON).exists() or shutil.which("runuser") is None:
-        pytest.skip(f"no plain-user Python at {TESTER_PYTHON} (set OCISLIM_TESTER_PYTHON)")
+    tester_python, source = plain_user_python()
+    runuser = require_tool("runuser")
     # A rootless unpack leaves the tree owned by the user: mimic that in a readable place.
     base = Path(tempfile.mkdtemp(prefix="ocislim-tester-", dir="/var/tmp"))
     try:
         os.chmod(base, 0o755)
         shutil.copytree(tree, base / "root", symlinks=True)
         subprocess.run(["chown", "-R", "tester:", str(base)], check=True)
-        runuser = str(shutil.which("runuser"))
         proc = subprocess.run(
-            [runuser, "-u", "tester", "--", TESTER_PYTHON, "-c", PLAIN_USER_SCRIPT,
+            [runuser, "-u", "tester", "--", tester_python, "-c", PLAIN_USER_SCRIPT,
              str(base / "root"), token],
-            capture_output=True, text=True, cwd="/", env={"PYTHONPATH": str(REPO)},
+            capture_output=True, text=True, cwd="/", env={"PYTHONPATH": str(source)},
             timeout=300, check=False,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stderr
