@@ -22,6 +22,7 @@ from ocislim.image.compression import detect, open_compressor
 from ocislim.image.digest import Digest, HashingWriter
 from ocislim.image.models import canonical_json
 from ocislim.image.source import Image, Layer
+from ocislim.image.streams import ByteReader
 from ocislim.image.writer import OutputLayer, WrittenImage, source_date_epoch, write_image
 from ocislim.layers.merge import merge
 from ocislim.layers.spool import Spool
@@ -55,7 +56,7 @@ def _recompress(layer: Layer, compression: str, level: int | None, scratch: Path
     try:
         with open(path, "wb") as out:
             blob = HashingWriter(out)
-            compressor = open_compressor(blob, compression, level)  # type: ignore[arg-type]
+            compressor = open_compressor(blob, compression, level)
             while chunk := stream.read(1 << 20):
                 compressor.write(chunk)
             compressor.close()
@@ -100,7 +101,7 @@ def _iso(epoch: int) -> str:
 
 def write_tree_layer(
     entries: list[Entry],
-    open_data: Callable[[DataRef], BinaryIO],
+    open_data: Callable[[DataRef], ByteReader],
     compression: str,
     level: int | None,
     scratch: Path,

@@ -11,12 +11,16 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator
-from typing import Any, BinaryIO, Literal
+from types import ModuleType
+from typing import Any, Literal, Protocol
 
 import zstandard
 
 from ocislim.errors import CompressionError
+from ocislim.image.streams import ByteReader, ByteWriter
 
+_igzip: ModuleType | None
+_isal_zlib: ModuleType | None
 try:  # ISA-L is much faster than zlib; zlib stays as the fallback.
     from isal import igzip as _igzip
     from isal import isal_zlib as _isal_zlib
@@ -44,7 +48,7 @@ def detect(head: bytes) -> Algorithm:
 class _PeekReader:
     """Wraps a stream so its first bytes can be inspected and then read again."""
 
-    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+    def __init__(self, raw: ByteReader, head: bytes) -> None:
         self._raw = raw
         self._head = head
 
@@ -96,7 +100,7 @@ _ZSTD_SKIPPABLE = range(0x184D2A50, 0x184D2A60)
 class _ExactReader:
     """Reads of exactly ``n`` bytes (fewer only at the end), in large reads of ``raw``."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: ByteReader) -> None:
         self._raw = raw
         self._buffer = bytearray()
 
@@ -111,7 +115,7 @@ class _ExactReader:
         return data
 
 
-def _zstd_pieces(raw: BinaryIO, what: str) -> Iterator[bytes]:
+def _zstd_pieces(raw: ByteReader, what: str) -> Iterator[bytes]:
     """Cut a zstd stream at block boundaries into pieces that decode to about 1 MiB at most.
 
     ``zstandard``'s decompressobj cannot limit its output, so its input is
@@ -177,7 +181,7 @@ class _DecompressingReader:
     after the last member is tolerated.
     """
 
-    def __init__(self, raw: BinaryIO, what: str, algorithm: str) -> None:
+    def __init__(self, raw: ByteReader, what: str, algorithm: str) -> None:
         self._raw = raw
         self._what = what
         self._algorithm = algorithm
@@ -241,7 +245,7 @@ class _DecompressingReader:
         self._raw.close()
 
 
-def open_decompressed(raw: BinaryIO, what: str) -> tuple[BinaryIO, Algorithm]:
+def open_decompressed(raw: ByteReader, what: str) -> tuple[ByteReader, Algorithm]:
     """Wrap ``raw`` in a decompressor chosen from its first bytes.
 
     Returns the decompressed stream and the detected algorithm.  Truncated or
@@ -251,8 +255,8 @@ def open_decompressed(raw: BinaryIO, what: str) -> tuple[BinaryIO, Algorithm]:
     algorithm = detect(head)
     source = _PeekReader(raw, head)
     if algorithm == "none":
-        return source, algorithm  # type: ignore[return-value]
-    return _DecompressingReader(source, what, algorithm), algorithm  # type: ignore[return-value]  # type: ignore[return-value]
+        return source, algorithm
+    return _DecompressingReader(source, what, algorithm), algorithm
 
 
 def _isal_level(level: int) -> int:
@@ -260,28 +264,34 @@ def _isal_level(level: int) -> int:
     return 0 if level <= 1 else 1 if level <= 4 else 2 if level <= 7 else 3
 
 
+class _ClosingWriter(ByteWriter, Protocol):
+    def close(self) -> None: ...
+
+
 class _Compressor:
     """A write-only stream compressing into ``out``; :meth:`close` flushes, never closes ``out``."""
 
-    def __init__(self, out: BinaryIO, algorithm: str, level: int) -> None:
+    def __init__(self, out: ByteWriter, algorithm: str, level: int) -> None:
         self.algorithm = algorithm
         self._out = out
-        self._inner: BinaryIO | None
+        self._inner: _ClosingWriter | None
         if algorithm == "gzip":
             if _igzip is not None:
-                self._inner = _igzip.GzipFile(  # type: ignore[assignment]
+                self._inner = _igzip.GzipFile(
                     fileobj=out, mode="wb", compresslevel=_isal_level(level), mtime=0
                 )
             else:
-                self._inner = gzip.GzipFile(  # type: ignore[assignment]
+                # The stub also wants flush(), which only GzipFile.flush() calls; never used.
+                self._inner = gzip.GzipFile(  # type: ignore[call-overload]
                     filename="", fileobj=out, mode="wb", compresslevel=level, mtime=0
                 )
         elif algorithm == "zstd":
             params = zstandard.ZstdCompressionParameters.from_level(
                 level, threads=-1, write_checksum=True
             )
-            self._inner = zstandard.ZstdCompressor(compression_params=params).stream_writer(  # type: ignore[assignment]
-                out, closefd=False
+            self._inner = zstandard.ZstdCompressor(compression_params=params).stream_writer(
+                out,  # type: ignore[arg-type]  # the stub wants IO[bytes]; only write() is used
+                closefd=False,
             )
         elif algorithm == "none":
             self._inner = None
@@ -300,6 +310,6 @@ class _Compressor:
             self.algorithm = "none"
 
 
-def open_compressor(out: BinaryIO, algorithm: str, level: int | None = None) -> _Compressor:
+def open_compressor(out: ByteWriter, algorithm: str, level: int | None = None) -> _Compressor:
     """A writer compressing into ``out`` with ``algorithm`` at ``level`` (or its default)."""
     return _Compressor(out, algorithm, DEFAULT_LEVEL[algorithm] if level is None else level)

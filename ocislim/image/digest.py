@@ -9,9 +9,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from ocislim.errors import DigestError
+from ocislim.image.streams import ByteReader, ByteWriter
 
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _HEX = re.compile(r"[0-9a-f]+")
@@ -69,7 +69,7 @@ class VerifyingReader:
 
     def __init__(
         self,
-        raw: BinaryIO,
+        raw: ByteReader,
         what: str,
         expected_digest: Digest | None = None,
         expected_size: int | None = None,
@@ -143,7 +143,7 @@ class VerifyingReader:
 class HashingWriter:
     """A write-only stream that counts and hashes bytes on their way to ``target``."""
 
-    def __init__(self, target: BinaryIO) -> None:
+    def __init__(self, target: ByteWriter) -> None:
         self._target = target
         self._hash = hashlib.sha256()
         self.count = 0

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
-from typing import BinaryIO
+
+from ocislim.image.streams import ByteReader
 
 _CHUNK = 1 << 20
 
@@ -22,7 +23,7 @@ class PrefetchReader:
     it.  :meth:`close` stops the thread (it never outlives the reader).
     """
 
-    def __init__(self, source: BinaryIO, chunk: int = _CHUNK, depth: int = 8) -> None:
+    def __init__(self, source: ByteReader, chunk: int = _CHUNK, depth: int = 8) -> None:
         self._source = source
         self._chunk = chunk
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)

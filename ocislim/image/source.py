@@ -111,7 +111,7 @@ class Layer:
             # Uncompressed: the blob digest already is the diff_id; hash once.
             return LayerStream(PrefetchReader(decompressed), algorithm, blob, None)
         outer = VerifyingReader(decompressed, f"layer {self.index} diff_id", self.diff_id)
-        return LayerStream(PrefetchReader(outer), algorithm, outer, blob)  # type: ignore[arg-type]
+        return LayerStream(PrefetchReader(outer), algorithm, outer, blob)
 
 
 @dataclass

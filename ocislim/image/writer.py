@@ -178,7 +178,7 @@ def _write_tar(path: Path, files: list[tuple[str, int, Callable[[], BinaryIO]]])
             )
             verified = VerifyingReader(src, name, expected, size)
             try:
-                tar.addfile(info, verified)  # type: ignore[arg-type]
+                tar.addfile(info, verified)
                 verified.finish()
             finally:
                 verified.close()

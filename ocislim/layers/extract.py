@@ -17,9 +17,9 @@ import os
 import shutil
 import stat
 from pathlib import Path
-from typing import BinaryIO
 
 from ocislim.errors import OutputError
+from ocislim.image.streams import ByteReader
 from ocislim.layers.tree import Entry
 
 _COPY_CHUNK = 1 << 20
@@ -58,7 +58,7 @@ class DiskSink:
             os.mkdir(self._disk(entry.path), 0o700)
         self._dirs[entry.path] = entry
 
-    def file(self, entry: Entry, data: BinaryIO | None) -> None:
+    def file(self, entry: Entry, data: ByteReader | None) -> None:
         info = entry.info
         disk = self._disk(entry.path)
         if info.issym():

@@ -13,10 +13,10 @@ import posixpath
 import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
 
 from ocislim.errors import ImageError
 from ocislim.image.source import Image, Layer
+from ocislim.image.streams import ByteReader
 from ocislim.layers.spool import Spool
 from ocislim.layers.tree import (
     OPAQUE_MARKER,
@@ -161,7 +161,7 @@ def _merge_layer(tree: FileTree, layer: Layer, spool: Spool | None, progress: Pr
             continue
         if kind == "ignore":
             continue
-        data: BinaryIO | None = None
+        data: ByteReader | None = None
         offset = None
         if member.isfile():
             data = tar.extractfile(member)

@@ -10,9 +10,9 @@ from __future__ import annotations
 import shutil
 import tempfile
 from pathlib import Path
-from typing import BinaryIO
 
 from ocislim.image.store import RangeReader
+from ocislim.image.streams import ByteReader
 
 
 class Spool:
@@ -22,17 +22,17 @@ class Spool:
         self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed in close()
         self._size = 0
 
-    def append(self, data: BinaryIO) -> int:
+    def append(self, data: ByteReader) -> int:
         """Copy ``data`` to the end of the spool; return the offset it starts at."""
         offset = self._size
         self._file.seek(offset)
-        shutil.copyfileobj(data, self._file, 1 << 20)  # type: ignore[misc]
+        shutil.copyfileobj(data, self._file, 1 << 20)
         self._size = self._file.tell()
         return offset
 
-    def reader(self, offset: int, size: int) -> BinaryIO:
+    def reader(self, offset: int, size: int) -> RangeReader:
         self._file.flush()
-        return RangeReader(self._file.fileno(), offset, size)  # type: ignore[return-value]
+        return RangeReader(self._file.fileno(), offset, size)
 
     def close(self) -> None:
         self._file.close()

@@ -23,9 +23,10 @@ import posixpath
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO, Protocol
+from typing import Protocol
 
 from ocislim.errors import ImageError, UnsafeArchiveError
+from ocislim.image.streams import ByteReader
 
 MAX_SYMLINKS = 40  # as the kernel's limit for one path walk
 WHITEOUT_PREFIX = ".wh."
@@ -111,7 +112,7 @@ class TreeSink(Protocol):
     def directory(self, entry: Entry, created: bool) -> None:
         """A directory was created (``created``) or had its header replaced."""
 
-    def file(self, entry: Entry, data: BinaryIO | None) -> None:
+    def file(self, entry: Entry, data: ByteReader | None) -> None:
         """A non-directory entry was created; ``data`` holds a regular file's bytes."""
 
     def hardlink(self, entry: Entry, target: Entry) -> None:
@@ -345,7 +346,7 @@ class FileTree:
         info: tarfile.TarInfo,
         layer: int,
         ordinal: int,
-        data: BinaryIO | None,
+        data: ByteReader | None,
         what: str,
     ) -> Entry:
         """Apply one non-whiteout member. Returns the entry now at the (resolved) path."""

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from ocislim.image.compression import open_compressor
 from ocislim.image.digest import Digest, HashingWriter
+from ocislim.image.streams import ByteReader
 from ocislim.layers.tree import DataRef, Entry
 
 # Rewritten from the entry itself; GNU.sparse.* would describe a sparse map that
@@ -48,7 +49,7 @@ def _header(entry: Entry) -> tarfile.TarInfo:
 
 def write_layer(
     entries: Iterable[Entry],
-    open_data: Callable[[DataRef], BinaryIO],
+    open_data: Callable[[DataRef], ByteReader],
     out: BinaryIO,
     compression: str,
     level: int | None = None,
@@ -59,7 +60,7 @@ def write_layer(
     ``out`` is left open and positioned at the end of what was written.
     """
     blob = HashingWriter(out)
-    compressor = open_compressor(blob, compression, level)  # type: ignore[arg-type]
+    compressor = open_compressor(blob, compression, level)
     diff = HashingWriter(compressor)
     first_path: dict[int, str] = {}
     count = 0
