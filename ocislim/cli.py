@@ -109,7 +109,38 @@ def quiet_option(fn: F) -> F:
     return click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")(fn)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+# click >= 8.2 raises this for a bare group invocation; older versions print help themselves.
+_NO_ARGS_IS_HELP: Any = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
+
+class _OneLineErrors(click.Group):
+    """A group whose flag and argument errors are one ``ocislim: error:`` line, exit code 2.
+
+    click's own rendering prints the usage block first; scripts and users grep for
+    one line, the same shape as every other error.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.pop("standalone_mode", True) is False:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _NO_ARGS_IS_HELP as exc:
+            exc.show()  # bare "ocislim": the help text, not an error line
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            message = " ".join(exc.format_message().split())
+            click.echo(f"ocislim: error: {message}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("ocislim: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ocislim")
 def main() -> None:
     """Slim OCI images without a daemon or root.
@@ -308,6 +339,7 @@ def _sandbox_options(fn: F) -> F:
         click.option(
             "--rootfs",
             type=click.Path(file_okay=False),
+            metavar="DIR",
             help="Unpack into DIR, or reuse DIR if it already holds this image.",
         ),
         click.option("--exec", "exec_", multiple=True, metavar="CMD", help="Probe: sh -c CMD."),
@@ -501,6 +533,7 @@ def diff(
 @click.option(
     "--rootfs",
     type=click.Path(file_okay=False),
+    metavar="DIR",
     help="Unpack into DIR, or reuse DIR if it already holds this image.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
@@ -548,7 +581,9 @@ def _build_options(fn: F) -> F:
     """The ``build`` command's own flags (the run options come from ``_sandbox_options``)."""
     multi = {"multiple": True}
     options = [
-        click.option("-o", "--output", required=True, type=click.Path(), help="Slim image."),
+        click.option(
+            "-o", "--output", required=True, type=click.Path(), metavar="OUTPUT", help="Slim image."
+        ),
         click.option(
             "--format",
             "fmt",
@@ -556,19 +591,38 @@ def _build_options(fn: F) -> F:
             default="oci-archive",
             show_default=True,
         ),
-        click.option("--compression", type=click.Choice(["gzip", "zstd", "none"])),
+        click.option(
+            "--compression",
+            type=click.Choice(["gzip", "zstd", "none"]),
+            help="Layer compression (default gzip; docker-archive is uncompressed).",
+        ),
         click.option("--level", type=click.IntRange(0, 22), help="Compression level."),
         click.option("--tag", metavar="NAME:TAG", help="Default: the source's NAME.slim:TAG."),
         click.option("--report", type=click.Path(dir_okay=False), help="Default: beside OUTPUT."),
-        click.option("--seccomp-profile", type=click.Path(dir_okay=False), metavar="FILE"),
-        click.option("--http-probe/--no-http-probe", default=None, help="Default: if ports."),
-        click.option("--http-probe-cmd", metavar="METHOD:PATH", **multi),
-        click.option("--http-probe-ports", metavar="PORT[,PORT]"),
         click.option(
-            "--continue-after", type=click.Choice(["exec", "probe", "timeout", "app-exit"])
+            "--seccomp-profile",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Also write a seccomp profile of the observed system calls.",
+        ),
+        click.option("--http-probe/--no-http-probe", default=None, help="Default: if ports."),
+        click.option(
+            "--http-probe-cmd", metavar="METHOD:PATH", help="HTTP probe request.", **multi
+        ),
+        click.option("--http-probe-ports", metavar="PORT[,PORT]", help="Default: exposed ports."),
+        click.option(
+            "--continue-after",
+            type=click.Choice(["exec", "probe", "timeout", "app-exit"]),
+            help="When to stop the program (default: from the probes given).",
         ),
         click.option("--include-path", metavar="PATH", help="File or directory.", **multi),
-        click.option("--include-path-file", type=click.Path(dir_okay=False), **multi),
+        click.option(
+            "--include-path-file",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Paths to keep, one a line.",
+            **multi,
+        ),
         click.option("--exclude-pattern", metavar="GLOB", help="'**' allowed.", **multi),
         click.option("--include-bin", metavar="PATH", help="With its ELF closure.", **multi),
         click.option("--include-exe", metavar="NAME", help="Found on the image's PATH.", **multi),
@@ -577,16 +631,21 @@ def _build_options(fn: F) -> F:
         click.option(
             "--include-oslibs-net/--no-include-oslibs-net", default=True, show_default=True
         ),
-        click.option("--include-zoneinfo", is_flag=True),
-        click.option("--include-workdir", is_flag=True),
-        click.option("--keep-from", type=click.Path(dir_okay=False), metavar="REPORT"),
-        click.option("--enable-rule", metavar="NAME", **multi),
-        click.option("--disable-rule", metavar="NAME", **multi),
-        click.option("--new-entrypoint", metavar="CMD|JSON"),
-        click.option("--new-cmd", metavar="ARGS|JSON"),
-        click.option("--new-env", metavar="K=V", **multi),
-        click.option("--new-workdir", metavar="DIR"),
-        click.option("--new-label", metavar="K=V", **multi),
+        click.option("--include-zoneinfo", is_flag=True, help="Time zone data."),
+        click.option("--include-workdir", is_flag=True, help="The WorkingDir, whole."),
+        click.option(
+            "--keep-from",
+            type=click.Path(dir_okay=False),
+            metavar="REPORT",
+            help="Keep what an earlier report kept; no tracing.",
+        ),
+        click.option("--enable-rule", metavar="NAME", help="Switch a keep rule on.", **multi),
+        click.option("--disable-rule", metavar="NAME", help="Switch a keep rule off.", **multi),
+        click.option("--new-entrypoint", metavar="CMD|JSON", help="Output's entrypoint."),
+        click.option("--new-cmd", metavar="ARGS|JSON", help="Output's cmd."),
+        click.option("--new-env", metavar="K=V", help="Set in the output's Env.", **multi),
+        click.option("--new-workdir", metavar="DIR", help="Output's WorkingDir."),
+        click.option("--new-label", metavar="K=V", help="Set an output label.", **multi),
         click.option("--no-verify", is_flag=True, help="Do not run the probes on the result."),
         click.option("--verify-rounds", type=click.IntRange(1, 10), default=3, show_default=True),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
