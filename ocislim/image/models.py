@@ -12,7 +12,7 @@ import platform as _platform
 from dataclasses import dataclass, field
 from typing import Any
 
-from ocislim.errors import ImageError
+from ocislim.errors import ImageError, UsageError
 from ocislim.image.digest import Digest, parse_digest
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -84,7 +84,7 @@ class Platform:
     def parse(cls, text: str) -> Platform:
         parts = text.split("/")
         if len(parts) not in (2, 3) or not all(parts):
-            raise ImageError(f"--platform: expected os/arch[/variant], got {text!r}")
+            raise UsageError(f"--platform: expected os/arch[/variant], got {text!r}")
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else None)
 
     @classmethod

@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from ocislim.cli import main
-from ocislim.errors import CompressionError, ImageError, RefNotFoundError
+from ocislim.errors import CompressionError, RefNotFoundError, UsageError
 from ocislim.image import open_image
 from ocislim.image.compression import detect
 from ocislim.image.models import Platform
@@ -326,7 +326,7 @@ def test_platform_of_a_single_image_must_match(tmp_path: Path) -> None:
     path = oci(tmp_path / "image.tar", Draft(LAYERS, architecture="arm64"))
     with pytest.raises(RefNotFoundError, match="image is for linux/arm64, not linux/s390x"):
         open_image(path, platform="linux/s390x")
-    with pytest.raises(ImageError, match="expected os/arch"):
+    with pytest.raises(UsageError, match="expected os/arch"):
         open_image(path, platform="linux")
 
 
