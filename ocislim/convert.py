@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,13 @@ from ocislim.image.digest import Digest, HashingWriter
 from ocislim.image.models import canonical_json
 from ocislim.image.source import Image, Layer
 from ocislim.image.streams import ByteReader
-from ocislim.image.writer import OutputLayer, WrittenImage, source_date_epoch, write_image
+from ocislim.image.writer import (
+    OutputLayer,
+    WrittenImage,
+    check_destination,
+    source_date_epoch,
+    write_image,
+)
 from ocislim.layers.merge import merge
 from ocislim.layers.spool import Spool
 from ocislim.layers.tree import DataRef, Entry, FileTree
@@ -123,7 +130,8 @@ def convert(
     if docker and options.compression not in (None, "none"):
         progress.note("docker-archive layers are stored uncompressed; ignoring --compression")
     target = "none" if docker else options.compression
-    dest = Path(dest)
+    dest = Path(os.path.abspath(dest))
+    check_destination(dest, options.fmt, [image.source])  # fail before the long work
     with tempfile.TemporaryDirectory(prefix=".ocislim-", dir=dest.parent) as tmp:
         scratch = Path(tmp)
         if options.flatten:

@@ -193,7 +193,11 @@ def _write_dir(path: Path, files: list[tuple[str, int, Callable[[], BinaryIO]]])
             _copy_verified(name, size, opener, out)
 
 
-def _check_destination(dest: Path, fmt: str, sources: list[Path]) -> None:
+def check_destination(dest: Path, fmt: str, sources: list[Path]) -> None:
+    """Raise :class:`OutputError` unless ``fmt`` can be written to ``dest``.
+
+    Callers run it before long work so a bad output path fails at once.
+    """
     for source in sources:
         if dest.exists() and source.exists() and os.path.samefile(dest, source):
             raise OutputError(f"{dest}: is the source image; choose another output")
@@ -223,7 +227,7 @@ def write_image(
     if fmt not in FORMATS:
         raise OutputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     dest = Path(os.path.abspath(dest))
-    _check_destination(dest, fmt, sources or [])
+    check_destination(dest, fmt, sources or [])
     if fmt == "docker-archive":
         files = _docker_files(config_raw, layers, ref_name)
         manifest_digest = sha256_of(_manifest(config_raw, layers))

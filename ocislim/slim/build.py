@@ -45,7 +45,7 @@ from ocislim.errors import (
 )
 from ocislim.image.models import canonical_json
 from ocislim.image.source import Image
-from ocislim.image.writer import FORMATS, WrittenImage, write_image
+from ocislim.image.writer import FORMATS, WrittenImage, check_destination, write_image
 from ocislim.layers.extract import remove_tree
 from ocislim.layers.merge import merge, spool_contents
 from ocislim.layers.spool import Spool
@@ -309,6 +309,9 @@ def _check_options(options: BuildOptions) -> None:
             raise UsageError(f"unknown rule {name!r}; rules: {', '.join(sorted(known))}")
     if options.verify_rounds < 1:
         raise UsageError("--verify-rounds must be at least 1")
+    gzip = out.fmt != "docker-archive" and (out.compression or "gzip") == "gzip"
+    if out.level is not None and gzip and not 1 <= out.level <= 9:
+        raise UsageError(f"--level {out.level}: gzip levels are 1-9")  # as convert checks
     if options.keep_from is not None and not Path(options.keep_from).is_file():
         raise InputNotFoundError(f"--keep-from {options.keep_from}: no such file")
 
@@ -317,8 +320,13 @@ def build(image: Image, options: BuildOptions, progress: Progress = NULL_PROGRES
     """Slim ``image`` as ``options`` say (see the module docstring).  Atomic outputs."""
     _check_options(options)
     dest = Path(os.path.abspath(options.output.path))
-    if not dest.parent.is_dir():
-        raise OutputError(f"{dest.parent}: no such directory")
+    check_destination(dest, options.output.fmt, [image.source])  # before tracing, not after
+    for flag, side in (
+        ("--report", options.output.report),
+        ("--seccomp-profile", options.output.seccomp_profile),
+    ):
+        if side is not None and not Path(os.path.abspath(side)).parent.is_dir():
+            raise OutputError(f"{flag} {side}: no such directory")
     scratch = Path(tempfile.mkdtemp(prefix=".ocislim-build-", dir=dest.parent))
     state = _State(image, options, progress, scratch)
     try:
