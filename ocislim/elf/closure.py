@@ -371,7 +371,7 @@ class DepsAnalyzer:
         keep = _Keep(self.rootfs)
         reports: list[ObjectReport] = []
         lazy: list[LazyEntry] = []
-        queue = [(p, None, 0) for p in requested]
+        queue: list[tuple[str, str | None, int]] = [(p, None, 0) for p in requested]
         seen: set[str] = set()
         progress.stage("deps", f"{len(queue)} objects")
         done = 0

@@ -46,18 +46,21 @@ class _BoundedTarInfo(tarfile.TarInfo):
 
     It also turns the ValueErrors tarfile lets escape from malformed extended
     headers (e.g. a GNU sparse map with a bad number) into tar errors.
-    SubsequentHeaderError is the one tarfile always reports as a ReadError.
+    SubsequentHeaderError is the one tarfile always reports as a ReadError (typeshed
+    omits that undocumented class, hence the ignores).
     """
 
     def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _METADATA_TYPES and self.size > MAX_METADATA_HEADER:
-            raise tarfile.SubsequentHeaderError(
+            raise tarfile.SubsequentHeaderError(  # type: ignore[attr-defined]
                 f"extended header of {self.size} bytes is too large"
             )
         try:
             return super()._proc_member(tarfile_)  # type: ignore[misc]
         except ValueError as exc:
-            raise tarfile.SubsequentHeaderError(f"malformed header ({exc})") from None
+            raise tarfile.SubsequentHeaderError(  # type: ignore[attr-defined]
+                f"malformed header ({exc})"
+            ) from None
 
 
 def iter_members(
@@ -73,7 +76,8 @@ def iter_members(
     stream = layer.open()
     try:
         try:
-            tar = tarfile.open(  # noqa: SIM115
+            # The stub wants a seekable, writable file even in stream mode ("r|").
+            tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
                 fileobj=stream, mode="r|", errorlevel=2, tarinfo=_BoundedTarInfo
             )
         except tarfile.ReadError as exc:

@@ -29,6 +29,7 @@ from ocislim.sandbox.syscalls import (
     AT_SYMLINK_NOFOLLOW,
     OPEN_FLAGS,
     PATH_SYSCALLS,
+    Access,
     OpenFlags,
     PathArg,
     native_arch,
@@ -227,8 +228,8 @@ def _lexical(base: str, rest: list[str]) -> str:
     return "/" + "/".join(parts)
 
 
-def _open_access(flags: int, of: OpenFlags) -> tuple[set[str], bool]:
-    access: set[str] = set()
+def _open_access(flags: int, of: OpenFlags) -> tuple[set[Access], bool]:
+    access: set[Access] = set()
     if flags & of.path:
         access.add("stat")
     elif flags & of.directory:
@@ -247,7 +248,7 @@ def _open_access(flags: int, of: OpenFlags) -> tuple[set[str], bool]:
     return access, follow
 
 
-def _interpret(arg: PathArg, flags: int | None, of: OpenFlags) -> tuple[set[str], bool]:
+def _interpret(arg: PathArg, flags: int | None, of: OpenFlags) -> tuple[set[Access], bool]:
     """(access kinds, whether a final symlink is followed)."""
     flags = flags or 0
     if arg.access == "open":
@@ -274,18 +275,18 @@ def _absolute(raw: str, base: str | None) -> str | None:
 
 class _Collector:
     def __init__(self) -> None:
-        self.entries: dict[str, dict[str, object]] = {}
+        self._access: dict[str, set[str]] = {}
+        self._kind: dict[str, str] = {}
 
     def add(self, path: str, access: Iterable[str], kind: str = "") -> None:
-        entry = self.entries.setdefault(path, {"access": set(), "kind": kind})
-        entry["access"].update(access)  # type: ignore[attr-defined]
-        if kind:
-            entry["kind"] = kind
+        self._access.setdefault(path, set()).update(access)
+        if kind or path not in self._kind:  # a later "" never hides a known kind
+            self._kind[path] = kind
 
     def result(self) -> tuple[FileAccess, ...]:
         return tuple(
-            FileAccess(path, tuple(sorted(e["access"])), str(e["kind"]))  # type: ignore[arg-type]
-            for path, e in sorted(self.entries.items())
+            FileAccess(path, tuple(sorted(access)), self._kind[path])
+            for path, access in sorted(self._access.items())
         )
 
 
@@ -302,7 +303,7 @@ def analyse(
 
     resolver = _Resolver(tree, runtime)
 
-    def record(path: str, access: set[str], follow: bool, succeeded: bool | None) -> None:
+    def record(path: str, access: set[Access], follow: bool, succeeded: bool | None) -> None:
         res = resolver.resolve(path, follow)
         for link in res.symlinks:
             if _under(link, runtime):

@@ -24,13 +24,21 @@ from ocislim.sandbox.runner import Probe, RunSpec
 
 
 class ImageRunConfig(Protocol):
-    """The parts of an image config a run uses (``ocislim.image`` ImageConfig has them)."""
+    """The parts of an image config a run uses (``ocislim.image`` ImageConfig has them).
 
-    entrypoint: list[str] | None
-    cmd: list[str] | None
-    env: list[str]
-    working_dir: str
-    user: str
+    Read-only members, so a frozen dataclass satisfies it.
+    """
+
+    @property
+    def entrypoint(self) -> list[str] | None: ...
+    @property
+    def cmd(self) -> list[str] | None: ...
+    @property
+    def env(self) -> list[str]: ...
+    @property
+    def working_dir(self) -> str: ...
+    @property
+    def user(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ocislim.errors import InputNotFoundError, SandboxError, UserNamespaceUnavailableError
 from ocislim.progress import NULL_PROGRESS, Progress
@@ -124,18 +124,22 @@ def _send(fd: int, obj: dict[str, object]) -> None:
         data = data[os.write(fd, data) :]
 
 
-def _recv(fd: int) -> dict[str, object] | None:
+# A decoded pipe message: JSON, so its values are whatever the sender put there.
+_Message = dict[str, Any]
+
+
+def _recv(fd: int) -> _Message | None:
     line = b""
     while not line.endswith(b"\n"):
         chunk = os.read(fd, 1)
         if not chunk:
             return None
         line += chunk
-    result: dict[str, object] = json.loads(line)
+    result: _Message = json.loads(line)
     return result
 
 
-def _read_all(fd: int) -> list[dict[str, object]]:
+def _read_all(fd: int) -> list[_Message]:
     chunks = []
     while True:
         chunk = os.read(fd, 65536)
@@ -246,7 +250,7 @@ def _launch(
         message = _recv(from_creator_r)
         if message is None or "init" not in message:
             raise SandboxError("the sandbox's init process did not start")
-        init_pid = int(message["init"])  # type: ignore[call-overload]
+        init_pid = int(message["init"])
         if tracer is not None:
             try:
                 tracer.seize(init_pid)
@@ -279,16 +283,16 @@ def _launch(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _creator_error(message: dict[str, object] | None) -> SandboxError:
+def _creator_error(message: _Message | None) -> SandboxError:
     if message is None:
         return SandboxError("the sandbox could not be created")
     if message.get("error") == "userns":
-        err = OSError(int(message.get("errno", 1)), os.strerror(int(message.get("errno", 1))))  # type: ignore[call-overload]
+        err = OSError(int(message.get("errno", 1)), os.strerror(int(message.get("errno", 1))))
         return UserNamespaceUnavailableError(userns_unavailable_message(err))
     return SandboxError(str(message.get("message", "the sandbox could not be created")))
 
 
-def _result(messages: list[dict[str, object]], status: int, progress: Progress) -> RunResult:
+def _result(messages: list[_Message], status: int, progress: Progress) -> RunResult:
     ready = next((m for m in messages if m.get("event") == "ready"), None)
     errors = [m for m in messages if m.get("event") == "error"]
     if ready is None:
@@ -308,7 +312,7 @@ def _result(messages: list[dict[str, object]], status: int, progress: Progress) 
     for note in notes:
         progress.note(note)
     return RunResult(
-        exit_code=int(done["exit_code"]),  # type: ignore[call-overload]
+        exit_code=int(done["exit_code"]),
         timed_out=bool(done.get("timed_out")),
         probe_exit_codes=tuple(int(c) for c in done.get("probes", [])),
         runtime_paths=tuple(str(p) for p in ready.get("mount_points", [])),
@@ -460,7 +464,7 @@ class _Launcher:
                 if source != target:
                     os.dup2(source, target)
             os.chdir(spec.workdir)
-            env = dict(e.split("=", 1) if "=" in e else (e, "") for e in spec.env)
+            env = {name: value for name, _, value in (e.partition("=") for e in spec.env)}
             path = _lookup(argv[0], env.get("PATH", ""))
             if path is None:
                 self._fail(f"executable not found in the image: {argv[0]}")
