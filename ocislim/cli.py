@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -120,11 +120,18 @@ class _OneLineErrors(click.Group):
     one line, the same shape as every other error.
     """
 
-    def main(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.pop("standalone_mode", True) is False:
-            return super().main(*args, standalone_mode=False, **kwargs)
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if standalone_mode is False:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _NO_ARGS_IS_HELP as exc:
             exc.show()  # bare "ocislim": the help text, not an error line
             sys.exit(exc.exit_code)
@@ -579,7 +586,7 @@ def deps(
 
 def _build_options(fn: F) -> F:
     """The ``build`` command's own flags (the run options come from ``_sandbox_options``)."""
-    multi = {"multiple": True}
+    multi: dict[str, Any] = {"multiple": True}
     options = [
         click.option(
             "-o", "--output", required=True, type=click.Path(), metavar="OUTPUT", help="Slim image."
