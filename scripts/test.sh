@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up everything the tests need on a fresh Debian bookworm machine, then run
-# ruff and the test suite.  Arguments are passed to pytest.
+# ruff, mypy and the test suite.  Arguments are passed to pytest.
 #
 # As root it also installs the missing system packages (apt-get), writes
 # /etc/containers/containers.conf when there is none, creates the plain user
@@ -171,6 +171,8 @@ tester_python
 step "ruff"
 "$VENV/bin/ruff" check .
 "$VENV/bin/ruff" format --check .
+step "mypy"
+"$VENV/bin/mypy" ocislim
 status=0
 run_pytest "$@" || status=$?
 finish_fixture_build || status=1
