@@ -21,6 +21,7 @@ import pytest
 
 from tests import oci_schema
 from tests.images import DEMO_IMAGE, FORMATS, IMAGE_NAMES, builder, fixture_image, image_reference
+from tests.integration.build_support import Podman, podman_fixture
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.integration
@@ -300,49 +301,38 @@ def test_oci_archive_writer_is_deterministic(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- running
 
 
-class Podman:
-    """podman with private storage, running with runc as design.md says for this machine."""
+__all__ = ["podman_fixture"]  # the shared podman fixture, registered by import
 
-    def __init__(self, exe: str, store: Path) -> None:
-        self.cmd = [exe, "--root", str(store / "root"), "--runroot", str(store / "run")]
-        self.loaded: set[tuple[str, str]] = set()
+
+class FixturePodman:
+    """Runs fixture images by name, loading each (name, format) once."""
+
+    def __init__(self, podman: Podman) -> None:
+        self._podman = podman
+        self._loaded: set[tuple[str, str]] = set()
 
     def run(self, name: str, *args: str, fmt: str = "oci-archive") -> str:
         """stdout of the image's default command (with ``args``); fails unless it exits 0."""
-        if (name, fmt) not in self.loaded:
-            image = str(fixture_image(name, fmt))
-            subprocess.run([*self.cmd, "load", "-q", "-i", image], check=True, capture_output=True)
-            self.loaded.add((name, fmt))
-        proc = subprocess.run(
-            [*self.cmd, "run", "--rm", "--runtime", "runc", image_reference(name), *args],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+        if (name, fmt) not in self._loaded:
+            self._podman.load(fixture_image(name, fmt), image_reference(name))
+            self._loaded.add((name, fmt))
+        proc = self._podman.run(image_reference(name), *args)
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
 
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
-    exe = require_tool("podman")
-    require_tool("runc")
-    if os.geteuid() != 0:
-        pytest.skip("these podman runs use root's storage")
-    store = tmp_path_factory.mktemp("podman")
-    tool = Podman(exe, store)
-    yield tool
-    subprocess.run([*tool.cmd, "rmi", "--all", "--force"], capture_output=True, check=False)
-    shutil.rmtree(store, ignore_errors=True)
+@pytest.fixture(scope="module", name="fixture_podman")
+def fixture_podman_fixture(podman: Podman) -> FixturePodman:
+    return FixturePodman(podman)
 
 
-def test_python_app_runs_every_mode(podman: Podman) -> None:
-    default = json.loads(podman.run("python-app"))
+def test_python_app_runs_every_mode(fixture_podman: FixturePodman) -> None:
+    default = json.loads(fixture_podman.run("python-app"))
     assert default == {"app": "ocislim-fixture", "cwd": "/app", "version": "1.0.0"}
-    assert podman.run("python-app", "net") == "net: localhost -> 127.0.0.1\n"
-    tls = podman.run("python-app", "tls")
+    assert fixture_podman.run("python-app", "net") == "net: localhost -> 127.0.0.1\n"
+    tls = fixture_podman.run("python-app", "tls")
     assert tls.startswith("tls: ") and int(tls.split()[1]) > 50
-    assert podman.run("python-app", "db") == "db: rows=3 sum=6\n"
+    assert fixture_podman.run("python-app", "db") == "db: rows=3 sum=6\n"
 
 
 @pytest.mark.parametrize(
@@ -353,9 +343,11 @@ def test_python_app_runs_every_mode(podman: Podman) -> None:
         ("demo", "oci-archive", "hello from the ocislim demo image (6 words)\n"),
     ],
 )
-def test_default_commands_run(podman: Podman, name: str, fmt: str, expected: str) -> None:
-    assert podman.run(name, fmt=fmt) == expected
+def test_default_commands_run(
+    fixture_podman: FixturePodman, name: str, fmt: str, expected: str
+) -> None:
+    assert fixture_podman.run(name, fmt=fmt) == expected
 
 
-def test_curl_default_command_runs(podman: Podman) -> None:
-    assert podman.run("curl").startswith("curl 7.")
+def test_curl_default_command_runs(fixture_podman: FixturePodman) -> None:
+    assert fixture_podman.run("curl").startswith("curl 7.")
