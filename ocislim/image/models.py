@@ -38,12 +38,17 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def load_json(data: bytes, what: str) -> dict[str, Any]:
-    """Parse a JSON object, raising a one-line :class:`ImageError` naming ``what``."""
+def parse_json(data: bytes, what: str) -> Any:
+    """Parse JSON, raising a one-line :class:`ImageError` naming ``what``."""
     try:
-        obj = json.loads(data)
+        return json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ImageError(f"{what}: invalid JSON ({exc})") from None
+
+
+def load_json(data: bytes, what: str) -> dict[str, Any]:
+    """Parse a JSON object, raising a one-line :class:`ImageError` naming ``what``."""
+    obj = parse_json(data, what)
     if not isinstance(obj, dict):
         raise ImageError(f"{what}: expected a JSON object")
     return obj

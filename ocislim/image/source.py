@@ -8,7 +8,6 @@ Nothing is extracted and the source is never written to.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from collections.abc import Iterator
@@ -38,6 +37,7 @@ from ocislim.image.models import (
     Platform,
     canonical_json,
     load_json,
+    parse_json,
 )
 from ocislim.image.prefetch import PrefetchReader
 from ocislim.image.store import BlobStore, clean_name, open_store
@@ -144,12 +144,17 @@ class Image:
         self.close()
 
 
-def _read_json(store: BlobStore, name: str, what: str) -> tuple[dict[str, Any], bytes]:
+def _read_small(store: BlobStore, name: str, what: str) -> bytes:
+    """The bytes of a JSON document in the store, refusing one too large to be honest."""
     size = store.size(name)
     if size > _MAX_JSON:
         raise ImageError(f"{what}: {size} bytes is too large for a JSON document")
     with store.open(name) as fh:
-        data = fh.read()
+        return fh.read()
+
+
+def _read_json(store: BlobStore, name: str, what: str) -> tuple[dict[str, Any], bytes]:
+    data = _read_small(store, name, what)
     return load_json(data, what), data
 
 
@@ -207,15 +212,7 @@ def _oci_candidates(store: BlobStore, source: Path) -> Iterator[_Candidate]:
 
 def _docker_candidates(store: BlobStore, source: Path) -> Iterator[_Candidate]:
     what = f"{source}: manifest.json"
-    size = store.size("manifest.json")
-    if size > _MAX_JSON:
-        raise ImageError(f"{what}: too large")
-    with store.open("manifest.json") as fh:
-        data = fh.read()
-    try:
-        entries = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ImageError(f"{what}: invalid JSON ({exc})") from None
+    entries = parse_json(_read_small(store, "manifest.json", what), what)
     if not isinstance(entries, list):
         raise ImageError(f"{what}: expected a list")
     for i, entry in enumerate(entries):
