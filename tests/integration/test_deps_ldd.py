@@ -23,11 +23,9 @@ from ocislim.elf.rootpath import RootFS
 from ocislim.errors import OutputError
 from tests.tools import require_tool
 from tests.unit.elf_synth import (
-    HOST_MUSL_LD,
-    GccTree,
     Scenarios,
     build_scenarios,
-    write,
+    musl_tree,
 )
 
 pytestmark = pytest.mark.integration
@@ -220,14 +218,8 @@ def test_synthetic_scenarios_match_the_real_loader(scen: Scenarios) -> None:
 
 
 def test_musl_scenario_matches_the_real_loader(tmp_path: Path) -> None:
-    require_tool("musl-gcc")
-    if not HOST_MUSL_LD.exists():
-        pytest.skip("musl loader not installed")
-    root = tmp_path / "root"
-    (root / "lib").mkdir(parents=True)
-    shutil.copy2(HOST_MUSL_LD.resolve(), root / "lib/ld-musl-x86_64.so.1")
-    write(root, "/etc/ld-musl-x86_64.path", b"/opt/sys\n", 0o644)
-    gcc = GccTree(root, tmp_path / "build")
+    gcc = musl_tree(tmp_path, b"/opt/sys\n")
+    root = gcc.root
     mb = gcc.library("libmb.so.1", cc="musl-gcc")
     ma = gcc.library("libma.so.1", needs=(mb,), cc="musl-gcc")
     gcc.place(ma, "/opt/mrp/libma.so.1")

@@ -396,3 +396,20 @@ def build_scenarios(root: Path, build: Path) -> Scenarios:
         m32=m32,
         cpu_dependent=frozenset({"hwcaps", "platform-token"}),
     )
+
+
+def musl_tree(tmp_path: Path, path_file: bytes) -> GccTree:
+    """A root under ``tmp_path`` with the host's musl loader and ``/etc/ld-musl-x86_64.path``.
+
+    Needs ``musl-gcc`` and musl's loader (Debian's musl-tools): skips without them, or
+    fails under ``OCISLIM_REQUIRE_TOOLS=1``.
+    """
+    from tests.tools import require_tool
+
+    require_tool("musl-gcc")
+    require_tool(str(HOST_MUSL_LD))
+    root = tmp_path / "root"
+    (root / "lib").mkdir(parents=True)
+    shutil.copy2(HOST_MUSL_LD.resolve(), root / "lib/ld-musl-x86_64.so.1")
+    write(root, "/etc/ld-musl-x86_64.path", path_file, 0o644)
+    return GccTree(root, tmp_path / "build")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -23,13 +22,11 @@ from ocislim.elf.closure import (
 )
 from ocislim.elf.elfinfo import DF_1_PIE
 from ocislim.elf.rootpath import RootFS
-from tests.tools import require_tool
 from tests.unit.elf_synth import (
     ET_REL,
-    HOST_MUSL_LD,
-    GccTree,
     craft_elf,
     merged_usr_glibc64,
+    musl_tree,
     symlink,
     write,
 )
@@ -135,14 +132,8 @@ def test_all_objects_scan(tree: Path) -> None:
 
 
 def test_musl_rules(tmp_path: Path) -> None:
-    require_tool("musl-gcc")
-    if not HOST_MUSL_LD.exists():
-        pytest.skip("musl loader not installed")
-    root = tmp_path / "root"
-    (root / "lib").mkdir(parents=True)
-    shutil.copy2(HOST_MUSL_LD.resolve(), root / "lib/ld-musl-x86_64.so.1")
-    write(root, "/etc/ld-musl-x86_64.path", b"/opt/sys\n/usr/lib:/lib\n", 0o644)
-    gcc = GccTree(root, tmp_path / "build")
+    gcc = musl_tree(tmp_path, b"/opt/sys\n/usr/lib:/lib\n")
+    root = gcc.root
     mb = gcc.library("libmb.so.1", cc="musl-gcc")
     ma = gcc.library("libma.so.1", needs=(mb,), cc="musl-gcc")
     ms = gcc.library("libms.so.1", cc="musl-gcc")
