@@ -188,7 +188,6 @@ class FileTree:
         # since only a removal can change where a path resolves.
         self._parents: dict[str, Entry] = {}
         self._implied_mtime = implied_mtime
-        self.device_nodes: list[str] = []
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -378,8 +377,6 @@ class FileTree:
             entry.children = {}
         elif info.isfile():
             entry.data = DataRef(layer, ordinal, info.size)
-        elif info.ischr() or info.isblk():
-            self.device_nodes.append(full)
         parent.children[name] = entry
         if self._sink:
             if info.isdir():

@@ -103,12 +103,11 @@ def unpack(image: Image, dest: Path, progress: Progress = NULL_PROGRESS) -> Unpa
     except BaseException:
         remove_tree(scratch)
         raise
-    if sink.skipped_devices:
-        progress.note(
-            f"{len(sink.skipped_devices)} device node(s) not created (needs root): "
-            + ", ".join(sink.skipped_devices[:5])
-            + (" ..." if len(sink.skipped_devices) > 5 else "")
-        )
-    return UnpackResult(
-        dest, tree, sum(1 for _ in tree.walk()), list(sink.skipped_devices), sink.privileged
-    )
+    for items, what in (
+        (sink.skipped_devices, "device node(s) not created (needs root)"),
+        (sink.xattr_failures, "extended attribute(s) could not be set"),
+    ):
+        if items:
+            more = " ..." if len(items) > 5 else ""
+            progress.note(f"{len(items)} {what}: {', '.join(items[:5])}{more}")
+    return UnpackResult(dest, tree, len(tree), list(sink.skipped_devices), sink.privileged)
