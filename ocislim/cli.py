@@ -477,9 +477,10 @@ def xray(
     setuid files, shells, CA bundles, packages, users.  Reads each layer once."""
     from pathlib import Path
 
-    from ocislim.inspect.dockerfile import reconstruct, write_text_atomic
+    from ocislim.inspect.dockerfile import reconstruct
     from ocislim.inspect.xray import render_text
     from ocislim.inspect.xray import xray as do_xray
+    from ocislim.outputs import write_text_atomic
 
     with _open(image, ref, platform) as img:
         report = do_xray(img, top=top, progress=StderrProgress(quiet or as_json))

@@ -9,17 +9,16 @@ Writing is atomic (temporary name, then rename).
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ocislim import __version__
-from ocislim.errors import InputNotFoundError, OutputError, UsageError
+from ocislim.errors import InputNotFoundError, UsageError
 from ocislim.image.source import Image
 from ocislim.image.writer import WrittenImage
+from ocislim.outputs import write_text_atomic
 from ocislim.slim.plan import KeepPlan
 from ocislim.slim.probes import Outcome, ProbePlan
 from ocislim.slim.verify import Verification
@@ -65,14 +64,7 @@ def load(path: Path) -> dict[str, Any]:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write ``data`` as indented, key-sorted JSON to ``path`` (temporary name, rename)."""
-    path = Path(os.path.abspath(path))
-    temp = path.parent / f".{path.name}.ocislim-{secrets.token_hex(4)}"
-    try:
-        temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.rename(temp, path)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def _ratio(part: int, whole: int) -> float | None:

@@ -9,14 +9,8 @@ filter and the program's first instruction.  Docker and podman read it with
 
 from __future__ import annotations
 
-import json
-import os
-import secrets
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
-
-from ocislim.errors import OutputError
 
 # runc/crun load the filter late in their init and still call these before exec.
 RUNTIME_SYSCALLS = (
@@ -80,15 +74,3 @@ def profile(observed: Iterable[str], arch: str) -> dict[str, Any]:
         "architectures": ARCHITECTURES.get(arch, []),
         "syscalls": [{"names": sorted(names), "action": "SCMP_ACT_ALLOW"}],
     }
-
-
-def write_profile(path: Path, data: dict[str, Any]) -> None:
-    """Write ``data`` as JSON to ``path`` atomically (temporary name, then rename)."""
-    path = Path(os.path.abspath(path))
-    temp = path.parent / f".{path.name}.ocislim-{secrets.token_hex(4)}"
-    try:
-        temp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-        os.rename(temp, path)
-    except OSError as exc:
-        temp.unlink(missing_ok=True)
-        raise OutputError(f"{path}: cannot write ({exc.strerror or exc})") from None

@@ -10,7 +10,7 @@ import pytest
 from ocislim.errors import OutputError
 from ocislim.image.models import ImageConfig
 from ocislim.inspect.contents import parse_group, parse_passwd
-from ocislim.inspect.dockerfile import instruction_for, reconstruct, write_text_atomic
+from ocislim.inspect.dockerfile import instruction_for, reconstruct
 from ocislim.inspect.packages import (
     canonical_pip_name,
     parse_apk_installed,
@@ -19,6 +19,7 @@ from ocislim.inspect.packages import (
     parse_python_metadata,
 )
 from ocislim.inspect.scan import npm_root, wants_capture
+from ocislim.outputs import write_text_atomic
 
 
 def test_dpkg_status_counts_installed_only() -> None:
