@@ -109,11 +109,6 @@ class VerifyingReader:
             self._verify()
         return data
 
-    def readinto(self, buffer: bytearray | memoryview) -> int:
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
     def finish(self) -> Digest:
         """Read whatever is left, verify, and return the digest of everything read."""
         while self.read(1 << 20):

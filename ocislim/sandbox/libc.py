@@ -299,9 +299,5 @@ class RemoteReader:
         return b"".join(parts)
 
 
-def page_size() -> int:
-    return os.sysconf("SC_PAGE_SIZE")
-
-
 def machine() -> str:
     return platform.machine()

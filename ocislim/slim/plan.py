@@ -224,9 +224,6 @@ class Planner:
         """Reasons so far (parent and hardlink reasons are completed by :meth:`plan`)."""
         return tuple(self._kept.get(path, ()))
 
-    def refusal(self, path: str) -> Refusal | None:
-        return self._refused.get(path)
-
     def plan(self) -> KeepPlan:
         """The result; parent and hardlink reasons name the smallest path that needs them,
         so the plan does not depend on the order seeds arrived in."""
