@@ -14,12 +14,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from ocislim import __version__
 from ocislim.errors import OcislimError, OutputError
+
+if TYPE_CHECKING:
+    from ocislim.image import Image
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -165,7 +168,8 @@ def _human(n: float) -> str:
     return f"{n:.1f} GB"
 
 
-def _open(path: str, ref: str | None, platform: str | None) -> Any:
+def _open(path: str, ref: str | None, platform: str | None) -> Image:
+    """Open IMAGE (imported here so ``--help`` stays fast)."""
     from ocislim.image import open_image
 
     return open_image(path, ref=ref, platform=platform)

@@ -648,12 +648,19 @@ def analyze(
 
 
 class ProgramConfig(Protocol):
-    """What :func:`analyze_config` reads from an image config (``ImageConfig`` has it)."""
+    """What :func:`analyze_config` reads from an image config (``ImageConfig`` has it).
 
-    entrypoint: list[str] | None
-    cmd: list[str] | None
-    env: list[str]
-    working_dir: str
+    Read-only members, so a frozen dataclass satisfies it.
+    """
+
+    @property
+    def entrypoint(self) -> list[str] | None: ...
+    @property
+    def cmd(self) -> list[str] | None: ...
+    @property
+    def env(self) -> list[str]: ...
+    @property
+    def working_dir(self) -> str: ...
 
 
 def analyze_config(
