@@ -20,6 +20,7 @@ import click
 
 from ocislim import __version__
 from ocislim.errors import OcislimError, OutputError
+from ocislim.humanize import human_size
 
 if TYPE_CHECKING:
     from ocislim.image import Image
@@ -160,14 +161,6 @@ def main() -> None:
     """
 
 
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 def _open(path: str, ref: str | None, platform: str | None) -> Image:
     """Open IMAGE (imported here so ``--help`` stays fast)."""
     from ocislim.image import open_image
@@ -200,15 +193,15 @@ def inspect(image: str, ref: str | None, platform: str | None, as_json: bool, qu
         f"Platform:  {info['platform']}",
         f"Manifest:  {info['manifest_digest']}",
         f"Config:    {info['config_digest']}",
-        f"Size:      {_human(info['size'])} compressed, "
-        f"{_human(info['uncompressed_size'])} uncompressed",
+        f"Size:      {human_size(info['size'])} compressed, "
+        f"{human_size(info['uncompressed_size'])} uncompressed",
         "",
         f"{'#':>2}  {'DIGEST':<19}  {'COMPRESSED':>10}  {'UNCOMPRESSED':>12}  {'ENTRIES':>7}  TYPE",
     ]
     for i, layer in enumerate(info["layers"]):
         lines.append(
-            f"{i:>2}  {layer['digest'][:19]:<19}  {_human(layer['size']):>10}  "
-            f"{_human(layer['uncompressed_size']):>12}  {layer['entries']:>7}  "
+            f"{i:>2}  {layer['digest'][:19]:<19}  {human_size(layer['size']):>10}  "
+            f"{human_size(layer['uncompressed_size']):>12}  {layer['entries']:>7}  "
             f"{layer['media_type'].rsplit('.', 1)[-1]}"
         )
     lines += [
@@ -324,7 +317,7 @@ def convert(
     if as_json:
         emit_json(summary)
     elif not quiet:
-        click.echo(f"wrote {written.path} ({written.format}, {_human(written.size)})", err=True)
+        click.echo(f"wrote {written.path} ({written.format}, {human_size(written.size)})", err=True)
 
 
 # --- run / trace (sandbox) ------------------------------------------------------------

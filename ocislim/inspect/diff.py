@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ocislim.errors import UsageError
+from ocislim.humanize import human_size
 from ocislim.image.source import Image
 from ocislim.inspect.packages import (
     APK_DATABASES,
@@ -26,7 +27,7 @@ from ocislim.inspect.packages import (
     find_packages,
 )
 from ocislim.inspect.scan import ImageScan, scan, wants_capture
-from ocislim.inspect.table import human_size, section, shorten, table
+from ocislim.inspect.table import section, shorten, table
 from ocislim.inspect.xray import image_identity
 from ocislim.layers.tree import Entry
 from ocislim.progress import NULL_PROGRESS, Progress

@@ -1,4 +1,4 @@
-"""Plain-text tables and sizes for the text output of ``xray`` and ``diff``.
+"""Plain-text tables for the text output of ``xray`` and ``diff``.
 
 Functions return strings; printing is the CLI's job.
 """
@@ -6,19 +6,6 @@ Functions return strings; printing is the CLI's job.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-
-def human_size(n: float) -> str:
-    """Bytes in decimal units: ``512 B``, ``1.5 kB``, ``32.1 MB``."""
-    sign = "-" if n < 0 else ""
-    n = abs(n)
-    if n < 1000:
-        return f"{sign}{n:.0f} B"
-    for unit in ("kB", "MB", "GB", "TB"):
-        n /= 1000
-        if n < 1000 or unit == "TB":
-            return f"{sign}{n:.1f} {unit}"
-    raise AssertionError("unreachable")
 
 
 def table(

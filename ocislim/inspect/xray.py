@@ -17,11 +17,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from ocislim.humanize import human_size
 from ocislim.image.source import Image
 from ocislim.inspect import contents
 from ocislim.inspect.packages import find_packages
 from ocislim.inspect.scan import ImageScan, scan
-from ocislim.inspect.table import human_size, section, shorten, table
+from ocislim.inspect.table import section, shorten, table
 from ocislim.progress import NULL_PROGRESS, Progress
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from ocislim import __version__
 from ocislim.errors import InputNotFoundError, UsageError
+from ocislim.humanize import human_size
 from ocislim.image.source import Image
 from ocislim.image.writer import WrittenImage
 from ocislim.outputs import write_text_atomic
@@ -179,13 +180,7 @@ def summary(report: dict[str, Any], report_path: Path) -> dict[str, Any]:
 
 
 def _size(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
+    return "-" if n is None else human_size(n)
 
 
 def render_summary(short: dict[str, Any]) -> str:

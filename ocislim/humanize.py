@@ -1,0 +1,16 @@
+"""Human-readable renderings shared by every command's text output."""
+
+from __future__ import annotations
+
+
+def human_size(n: float) -> str:
+    """Bytes in decimal units: ``512 B``, ``1.5 kB``, ``32.1 MB``."""
+    sign = "-" if n < 0 else ""
+    n = abs(n)
+    if n < 1000:
+        return f"{sign}{n:.0f} B"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n /= 1000
+        if n < 1000 or unit == "TB":
+            return f"{sign}{n:.1f} {unit}"
+    raise AssertionError("unreachable")
