@@ -34,13 +34,14 @@ from ocislim.elf.lazy import (
 from ocislim.elf.resolver import Found, Loader, Resolver, SearchScope
 from ocislim.elf.rootpath import RootFS, join, normalize, tidy
 from ocislim.errors import InputNotFoundError, UsageError
+from ocislim.layers.unpack import MARKER
 from ocislim.progress import NULL_PROGRESS, Progress
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The kernel follows at most this many nested "#!" interpreters.
 MAX_SCRIPT_DEPTH = 4
 # Files the unpacker leaves at the root for itself.
-IGNORED_ROOT_FILES = frozenset({".ocislim-unpack.json"})
+IGNORED_ROOT_FILES = frozenset({MARKER})
 
 # Object kinds.
 DYNAMIC = "dynamic"  # run by a dynamic loader (or a shared library)

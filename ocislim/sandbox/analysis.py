@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from ocislim.layers.unpack import MARKER
 from ocislim.sandbox.syscalls import (
     AT_SYMLINK_FOLLOW,
     AT_SYMLINK_NOFOLLOW,
@@ -37,7 +38,7 @@ from ocislim.sandbox.syscalls import (
 from ocislim.sandbox.tracer import Event, ExecEvent, ExitEvent, SpawnEvent, SyscallEvent
 
 MAX_SYMLINKS = 40
-UNPACK_MARKER = "/.ocislim-unpack.json"
+UNPACK_MARKER = "/" + MARKER
 
 
 class TreeView(Protocol):

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ocislim.layers.tree import Entry, FileTree
+from ocislim.layers.unpack import MARKER
 from ocislim.sandbox.analysis import resolve
+from ocislim.sandbox.namespaces import PROBE_DIR
 from ocislim.slim.patterns import PatternSet
 
 REASON_SOURCES = ("trace", "elf", "lazy", "rule", "parent", "symlink", "hardlink", "verify")
@@ -46,7 +48,7 @@ RUNTIME_FILES = frozenset({"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"})
 # Mount points whose content the runtime provides (the directories themselves may stay).
 RUNTIME_TREES = ("/proc", "/sys", "/dev")
 # The sandbox's probe directory and the unpacker's marker are never image content.
-OCISLIM_PATHS = ("/.ocislim", "/.ocislim-unpack.json")
+OCISLIM_PATHS = (PROBE_DIR, "/" + MARKER)
 
 
 def never_kept(path: str) -> str | None:
