@@ -19,6 +19,20 @@ from ocislim.layers.unpack import image_identity, read_marker, unpack
 from ocislim.progress import NULL_PROGRESS, Progress
 
 
+def holds_image(rootfs: Path, image: Image) -> bool:
+    """True when ``rootfs`` is an unpacked tree of ``image`` (by its marker file).
+
+    False when it has no marker (absent, empty, or not ocislim's); an
+    :class:`OutputError` when its marker names another image.
+    """
+    marker = read_marker(rootfs) if rootfs.is_dir() else None
+    if marker is None:
+        return False
+    if marker != image_identity(image):
+        raise OutputError(f"{rootfs}: holds a different image; use an empty directory")
+    return True
+
+
 @contextmanager
 def prepared_rootfs(
     image: Image, rootfs: Path | None = None, progress: Progress = NULL_PROGRESS
@@ -40,10 +54,7 @@ def prepared_rootfs(
             remove_tree(scratch)
         return
     rootfs = Path(rootfs)
-    marker = read_marker(rootfs) if rootfs.is_dir() else None
-    if marker is not None:
-        if marker != image_identity(image):
-            raise OutputError(f"{rootfs}: holds a different image; use an empty directory")
+    if holds_image(rootfs, image):
         progress.stage("unpack", f"reusing {rootfs}")
         yield rootfs
         return

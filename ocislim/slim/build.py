@@ -48,9 +48,10 @@ from ocislim.image.source import Image
 from ocislim.image.writer import FORMATS, WrittenImage, check_destination, write_image
 from ocislim.layers.extract import remove_tree
 from ocislim.layers.merge import merge, spool_contents
+from ocislim.layers.rootfs import holds_image
 from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
-from ocislim.layers.unpack import image_identity, read_marker, unpack
+from ocislim.layers.unpack import unpack
 from ocislim.progress import NULL_PROGRESS, Progress
 from ocislim.sandbox import RunResult, RunSpec, TraceResult, run, run_spec, trace
 from ocislim.sandbox.analysis import DirTree, FileAccess
@@ -415,10 +416,7 @@ def _unpack(state: _State) -> None:
     given = state.options.run.rootfs
     if given is not None:
         given = Path(os.path.abspath(given))
-        marker = read_marker(given) if given.is_dir() else None
-        if marker is not None:
-            if marker != image_identity(state.image):
-                raise OutputError(f"{given}: holds a different image; use an empty directory")
+        if holds_image(given, state.image):
             state.progress.stage("unpack", f"reusing {given} (reading headers)")
             state.root = given
             state.tree = merge(state.image, progress=progress)
