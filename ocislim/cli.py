@@ -19,6 +19,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from ocislim import __version__
+from ocislim.cliflags import (
+    build_options,
+    convert_options,
+    deps_options,
+    diff_options,
+    image_options,
+    options_from_flags,
+    quiet_option,
+    run_spec_from_flags,
+    sandbox_options,
+    xray_options,
+)
 from ocislim.errors import OcislimError, OutputError
 from ocislim.humanize import human_size
 
@@ -92,25 +104,6 @@ def handle_errors(fn: F) -> F:
 def emit_json(obj: Any) -> None:
     """Write ``obj`` to stdout as indented, key-sorted JSON."""
     click.echo(json.dumps(obj, indent=2, sort_keys=True))
-
-
-def image_options(fn: F) -> F:
-    """``--ref`` and ``--platform``, shared by every command that reads an image."""
-    fn = click.option(
-        "--platform",
-        metavar="OS/ARCH[/VARIANT]",
-        help="Pick one image from a multi-platform index (default: this machine's).",
-    )(fn)
-    fn = click.option(
-        "--ref",
-        metavar="NAME",
-        help="Pick one image from an archive or layout holding several.",
-    )(fn)
-    return fn
-
-
-def quiet_option(fn: F) -> F:
-    return click.option("-q", "--quiet", is_flag=True, help="No progress on stderr.")(fn)
 
 
 # click >= 8.2 raises this for a bare group invocation; older versions print help themselves.
@@ -263,22 +256,7 @@ def unpack(
 @click.argument("image", metavar="IMAGE")
 @click.argument("output", metavar="OUTPUT", type=click.Path())
 @image_options
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["oci-archive", "docker-archive", "oci-dir"]),
-    default="oci-archive",
-    show_default=True,
-    help="Output format.",
-)
-@click.option(
-    "--compression",
-    type=click.Choice(["gzip", "zstd", "none"]),
-    help="Layer compression (default: keep each layer's; docker-archive is uncompressed).",
-)
-@click.option("--level", type=click.IntRange(0, 22), help="Compression level.")
-@click.option("--flatten", is_flag=True, help="Merge all layers into one.")
-@click.option("--tag", metavar="NAME:TAG", help="Reference name of the output image.")
+@convert_options
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @quiet_option
 @handle_errors
@@ -301,9 +279,8 @@ def convert(
     from ocislim.convert import ConvertOptions
     from ocislim.convert import convert as do_convert
 
-    if level is not None and compression == "gzip" and not 1 <= level <= 9:
-        raise click.BadParameter("gzip levels are 1-9", param_hint="--level")
     options = ConvertOptions(fmt, compression, level, flatten, tag)
+    options.check()  # before the image is read
     progress = StderrProgress(quiet or as_json)
     with _open(image, ref, platform) as img:
         written = do_convert(img, Path(output), options, progress)
@@ -323,71 +300,18 @@ def convert(
 # --- run / trace (sandbox) ------------------------------------------------------------
 
 
-def _sandbox_options(fn: F) -> F:
-    """Options shared by ``run`` and ``trace``."""
-    options = [
-        click.option("--entrypoint", metavar="CMD", help="Replace the image's entrypoint."),
-        click.option("--cmd", metavar="ARGS", help="Replace the image's cmd."),
-        click.option("--env", "-e", multiple=True, metavar="K=V", help="Set a variable."),
-        click.option("--workdir", "-w", metavar="DIR", help="Working directory inside."),
-        click.option("--user", "-u", metavar="USER[:GROUP]", help="Name or id in the image."),
-        click.option("--mount", multiple=True, metavar="HOST:PATH[:ro]", help="Bind a host path."),
-        click.option(
-            "--network",
-            type=click.Choice(["none", "host"]),
-            default="none",
-            show_default=True,
-            help="none: private network with loopback only.",
-        ),
-        click.option("--timeout", type=float, metavar="SECONDS", help="Then SIGTERM, SIGKILL."),
-        click.option(
-            "--rootfs",
-            type=click.Path(file_okay=False),
-            metavar="DIR",
-            help="Unpack into DIR, or reuse DIR if it already holds this image.",
-        ),
-        click.option("--exec", "exec_", multiple=True, metavar="CMD", help="Probe: sh -c CMD."),
-        click.option(
-            "--exec-file",
-            multiple=True,
-            type=click.Path(dir_okay=False),
-            help="Probe: run this script inside.",
-        ),
-        click.argument("command", nargs=-1, type=click.UNPROCESSED),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
 def _sandboxed(image: str, opts: dict[str, Any], traced: bool, progress: Any) -> Any:
     from pathlib import Path
 
     from ocislim.layers.rootfs import prepared_rootfs
-    from ocislim.sandbox import Probe, run, run_spec, trace
+    from ocislim.sandbox import run, trace
 
-    probes = [Probe(command=c) for c in opts["exec_"]]
-    probes += [Probe(script=Path(f)) for f in opts["exec_file"]]
     rootfs = Path(opts["rootfs"]) if opts["rootfs"] else None
     with (
         _open(image, opts["ref"], opts["platform"]) as img,
         prepared_rootfs(img, rootfs, progress) as root,
     ):
-        spec = run_spec(
-            img.config,
-            root,
-            command=opts["command"],
-            entrypoint=opts["entrypoint"],
-            cmd=opts["cmd"],
-            env=opts["env"],
-            workdir=opts["workdir"],
-            user=opts["user"],
-            mounts=opts["mount"],
-            network=opts["network"],
-            timeout=opts["timeout"],
-            probes=probes,
-            stdout=2 if opts.get("as_json") else 1,
-        )
+        spec = run_spec_from_flags(img.config, root, opts)
         if traced:
             return trace(root, spec, progress, count_syscalls=opts["syscalls"])
         return run(root, spec, progress)
@@ -395,7 +319,7 @@ def _sandboxed(image: str, opts: dict[str, Any], traced: bool, progress: Any) ->
 
 @main.command(context_settings={"ignore_unknown_options": False})
 @click.argument("image", metavar="IMAGE")
-@_sandbox_options
+@sandbox_options
 @image_options
 @quiet_option
 @handle_errors
@@ -410,7 +334,7 @@ def run(image: str, quiet: bool, **opts: Any) -> None:
 
 @main.command()
 @click.argument("image", metavar="IMAGE")
-@_sandbox_options
+@sandbox_options
 @click.option("--json", "as_json", is_flag=True, help="Print the trace as JSON on stdout.")
 @click.option("--syscalls", is_flag=True, help="Also count every system call (slower).")
 @image_options
@@ -444,21 +368,7 @@ def trace(image: str, quiet: bool, as_json: bool, syscalls: bool, **opts: Any) -
 @main.command()
 @click.argument("image", metavar="IMAGE")
 @image_options
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
-@click.option(
-    "--top",
-    type=click.IntRange(0),
-    default=10,
-    show_default=True,
-    metavar="N",
-    help="Largest files listed per layer (and rows of the long tables).",
-)
-@click.option(
-    "--dockerfile",
-    type=click.Path(dir_okay=False),
-    metavar="FILE",
-    help="Also write a Dockerfile reverse-engineered from the history (atomically).",
-)
+@xray_options
 @quiet_option
 @handle_errors
 def xray(
@@ -492,16 +402,7 @@ def xray(
 @main.command()
 @click.argument("image_a", metavar="IMAGE_A")
 @click.argument("image_b", metavar="IMAGE_B")
-@click.option(
-    "--type",
-    "types",
-    metavar="TYPES",
-    help="Comma-separated: file,apt,apk,pip,npm,size,config,history (default: all).",
-)
-@click.option("--ref-a", metavar="NAME", help="Pick one image from IMAGE_A.")
-@click.option("--ref-b", metavar="NAME", help="Pick one image from IMAGE_B.")
-@click.option("--platform", metavar="OS/ARCH[/VARIANT]", help="Platform to pick in both.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@diff_options
 @quiet_option
 @handle_errors
 def diff(
@@ -534,15 +435,7 @@ def diff(
 @main.command()
 @click.argument("image", metavar="IMAGE")
 @click.argument("paths", nargs=-1, metavar="[PATH]...")
-@click.option("--all", "all_objects", is_flag=True, help="Analyse every ELF object in the image.")
-@click.option(
-    "--rootfs",
-    type=click.Path(file_okay=False),
-    metavar="DIR",
-    help="Unpack into DIR, or reuse DIR if it already holds this image.",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON object on stdout.")
-@click.option("--tree", is_flag=True, help="Show each object's load tree.")
+@deps_options
 @image_options
 @quiet_option
 @handle_errors
@@ -565,8 +458,7 @@ def deps(
     """
     from pathlib import Path
 
-    from ocislim.elf import analyze_config
-    from ocislim.elf.render import render_list, render_tree
+    from ocislim.elf import analyze_config, render_list, render_tree
     from ocislim.layers.rootfs import prepared_rootfs
 
     progress = StderrProgress(quiet or as_json)
@@ -582,88 +474,10 @@ def deps(
 # --- build (slim) ---------------------------------------------------------------------
 
 
-def _build_options(fn: F) -> F:
-    """The ``build`` command's own flags (the run options come from ``_sandbox_options``)."""
-    multi: dict[str, Any] = {"multiple": True}
-    options = [
-        click.option(
-            "-o", "--output", required=True, type=click.Path(), metavar="OUTPUT", help="Slim image."
-        ),
-        click.option(
-            "--format",
-            "fmt",
-            type=click.Choice(["oci-archive", "docker-archive", "oci-dir"]),
-            default="oci-archive",
-            show_default=True,
-        ),
-        click.option(
-            "--compression",
-            type=click.Choice(["gzip", "zstd", "none"]),
-            help="Layer compression (default gzip; docker-archive is uncompressed).",
-        ),
-        click.option("--level", type=click.IntRange(0, 22), help="Compression level."),
-        click.option("--tag", metavar="NAME:TAG", help="Default: the source's NAME.slim:TAG."),
-        click.option("--report", type=click.Path(dir_okay=False), help="Default: beside OUTPUT."),
-        click.option(
-            "--seccomp-profile",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="Also write a seccomp profile of the observed system calls.",
-        ),
-        click.option("--http-probe/--no-http-probe", default=None, help="Default: if ports."),
-        click.option(
-            "--http-probe-cmd", metavar="METHOD:PATH", help="HTTP probe request.", **multi
-        ),
-        click.option("--http-probe-ports", metavar="PORT[,PORT]", help="Default: exposed ports."),
-        click.option(
-            "--continue-after",
-            type=click.Choice(["exec", "probe", "timeout", "app-exit"]),
-            help="When to stop the program (default: from the probes given).",
-        ),
-        click.option("--include-path", metavar="PATH", help="File or directory.", **multi),
-        click.option(
-            "--include-path-file",
-            type=click.Path(dir_okay=False),
-            metavar="FILE",
-            help="Paths to keep, one a line.",
-            **multi,
-        ),
-        click.option("--exclude-pattern", metavar="GLOB", help="'**' allowed.", **multi),
-        click.option("--include-bin", metavar="PATH", help="With its ELF closure.", **multi),
-        click.option("--include-exe", metavar="NAME", help="Found on the image's PATH.", **multi),
-        click.option("--include-shell", is_flag=True, help="The shell and basic tools."),
-        click.option("--include-cert-all/--no-include-cert-all", default=True, show_default=True),
-        click.option(
-            "--include-oslibs-net/--no-include-oslibs-net", default=True, show_default=True
-        ),
-        click.option("--include-zoneinfo", is_flag=True, help="Time zone data."),
-        click.option("--include-workdir", is_flag=True, help="The WorkingDir, whole."),
-        click.option(
-            "--keep-from",
-            type=click.Path(dir_okay=False),
-            metavar="REPORT",
-            help="Keep what an earlier report kept; no tracing.",
-        ),
-        click.option("--enable-rule", metavar="NAME", help="Switch a keep rule on.", **multi),
-        click.option("--disable-rule", metavar="NAME", help="Switch a keep rule off.", **multi),
-        click.option("--new-entrypoint", metavar="CMD|JSON", help="Output's entrypoint."),
-        click.option("--new-cmd", metavar="ARGS|JSON", help="Output's cmd."),
-        click.option("--new-env", metavar="K=V", help="Set in the output's Env.", **multi),
-        click.option("--new-workdir", metavar="DIR", help="Output's WorkingDir."),
-        click.option("--new-label", metavar="K=V", help="Set an output label.", **multi),
-        click.option("--no-verify", is_flag=True, help="Do not run the probes on the result."),
-        click.option("--verify-rounds", type=click.IntRange(1, 10), default=3, show_default=True),
-        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
-    ]
-    for option in reversed(options):
-        fn = option(fn)
-    return fn
-
-
 @main.command()
 @click.argument("image", metavar="IMAGE")
-@_build_options
-@_sandbox_options
+@build_options
+@sandbox_options
 @image_options
 @quiet_option
 @handle_errors
@@ -673,7 +487,6 @@ def build(image: str, quiet: bool, as_json: bool, **flags: Any) -> None:
     COMMAND after -- replaces the entrypoint and cmd for probing only.
     """
     from ocislim.slim.build import build as do_build
-    from ocislim.slim.build import options_from_flags
     from ocislim.slim.report import render_summary
 
     options = options_from_flags({**flags, "quiet": quiet})

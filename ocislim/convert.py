@@ -10,31 +10,23 @@ directory beside the output and are removed whatever happens.
 
 from __future__ import annotations
 
-import copy
-import datetime
 import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from ocislim.image.compression import detect, open_compressor
-from ocislim.image.digest import Digest, HashingWriter
-from ocislim.image.models import canonical_json
+from ocislim.image.digest import HashingWriter
+from ocislim.image.mutate import flattened_config
+from ocislim.image.outlayers import check_level, output_compression
 from ocislim.image.source import Image, Layer
-from ocislim.image.streams import ByteReader
-from ocislim.image.writer import (
-    OutputLayer,
-    WrittenImage,
-    check_destination,
-    source_date_epoch,
-    write_image,
-)
-from ocislim.layers.merge import merge
+from ocislim.image.writer import OutputLayer, WrittenImage, check_destination, write_image
+from ocislim.layers.merge import merge, spooled_data
 from ocislim.layers.spool import Spool
-from ocislim.layers.tree import DataRef, Entry, FileTree
-from ocislim.layers.writer import write_layer
+from ocislim.layers.tree import FileTree
+from ocislim.layers.writer import write_tree_layer
 from ocislim.progress import NULL_PROGRESS, Progress
 
 
@@ -45,6 +37,10 @@ class ConvertOptions:
     level: int | None = None
     flatten: bool = False
     tag: str | None = None
+
+    def check(self) -> None:
+        """Raise :class:`~ocislim.errors.UsageError` for a level the compression lacks."""
+        check_level(self.compression, self.level)
 
 
 def _file_opener(path: Path) -> Callable[[], BinaryIO]:
@@ -89,47 +85,15 @@ def _as_is(layer: Layer, compression: str) -> OutputLayer:
     )
 
 
-def flattened_config(image: Image, diff_id: Digest, created_by: str) -> bytes:
-    """The source config with one layer ``diff_id`` and a history saying what happened."""
-    raw: dict[str, Any] = copy.deepcopy(image.config.raw)
-    raw["rootfs"] = {"type": "layers", "diff_ids": [str(diff_id)]}
-    history = [dict(h, empty_layer=True) for h in image.config.history]
-    created = _iso(source_date_epoch())
-    history.append({"created": created, "created_by": created_by, "comment": "ocislim"})
-    raw["history"] = history
-    return canonical_json(raw)
-
-
-def _iso(epoch: int) -> str:
-    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
-
-
-def write_tree_layer(
-    entries: list[Entry],
-    open_data: Callable[[DataRef], ByteReader],
-    compression: str,
-    level: int | None,
-    scratch: Path,
-) -> OutputLayer:
-    """Write ``entries`` as one layer file in ``scratch``, ready for :func:`write_image`."""
-    path = scratch / "layer-flat"
-    with open(path, "wb") as out:
-        written = write_layer(entries, open_data, out, compression, level)
-    return OutputLayer(
-        written.digest, written.size, written.diff_id, compression, _file_opener(path)
-    )
-
-
 def convert(
     image: Image, dest: Path, options: ConvertOptions, progress: Progress = NULL_PROGRESS
 ) -> WrittenImage:
     """Write ``image`` to ``dest`` as ``options`` say. Atomic; the source is only read."""
-    docker = options.fmt == "docker-archive"
-    if docker and options.compression not in (None, "none"):
-        progress.note("docker-archive layers are stored uncompressed; ignoring --compression")
-    target = "none" if docker else options.compression
+    options.check()
+    chosen = output_compression(options.fmt, options.compression, None)
+    if chosen.note:
+        progress.note(chosen.note)
+    target = chosen.compression
     dest = Path(os.path.abspath(dest))
     check_destination(dest, options.fmt, [image.source])  # fail before the long work
     with tempfile.TemporaryDirectory(prefix=".ocislim-", dir=dest.parent) as tmp:
@@ -141,7 +105,7 @@ def convert(
                 progress.stage("write", "flattened layer")
                 layer = write_tree_layer(
                     list(tree.walk()),
-                    lambda ref: spool.reader(ref.spool_offset or 0, ref.size),
+                    spooled_data(spool),
                     target or "gzip",
                     options.level,
                     scratch,

@@ -37,3 +37,24 @@ class NullProgress:
 
 
 NULL_PROGRESS: Progress = NullProgress()
+
+
+class Nested:
+    """Progress of a sub-step, reported as a detail of the ``stage`` it belongs to.
+
+    A sub-step's own stages (``layer 1/3``) become ``stage(stage, "layer 1/3")`` on
+    ``outer``, so the receiver still sees which stage of the whole is running.
+    """
+
+    def __init__(self, outer: Progress, stage: str) -> None:
+        self._outer = outer
+        self._stage = stage
+
+    def stage(self, name: str, detail: str = "") -> None:
+        self._outer.stage(self._stage, f"{name} {detail}".strip())
+
+    def advance(self, what: str, done: int, total: int | None = None) -> None:
+        self._outer.advance(what, done, total)
+
+    def note(self, message: str) -> None:
+        self._outer.note(message)

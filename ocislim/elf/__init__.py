@@ -19,6 +19,8 @@ from ocislim.elf.closure import (
     find_program,
 )
 from ocislim.elf.lazy import DEFAULT_RULES, LazyRule
+from ocislim.elf.render import render_list, render_tree
+from ocislim.elf.rootpath import RootFS
 
 __all__ = [
     "DEFAULT_RULES",
@@ -28,7 +30,10 @@ __all__ = [
     "LazyRule",
     "ObjectReport",
     "Reason",
+    "RootFS",
     "analyze",
     "analyze_config",
     "find_program",
+    "render_list",
+    "render_tree",
 ]

@@ -4,14 +4,16 @@ One pass over every layer, in order: each member is applied to the tree (and
 so to an optional sink such as a directory on disk), every layer's digests are
 verified at its end, and regular-file bytes can be copied to a :class:`Spool`
 for a later rewrite.  A second pass, :func:`spool_contents`, copies only the
-bytes a caller wants, for when the wanted set is known after the first pass.
+bytes a caller wants, for when the wanted set is known after the first pass;
+it returns where they are (:data:`SpoolOffsets`) and leaves the tree alone.
+:func:`spooled_data` reads them back for the layer writer.
 """
 
 from __future__ import annotations
 
 import posixpath
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from ocislim.errors import ImageError
@@ -28,6 +30,9 @@ from ocislim.layers.tree import (
     normalize,
 )
 from ocislim.progress import NULL_PROGRESS, Progress
+
+SpoolOffsets = Mapping[tuple[int, int], int]
+"""Where :func:`spool_contents` put a member's bytes, keyed by ``(layer, ordinal)``."""
 
 # Extended headers (PAX records, GNU long names) are read whole into memory by
 # tarfile; real ones (long paths, xattrs, ACLs) are far below this.
@@ -185,8 +190,8 @@ def spool_contents(
 ) -> dict[tuple[int, int], int]:
     """Second pass: copy the bytes of members ``(layer, ordinal)`` in ``wanted`` to ``spool``.
 
-    Returns their offsets.  Layers holding nothing wanted are not read.
-    Digests are verified again for the layers that are read.
+    Returns their offsets (the tree's entries are not changed).  Layers holding
+    nothing wanted are not read.  Digests are verified again for the layers that are read.
     """
     offsets: dict[tuple[int, int], int] = {}
     layers_needed = {layer for layer, _ in wanted}
@@ -201,3 +206,16 @@ def spool_contents(
                     if data is not None:
                         offsets[(layer.index, ordinal)] = spool.append(data)
     return offsets
+
+
+def spooled_data(
+    spool: Spool, offsets: SpoolOffsets | None = None
+) -> Callable[[DataRef], ByteReader]:
+    """The ``open_data`` of :func:`~ocislim.layers.writer.write_layer` for spooled bytes.
+
+    With ``offsets`` (from :func:`spool_contents`) a file's bytes are found by its
+    ``(layer, ordinal)``; without, at the ``spool_offset`` :func:`merge` recorded.
+    """
+    if offsets is None:
+        return lambda ref: spool.reader(ref.spool_offset or 0, ref.size)
+    return lambda ref: spool.reader(offsets.get((ref.layer, ref.ordinal), 0), ref.size)

@@ -414,16 +414,6 @@ class FileTree:
             self._sink.hardlink(entry, target)
         return entry
 
-    def set_spool_offsets(self, offsets: dict[tuple[int, int], int]) -> None:
-        """Record where spooled bytes are, keyed by ``(layer, ordinal)``."""
-        for entry in self.walk():
-            if entry.data is not None:
-                key = (entry.data.layer, entry.data.ordinal)
-                if key in offsets:
-                    entry.data = DataRef(
-                        entry.data.layer, entry.data.ordinal, entry.data.size, offsets[key]
-                    )
-
 
 def implied_mtime() -> int:
     """Timestamp for headers ocislim invents: ``SOURCE_DATE_EPOCH`` or 0."""

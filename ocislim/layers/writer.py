@@ -14,11 +14,13 @@ import copy
 import tarfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO
 
 from ocislim.image.compression import open_compressor
 from ocislim.image.digest import Digest, HashingWriter
 from ocislim.image.streams import ByteReader
+from ocislim.image.writer import OutputLayer
 from ocislim.layers.tree import DataRef, Entry
 
 # Rewritten from the entry itself; GNU.sparse.* would describe a sparse map that
@@ -88,3 +90,22 @@ def write_layer(
                 tar.addfile(info)
     compressor.close()
     return WrittenLayer(blob.digest, blob.count, diff.digest, compression, count)
+
+
+def write_tree_layer(
+    entries: Iterable[Entry],
+    open_data: Callable[[DataRef], ByteReader],
+    compression: str,
+    level: int | None,
+    scratch: Path,
+) -> OutputLayer:
+    """Write ``entries`` as one layer file in ``scratch``, ready for ``write_image``.
+
+    The file (``scratch/layer-flat``) must outlive the returned layer's use.
+    """
+    path = scratch / "layer-flat"
+    with open(path, "wb") as out:
+        written = write_layer(entries, open_data, out, compression, level)
+    return OutputLayer(
+        written.digest, written.size, written.diff_id, compression, lambda: open(path, "rb")
+    )

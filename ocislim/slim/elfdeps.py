@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
-from ocislim.elf import DEFAULT_RULES, DepsAnalyzer, LazyRule
+from ocislim.elf import DEFAULT_RULES, DepsAnalyzer, LazyRule, RootFS, find_program
 from ocislim.elf import Reason as ElfReason
 from ocislim.layers.tree import FileTree
 from ocislim.progress import NULL_PROGRESS, Progress
@@ -53,7 +53,11 @@ def convert_reason(reason: ElfReason) -> Reason | None:
 
 
 class ElfDeps:
-    """Remembers what it analysed; reuse one instance for a whole build (warm caches)."""
+    """Remembers what it analysed; reuse one instance for a whole build (warm caches).
+
+    It also answers the in-image questions the rest of the plan asks of the same
+    root (:meth:`read_text`, :meth:`find_program`), read-only like the analysis.
+    """
 
     def __init__(
         self,
@@ -65,16 +69,25 @@ class ElfDeps:
         progress: Progress = NULL_PROGRESS,
     ) -> None:
         self.tree = tree
-        self.analyzer = DepsAnalyzer(root, list(env), workdir=workdir or "/", rules=rules)
+        self._files = RootFS(root)
+        self._analyzer = DepsAnalyzer(root, list(env), workdir=workdir or "/", rules=rules)
         self.progress = progress
         self.analysed: set[str] = set()
+
+    def read_text(self, path: str) -> str | None:
+        """The text of the in-image regular file ``path`` resolves to (None: none)."""
+        return self._files.read_text(path)
+
+    def find_program(self, name: str, env: Iterable[str], workdir: str) -> str | None:
+        """The in-image path ``execvp`` would run for ``name`` (None: absent)."""
+        return find_program(self._files, name, env, workdir)
 
     def is_object(self, path: str) -> bool:
         """An ELF file, or a ``#!`` script with an execute bit."""
         entry = self.tree.get(path)
         if entry is None or entry.kind != "file" or entry.size < 4:
             return False
-        head = self.analyzer.rootfs.read_bytes(path, limit=4) or b""
+        head = self._files.read_bytes(path, limit=4) or b""
         if head == ELF_MAGIC:
             return True
         return head[:2] == b"#!" and bool(entry.mode & 0o111)
@@ -84,7 +97,7 @@ class ElfDeps:
         self.analysed.update(paths)
         if not objects:
             return []
-        result = self.analyzer.analyze(objects)
+        result = self._analyzer.analyze(objects)
         seeds: list[Seed] = []
         for path in result.paths:
             for reason in result.reasons[path]:

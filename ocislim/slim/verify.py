@@ -13,7 +13,7 @@ nothing more can be added.  The caller decides what a failure does.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,13 @@ class Round:
         }
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verification:
+    """The rounds run and the verdict (``passed`` None: verification did not run)."""
+
     enabled: bool
     max_rounds: int
-    rounds: list[Round] = field(default_factory=list)
+    rounds: tuple[Round, ...] = ()
     passed: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -114,21 +116,19 @@ def verify(
     outcome and the paths it looked for in vain; ``extend(seeds)`` adds seeds to the
     keep plan and returns the newly kept paths, which are added to ``slim``.
     """
-    result = Verification(True, max_rounds)
+    rounds: list[Round] = []
     for number in range(1, max_rounds + 1):
         progress.stage("verify", f"round {number}/{max_rounds}")
         outcome, misses = run_probes(slim.root)
         differences = tuple(baseline.differences(outcome, plan))
         missing = missing_in_slim(misses, tree, kept)
         added = extend(verify_seeds(missing, misses)) if missing else []
-        result.rounds.append(Round(number, outcome, differences, tuple(missing), tuple(added)))
+        rounds.append(Round(number, outcome, differences, tuple(missing), tuple(added)))
         if not differences:
-            result.passed = True
             if added:
                 slim.add(added)
-            return result
+            return Verification(True, max_rounds, tuple(rounds), passed=True)
         if not added:
             break
         slim.add(added)
-    result.passed = False
-    return result
+    return Verification(True, max_rounds, tuple(rounds), passed=False)

@@ -12,14 +12,15 @@ from typing import Any
 import jsonschema
 import pytest
 
+from ocislim.cliflags import parse_command_list
 from ocislim.errors import UsageError
 from ocislim.image import open_image
 from ocislim.image.digest import Digest
+from ocislim.image.mutate import ConfigOverrides, default_tag, slim_config
 from ocislim.image.source import Image
 from ocislim.layers.unpack import unpack
 from ocislim.sandbox.analysis import FileAccess
 from ocislim.slim import report as report_mod
-from ocislim.slim.build import ConfigOverrides, default_tag, parse_command_list, slim_config
 from ocislim.slim.materialize import SlimRoot
 from ocislim.slim.plan import Planner, Reason, Seed
 from ocislim.slim.probes import Outcome, ProbeOptions, ProbePlan

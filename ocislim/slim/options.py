@@ -1,0 +1,117 @@
+"""What ``build`` is asked to do: :class:`BuildOptions` and the checks made before any work.
+
+The options are plain frozen values (``cli.py`` makes them from flags); nothing
+here reads flags, prints or touches the image.  :func:`check_options` raises
+the :class:`~ocislim.errors.OcislimError` a wrong combination deserves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from ocislim.errors import InputNotFoundError, UsageError
+from ocislim.image.mutate import ConfigOverrides
+from ocislim.image.outlayers import LayerCompression, check_level, output_compression
+from ocislim.image.writer import FORMATS
+from ocislim.slim.elfdeps import NETWORK_RULES, lazy_rule_names
+from ocislim.slim.langrules import default_enabled, rule_names
+from ocislim.slim.probes import ProbeOptions
+from ocislim.slim.rules import KeepOptions
+
+__all__ = [
+    "BuildOptions",
+    "ConfigOverrides",
+    "OutputOptions",
+    "RunOptions",
+    "check_options",
+    "rule_states",
+]
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    path: Path
+    fmt: str = "oci-archive"
+    compression: str | None = None  # None: gzip (docker-archive: none)
+    level: int | None = None
+    tag: str | None = None
+    report: Path | None = None  # None: slim.report.json beside the output
+    seccomp_profile: Path | None = None
+
+    @property
+    def layers(self) -> LayerCompression:
+        """How the slim layer is compressed: ``--compression``, else gzip; none for
+        docker-archive (with a note when ``--compression`` asked for another)."""
+        return output_compression(self.fmt, self.compression, "gzip")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """The run options ``ocislim trace`` has (the program to probe and its sandbox)."""
+
+    command: tuple[str, ...] = ()
+    entrypoint: str | None = None
+    cmd: str | None = None
+    env: tuple[str, ...] = ()
+    workdir: str | None = None
+    user: str | None = None
+    mounts: tuple[str, ...] = ()
+    network: Literal["none", "host"] = "none"
+    rootfs: Path | None = None
+    show_output: bool = True  # the program's stdout/stderr go to stderr (else nowhere)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    output: OutputOptions
+    run: RunOptions = field(default_factory=RunOptions)
+    probes: ProbeOptions = field(default_factory=ProbeOptions)
+    keep: KeepOptions = field(default_factory=KeepOptions)
+    overrides: ConfigOverrides = field(default_factory=ConfigOverrides)
+    include_oslibs_net: bool = True
+    enable_rules: tuple[str, ...] = ()
+    disable_rules: tuple[str, ...] = ()
+    keep_from: Path | None = None
+    verify: bool = True
+    verify_rounds: int = 3
+
+    @property
+    def disabled_rules(self) -> frozenset[str]:
+        """The rules switched off: ``--disable-rule``, and the network ones when
+        ``--no-include-oslibs-net``."""
+        disabled = set(self.disable_rules)
+        if not self.include_oslibs_net:
+            disabled |= NETWORK_RULES
+        return frozenset(disabled)
+
+    @property
+    def language_rules(self) -> frozenset[str]:
+        """The language rules that run: the default ones and ``--enable-rule``, less
+        :attr:`disabled_rules`."""
+        return frozenset((set(default_enabled()) | set(self.enable_rules)) - self.disabled_rules)
+
+
+def check_options(options: BuildOptions) -> None:
+    """Raise for options that cannot work, before anything is read or run."""
+    out = options.output
+    if out.fmt not in FORMATS:
+        raise UsageError(f"--format {out.fmt!r}: choose one of {', '.join(FORMATS)}")
+    known = set(rule_names()) | set(lazy_rule_names())
+    for name in (*options.enable_rules, *options.disable_rules):
+        if name not in known:
+            raise UsageError(f"unknown rule {name!r}; rules: {', '.join(sorted(known))}")
+    if options.verify_rounds < 1:
+        raise UsageError("--verify-rounds must be at least 1")
+    check_level(out.layers.compression, out.level)
+    if options.keep_from is not None and not Path(options.keep_from).is_file():
+        raise InputNotFoundError(f"--keep-from {options.keep_from}: no such file")
+
+
+def rule_states(options: BuildOptions) -> dict[str, list[str]]:
+    """The report's ``rules``: every rule's name, enabled or disabled."""
+    lazy = set(lazy_rule_names()) - options.disabled_rules
+    enabled = sorted(options.language_rules | lazy)
+    every = sorted(set(rule_names()) | set(lazy_rule_names()))
+    return {"enabled": enabled, "disabled": [r for r in every if r not in enabled]}

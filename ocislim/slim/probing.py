@@ -1,0 +1,155 @@
+"""Where ``build`` meets the sandbox: the probe plan run traced or plainly on a root.
+
+A :class:`Prober` runs the build's probe plan (:mod:`ocislim.slim.probes`) on a
+root filesystem in the sandbox, for the ``trace`` stage (on the source's root),
+the ``verify`` stage (on slim roots) and the ``--keep-from`` baseline.  It is the
+one place the pipeline calls the sandbox.  Across runs it gathers what the
+report needs from all of them: the notes, the system calls seen (when a seccomp
+profile is wanted) and the program's argv; the stages copy them into their
+frozen results.  Use it as a context manager (it may hold ``/dev/null`` open).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from ocislim.image.models import ImageConfig
+from ocislim.progress import Nested, Progress
+from ocislim.sandbox import RunResult, RunSpec, TraceResult, run, run_spec, trace
+from ocislim.sandbox.analysis import DirTree, FileAccess
+from ocislim.sandbox.namespaces import PROBE_DIR
+from ocislim.slim.options import RunOptions
+from ocislim.slim.plan import Seed
+from ocislim.slim.probes import Outcome, ProbePlan, RunController
+from ocislim.slim.traced import trace_seeds, traced_files
+
+
+class Prober:
+    """Runs ``plan`` for the program ``run_opts`` describe, in ``config``'s image."""
+
+    def __init__(
+        self,
+        config: ImageConfig,
+        run_opts: RunOptions,
+        plan: ProbePlan,
+        progress: Progress,
+        count_syscalls: bool,
+    ) -> None:
+        self.config = config
+        self.run_opts = run_opts
+        self.plan = plan
+        self.progress = progress
+        self.count_syscalls = count_syscalls
+        self.notes: list[str] = []
+        self.syscalls: set[str] = set()
+        self.argv: list[str] = []  # of the last run, for the report
+        self._devnull: int | None = None
+        if run_opts.show_output:
+            self._out = self._err = 2
+        else:
+            self._out = self._err = self._devnull = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+
+    def __enter__(self) -> Prober:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._devnull is not None:
+            os.close(self._devnull)
+            self._devnull = None
+
+    def note(self, message: str) -> None:
+        self.notes.append(message)
+        self.progress.note(message)
+
+    def take_notes(self) -> tuple[str, ...]:
+        """The notes since the last call (each stage keeps its own)."""
+        taken = tuple(self.notes)
+        self.notes.clear()
+        return taken
+
+    # --- the calls into the sandbox -----------------------------------------------------
+
+    def spec(self, root: Path, mounts: Sequence[str], probes: Sequence[Any]) -> RunSpec:
+        run_opts = self.run_opts
+        spec = run_spec(
+            self.config,
+            root,
+            command=run_opts.command,
+            entrypoint=run_opts.entrypoint,
+            cmd=run_opts.cmd,
+            env=run_opts.env,
+            workdir=run_opts.workdir,
+            user=run_opts.user,
+            mounts=[*run_opts.mounts, *mounts],
+            network=run_opts.network,
+            timeout=self.plan.timeout if self.plan else None,
+            probes=probes,
+            stdout=self._out,
+        )
+        self.argv = list(spec.argv)  # for the report
+        return dataclasses.replace(spec, stderr=self._err)
+
+    def run_plan(self, root: Path, progress: Progress, traced: bool = True) -> tuple[Outcome, Any]:
+        plan = self.plan
+        controller = RunController(plan)
+        try:
+            spec = self.spec(root, controller.mounts(), plan.sandbox_probes())
+            controller.start()
+            count = self.count_syscalls
+            result: TraceResult | RunResult
+            if traced:
+                result = trace(root, spec, progress, count_syscalls=count)
+                run_result = result.run
+            else:
+                result = run_result = run(root, spec, progress)
+        finally:
+            controller.finish()
+        for note in controller.notes:
+            self.note(note)
+        outcome = Outcome(
+            run_result.exit_code,
+            run_result.timed_out,
+            plan.exec_codes(run_result.probe_exit_codes),
+            tuple(controller.http_results),
+        )
+        return outcome, result
+
+    def trace_source(self, root: Path) -> tuple[Outcome, list[Seed]]:
+        """The ``trace`` stage's run on the source's ``root``: its outcome and seeds."""
+        outcome, result = self.run_plan(root, self.progress)
+        if result.syscalls:
+            self.syscalls.update(result.syscalls)
+        runtime = (*result.run.runtime_paths, PROBE_DIR)
+        files = traced_files(result.events, DirTree(root), runtime)
+        plan = self.plan
+        if outcome.exit_code != 0 and plan is not None and plan.continue_after == "app-exit":
+            self.note(f"the program exited with code {outcome.exit_code} while traced")
+        return outcome, trace_seeds(files)
+
+    def baseline_for_keep_from(self, keep_from: dict[str, Any] | None, root: Path) -> Outcome:
+        """The source's outcome with ``--keep-from``: the report's, or a run on ``root``."""
+        recorded = (keep_from or {}).get("probes", {})
+        if recorded.get("plan") == self.plan.to_json() and recorded.get("source"):
+            return Outcome.from_json(recorded["source"])
+        self.note(
+            "--keep-from: the report's probes differ; running the source image for a baseline"
+        )
+        outcome, _ = self.run_plan(root, Nested(self.progress, "verify"), traced=False)
+        return outcome
+
+    def run_probes(self, root: Path) -> tuple[Outcome, Sequence[FileAccess]]:
+        """One verification round's run on a slim ``root``: outcome and vain lookups."""
+        outcome, result = self.run_plan(root, Nested(self.progress, "verify"))
+        if result.syscalls:
+            self.syscalls.update(result.syscalls)
+        return outcome, result.report.misses
