@@ -3,8 +3,9 @@
 Both ``convert --flatten`` and ``build`` write one layer in place of the
 source's; the config they write is the source's with that layer as its only
 ``diff_id``, the source's history kept (every entry marked ``empty_layer``)
-and one history entry saying what happened.  ``build`` may also replace the
-program's fields (:class:`ConfigOverrides`).  Every function here is pure:
+and one history entry saying what happened (:func:`flattened_config`).
+``build`` also replaces the fields its ``--new-*`` flags name
+(:class:`ConfigOverrides`).  Every function here is pure:
 the result depends on the source config, its arguments and
 ``SOURCE_DATE_EPOCH``.
 """
@@ -54,13 +55,6 @@ def flattened_config(
     if overrides is not None:
         _override(raw.setdefault("config", {}), overrides)
     return canonical_json(raw)
-
-
-def slim_config(
-    image: Image, diff_id: Digest, overrides: ConfigOverrides, created_by: str
-) -> bytes:
-    """The config ``build`` writes: :func:`flattened_config` with ``overrides``."""
-    return flattened_config(image, diff_id, created_by, overrides)
 
 
 def _override(config: dict[str, Any], overrides: ConfigOverrides) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ocislim.errors import OutputError, VerificationError
-from ocislim.image.mutate import default_tag, slim_config
+from ocislim.image.mutate import default_tag, flattened_config
 from ocislim.image.source import Image
 from ocislim.image.writer import WrittenImage, check_destination, write_image
 from ocislim.layers.extract import remove_tree
@@ -49,7 +49,6 @@ from ocislim.layers.tree import FileTree
 from ocislim.layers.unpack import unpack
 from ocislim.layers.writer import write_tree_layer
 from ocislim.progress import NULL_PROGRESS, Nested, Progress
-from ocislim.sandbox.syscalls import native_arch
 from ocislim.slim import report as report_mod
 from ocislim.slim.keeper import Keeper, first_seeds
 from ocislim.slim.materialize import SlimRoot
@@ -110,12 +109,14 @@ class Planned:
 @dataclass(frozen=True)
 class Verified:
     """``verify``: the final keep plan, the source's outcome it was checked against, the
-    rounds, and what the runs so far observed (system calls, the program's argv)."""
+    rounds, and what the runs so far observed (system calls on ``arch``, the program's
+    argv)."""
 
     plan: KeepPlan
     baseline: Outcome | None
     verification: Verification
     syscalls: frozenset[str]
+    arch: str
     command: tuple[str, ...]
     notes: tuple[str, ...]
 
@@ -277,6 +278,7 @@ def _verified(
         baseline,
         verification,
         frozenset(prober.syscalls),
+        prober.arch,
         tuple(prober.argv),
         prober.take_notes(),
     )
@@ -308,13 +310,13 @@ def _write(
     total = sum(1 for e in unpacked.tree.walk() if e.path != "/")
     kept = sum(1 for e in entries if e.path != "/")
     created_by = f"ocislim build (kept {kept} of {total} paths)"
-    config_raw = slim_config(image, layer.diff_id, options.overrides, created_by)
+    config_raw = flattened_config(image, layer.diff_id, created_by, options.overrides)
     tag = out.tag or default_tag(image)
     progress.stage("write", f"{out.fmt} {dest}")
     written = write_image(dest, out.fmt, config_raw, [layer], tag, [image.source])
     seccomp_path = _abspath(out.seccomp_profile)
     if seccomp_path is not None:
-        data = seccomp_profile(set(verified.syscalls), native_arch())
+        data = seccomp_profile(verified.syscalls, verified.arch)
         report_mod.write_json_atomic(seccomp_path, data)
     return Written(written, layer.size, seccomp_path, tuple(notes.items))
 

@@ -5,8 +5,9 @@ root filesystem in the sandbox, for the ``trace`` stage (on the source's root),
 the ``verify`` stage (on slim roots) and the ``--keep-from`` baseline.  It is the
 one place the pipeline calls the sandbox.  Across runs it gathers what the
 report needs from all of them: the notes, the system calls seen (when a seccomp
-profile is wanted) and the program's argv; the stages copy them into their
-frozen results.  Use it as a context manager (it may hold ``/dev/null`` open).
+profile is wanted; names on :attr:`Prober.arch`) and the program's argv; the
+stages copy them into their frozen results.  Use it as a context manager (it may
+hold ``/dev/null`` open).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from ocislim.progress import Nested, Progress
 from ocislim.sandbox import RunResult, RunSpec, TraceResult, run, run_spec, trace
 from ocislim.sandbox.analysis import DirTree, FileAccess
 from ocislim.sandbox.namespaces import PROBE_DIR
+from ocislim.sandbox.syscalls import native_arch
 from ocislim.slim.options import RunOptions
 from ocislim.slim.plan import Seed
 from ocislim.slim.probes import Outcome, ProbePlan, RunController
@@ -47,6 +49,7 @@ class Prober:
         self.count_syscalls = count_syscalls
         self.notes: list[str] = []
         self.syscalls: set[str] = set()
+        self.arch = native_arch()  # the runs' architecture: the names in ``syscalls`` are its
         self.argv: list[str] = []  # of the last run, for the report
         self._devnull: int | None = None
         if run_opts.show_output:

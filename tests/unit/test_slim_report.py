@@ -16,7 +16,7 @@ from ocislim.cliflags import parse_command_list
 from ocislim.errors import UsageError
 from ocislim.image import open_image
 from ocislim.image.digest import Digest
-from ocislim.image.mutate import ConfigOverrides, default_tag, slim_config
+from ocislim.image.mutate import ConfigOverrides, default_tag, flattened_config
 from ocislim.image.source import Image
 from ocislim.layers.unpack import unpack
 from ocislim.sandbox.analysis import FileAccess
@@ -66,7 +66,7 @@ def test_default_tag_follows_the_source_reference(image: Image, tmp_path: Path) 
 
 def test_output_config_keeps_the_source_settings_and_applies_overrides(image: Image) -> None:
     diff_id = Digest("sha256", "0" * 64)
-    raw = json.loads(slim_config(image, diff_id, ConfigOverrides(), "ocislim build"))
+    raw = json.loads(flattened_config(image, diff_id, "ocislim build", ConfigOverrides()))
     assert raw["rootfs"]["diff_ids"] == [str(diff_id)]
     assert raw["config"]["Entrypoint"] == ["/app/run"]
     assert raw["config"]["ExposedPorts"] == {"80/tcp": {}}
@@ -78,14 +78,14 @@ def test_output_config_keeps_the_source_settings_and_applies_overrides(image: Im
         workdir="/app",
         labels=("a=2", "b=3"),
     )
-    changed = json.loads(slim_config(image, diff_id, overrides, "x"))["config"]
+    changed = json.loads(flattened_config(image, diff_id, "x", overrides))["config"]
     assert changed["Entrypoint"] == ["/bin/sh", "-c"]
     assert changed["Cmd"] == ["echo", "a b"]
     assert changed["Env"] == ["PATH=/bin", "MODE=dev", "NEW=1"]
     assert changed["WorkingDir"] == "/app"
     assert changed["Labels"] == {"a": "2", "b": "3"}
     with pytest.raises(UsageError):
-        slim_config(image, diff_id, ConfigOverrides(env=("NOEQUALS",)), "x")
+        flattened_config(image, diff_id, "x", ConfigOverrides(env=("NOEQUALS",)))
     with pytest.raises(UsageError):
         parse_command_list('["unterminated"')
 
