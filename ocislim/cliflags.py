@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[Any], Any]
+# The library's names (image.writer.FORMATS, image.compression.ALGORITHMS), not imported so
+# that --help stays fast; a unit test keeps them equal.
 FORMATS = ["oci-archive", "docker-archive", "oci-dir"]
 COMPRESSIONS = ["gzip", "zstd", "none"]
 

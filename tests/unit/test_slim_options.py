@@ -109,3 +109,12 @@ def test_stage_results_are_frozen() -> None:
     assert verified.failed is False
     with pytest.raises(dataclasses.FrozenInstanceError):
         verified.verification.passed = True  # type: ignore[misc]
+
+
+def test_the_flags_offer_the_formats_and_compressions_the_library_has() -> None:
+    from ocislim import cliflags
+    from ocislim.image.compression import ALGORITHMS
+    from ocislim.image.writer import FORMATS
+
+    assert list(FORMATS) == cliflags.FORMATS
+    assert list(ALGORITHMS) == cliflags.COMPRESSIONS
