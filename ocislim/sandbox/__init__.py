@@ -10,6 +10,9 @@ The package's face: other packages import only from here.
   :class:`ProgramAccess`), :class:`FileAccess`, :class:`Process`, and
   :func:`resolve` over a :class:`TreeView` (an image tree, as the kernel would
   see it with the tree as root).
+- Probe control from the host: :class:`RunController` carrying out a
+  :class:`ControlPlan` (:class:`HttpRequest` in, :class:`HttpResult` out, then an
+  :data:`AfterHttp` step), the :func:`gate_probe`, :data:`HTTP_WAIT`.
 - Paths the sandbox provides, never image content: :data:`PROBE_DIR` (probe files)
   and :data:`RUNTIME_ETC_FILES` (/etc files bound in as a container runtime does).
 - :func:`native_arch`: the architecture traced (and the syscall table's name).
@@ -24,6 +27,15 @@ from ocislim.sandbox.analysis import (
     resolve,
 )
 from ocislim.sandbox.config import run_spec
+from ocislim.sandbox.control import (
+    HTTP_WAIT,
+    AfterHttp,
+    ControlPlan,
+    HttpRequest,
+    HttpResult,
+    RunController,
+    gate_probe,
+)
 from ocislim.sandbox.namespaces import PROBE_DIR, RUNTIME_ETC_FILES
 from ocislim.sandbox.runner import run
 from ocislim.sandbox.spec import Probe, RunResult, RunSpec
@@ -31,17 +43,24 @@ from ocislim.sandbox.syscalls import native_arch
 from ocislim.sandbox.tracing import TraceResult, trace
 
 __all__ = [
+    "HTTP_WAIT",
     "PROBE_DIR",
     "RUNTIME_ETC_FILES",
+    "AfterHttp",
+    "ControlPlan",
     "FileAccess",
     "FileReport",
+    "HttpRequest",
+    "HttpResult",
     "Probe",
     "Process",
     "ProgramAccess",
+    "RunController",
     "RunResult",
     "RunSpec",
     "TraceResult",
     "TreeView",
+    "gate_probe",
     "native_arch",
     "resolve",
     "run",

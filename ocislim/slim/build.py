@@ -53,7 +53,15 @@ from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
 from ocislim.layers.unpack import unpack
 from ocislim.progress import NULL_PROGRESS, Progress
-from ocislim.sandbox import RunResult, RunSpec, TraceResult, run, run_spec, trace
+from ocislim.sandbox import (
+    RunController,
+    RunResult,
+    RunSpec,
+    TraceResult,
+    run,
+    run_spec,
+    trace,
+)
 from ocislim.sandbox.analysis import DirTree, FileAccess
 from ocislim.sandbox.namespaces import PROBE_DIR
 from ocislim.sandbox.syscalls import native_arch
@@ -62,7 +70,7 @@ from ocislim.slim.elfdeps import NETWORK_RULES, ElfDeps, lazy_rule_names, select
 from ocislim.slim.langrules import LangRules, default_enabled, rule_names
 from ocislim.slim.materialize import SlimRoot
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
-from ocislim.slim.probes import Outcome, ProbeOptions, ProbePlan, RunController
+from ocislim.slim.probes import Outcome, ProbeOptions, ProbePlan
 from ocislim.slim.rules import KeepOptions, user_seeds
 from ocislim.slim.seccomp import profile as seccomp_profile
 from ocislim.slim.traced import trace_seeds, traced_files
@@ -468,7 +476,7 @@ def _run_plan(
 ) -> tuple[Outcome, Any]:
     plan = state.probe_plan
     assert plan is not None
-    controller = RunController(plan)
+    controller = RunController(plan.control())
     try:
         spec = spec_maker(root, controller.mounts(), plan.sandbox_probes())
         controller.start()

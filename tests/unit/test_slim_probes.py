@@ -8,13 +8,11 @@ from pathlib import Path
 import pytest
 
 from ocislim.errors import UsageError
-from ocislim.sandbox import Probe
+from ocislim.sandbox import HTTP_WAIT, ControlPlan, HttpRequest, HttpResult, Probe
+from ocislim.sandbox.control import GATE_DIR
 from ocislim.sandbox.tracer import ExecEvent, PathFact, SpawnEvent, SyscallEvent
 from ocislim.slim.probes import (
     DEFAULT_TIMEOUT,
-    GATE_DIR,
-    HttpRequest,
-    HttpResult,
     Outcome,
     ProbeOptions,
     ProbePlan,
@@ -80,6 +78,19 @@ def test_a_gate_orders_exec_probes_around_the_host_side() -> None:
     assert plan(exec_commands=("true",), continue_after="app-exit").gate == "last"
     with pytest.raises(UsageError):
         plan(continue_after="never")
+
+
+def test_the_plan_tells_the_sandbox_controller_what_to_do_after_http() -> None:
+    both = plan(["8080/tcp"], exec_commands=("true",), timeout=5.0)
+    assert both.control() == ControlPlan(both.http, True, "open-gate", 5.0)
+    http_only = plan(["8080/tcp"])
+    assert (http_only.control().then, http_only.control().gate) == ("stop-program", False)
+    assert http_only.control().http_wait == HTTP_WAIT
+    at_exit = plan(exec_commands=("true",), continue_after="app-exit")
+    assert at_exit.control() == ControlPlan((), True, "open-gate-at-exit")
+    assert plan(exec_commands=("true",), continue_after="timeout").control().then == "nothing"
+    assert plan(["8080/tcp"], continue_after="timeout").control().then == "nothing"
+    assert not plan().control().needed() and at_exit.control().needed()
 
 
 def test_outcome_differences_and_json() -> None:
