@@ -54,17 +54,16 @@ from ocislim.layers.tree import FileTree
 from ocislim.layers.unpack import unpack
 from ocislim.progress import NULL_PROGRESS, Progress
 from ocislim.sandbox import (
+    FileAccess,
     RunController,
     RunResult,
     RunSpec,
     TraceResult,
+    native_arch,
     run,
     run_spec,
     trace,
 )
-from ocislim.sandbox.analysis import DirTree, FileAccess
-from ocislim.sandbox.namespaces import PROBE_DIR
-from ocislim.sandbox.syscalls import native_arch
 from ocislim.slim import report as report_mod
 from ocislim.slim.elfdeps import NETWORK_RULES, ElfDeps, lazy_rule_names, select_rules
 from ocislim.slim.langrules import LangRules, default_enabled, rule_names
@@ -73,7 +72,7 @@ from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.probes import Outcome, ProbeOptions, ProbePlan
 from ocislim.slim.rules import KeepOptions, user_seeds
 from ocislim.slim.seccomp import profile as seccomp_profile
-from ocislim.slim.traced import trace_seeds, traced_files
+from ocislim.slim.traced import trace_seeds
 from ocislim.slim.verify import Verification, verify
 
 STAGES = ("unpack", "trace", "analyse", "verify", "write")
@@ -506,12 +505,10 @@ def _trace_source(
     outcome, result = _run_plan(state, spec_maker, state.root, state.progress)
     if result.syscalls:
         state.syscalls.update(result.syscalls)
-    runtime = (*result.run.runtime_paths, PROBE_DIR)
-    files = traced_files(result.events, DirTree(state.root), runtime)
     plan = state.probe_plan
     if outcome.exit_code != 0 and plan is not None and plan.continue_after == "app-exit":
         state.note(f"the program exited with code {outcome.exit_code} while traced")
-    return outcome, trace_seeds(files)
+    return outcome, trace_seeds(result.report)
 
 
 def _analyse(

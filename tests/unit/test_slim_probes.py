@@ -9,6 +9,7 @@ import pytest
 
 from ocislim.errors import UsageError
 from ocislim.sandbox import HTTP_WAIT, ControlPlan, HttpRequest, HttpResult, Probe
+from ocislim.sandbox.analysis import BEFORE_EXEC, analyse, split_by_program
 from ocislim.sandbox.control import GATE_DIR
 from ocislim.sandbox.tracer import ExecEvent, PathFact, SpawnEvent, SyscallEvent
 from ocislim.slim.probes import (
@@ -20,7 +21,7 @@ from ocislim.slim.probes import (
     parse_http_command,
 )
 from ocislim.slim.seccomp import RUNTIME_SYSCALLS, profile
-from ocislim.slim.traced import BEFORE_EXEC, split_by_program, trace_seeds, traced_files
+from ocislim.slim.traced import trace_seeds
 
 
 def plan(exposed: list[str] | None = None, **kw: object) -> ProbePlan:
@@ -161,14 +162,15 @@ def test_events_are_split_by_the_program_running_at_the_time() -> None:
 
 
 def test_each_traced_file_names_the_programs_and_accesses() -> None:
-    files = traced_files(events(), TREE, ())  # type: ignore[arg-type]
+    report = analyse(events(), TREE, ())  # type: ignore[arg-type]
+    files = report.files_by_program()
     assert sorted(files) == ["/bin/dash", "/bin/sh", "/etc/app.conf", "/usr/bin/app"]
     assert [(label, a.access, a.kind) for label, a in files["/bin/sh"]] == [
         (BEFORE_EXEC, ("read",), "symlink")
     ]
     programs = [label for label, _ in files["/etc/app.conf"]]
     assert programs == ["/bin/sh -c app", "app"]
-    seeds = trace_seeds(files)
+    seeds = trace_seeds(report)
     conf = [s for s in seeds if s.path == "/etc/app.conf"]
     assert [s.reason.process for s in conf] == ["/bin/sh -c app", "app"]
     assert all(s.reason.access == ("read",) and not s.follow for s in conf)
