@@ -1,11 +1,69 @@
 """Run an image's program in a rootless sandbox and record the files it touches.
 
-Public API: :func:`run`, :func:`trace`, :class:`RunSpec`, :class:`Probe`,
-:class:`RunResult`, :class:`TraceResult`, and :func:`run_spec` to build a spec
-from an image config.
+The package's face: other packages import only from here.
+
+- Running: :func:`run` (untraced), :func:`trace` (traced, giving a
+  :class:`TraceResult`: the facts and their one analysis), :class:`RunSpec`,
+  :class:`Probe`, :class:`RunResult`, and :func:`run_spec` to build a spec from an
+  image config.
+- The analysis: :class:`FileReport` (paths by class, merged and per program as
+  :class:`ProgramAccess`), :class:`FileAccess`, :class:`Process`, and
+  :func:`resolve` over a :class:`TreeView` (an image tree, as the kernel would
+  see it with the tree as root).
+- Probe control from the host: :class:`RunController` carrying out a
+  :class:`ControlPlan` (:class:`HttpRequest` in, :class:`HttpResult` out, then an
+  :data:`AfterHttp` step), the :func:`gate_probe`, :data:`HTTP_WAIT`.
+- Paths the sandbox provides, never image content: :data:`PROBE_DIR` (probe files)
+  and :data:`RUNTIME_ETC_FILES` (/etc files bound in as a container runtime does).
+- :func:`native_arch`: the architecture traced (and the syscall table's name).
 """
 
+from ocislim.sandbox.analysis import (
+    FileAccess,
+    FileReport,
+    Process,
+    ProgramAccess,
+    TreeView,
+    resolve,
+)
 from ocislim.sandbox.config import run_spec
-from ocislim.sandbox.runner import Probe, RunResult, RunSpec, TraceResult, run, trace
+from ocislim.sandbox.control import (
+    HTTP_WAIT,
+    AfterHttp,
+    ControlPlan,
+    HttpRequest,
+    HttpResult,
+    RunController,
+    gate_probe,
+)
+from ocislim.sandbox.namespaces import PROBE_DIR, RUNTIME_ETC_FILES
+from ocislim.sandbox.runner import run
+from ocislim.sandbox.spec import Probe, RunResult, RunSpec
+from ocislim.sandbox.syscalls import native_arch
+from ocislim.sandbox.tracing import TraceResult, trace
 
-__all__ = ["Probe", "RunResult", "RunSpec", "TraceResult", "run", "run_spec", "trace"]
+__all__ = [
+    "HTTP_WAIT",
+    "PROBE_DIR",
+    "RUNTIME_ETC_FILES",
+    "AfterHttp",
+    "ControlPlan",
+    "FileAccess",
+    "FileReport",
+    "HttpRequest",
+    "HttpResult",
+    "Probe",
+    "Process",
+    "ProgramAccess",
+    "RunController",
+    "RunResult",
+    "RunSpec",
+    "TraceResult",
+    "TreeView",
+    "gate_probe",
+    "native_arch",
+    "resolve",
+    "run",
+    "run_spec",
+    "trace",
+]

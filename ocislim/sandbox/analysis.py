@@ -13,6 +13,10 @@ the way is itself a file the run needed.  The final path is classified:
   is not an image file;
 - ``created``: absent from the image but the call succeeded (made at run time);
 - ``misses``: absent and the call failed: the program looked for it.
+
+Every access is also labelled with the program its process was running when it
+made the call (:func:`process_label` of that argv), so one analysis serves both
+the merged lists and per-program reasons such as ``python3 /app/app.py read``.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from ocislim.layers.unpack import MARKER
 from ocislim.sandbox.syscalls import (
@@ -39,6 +43,8 @@ from ocislim.sandbox.tracer import Event, ExecEvent, ExitEvent, SpawnEvent, Sysc
 
 MAX_SYMLINKS = 40
 UNPACK_MARKER = "/" + MARKER
+MAX_PROCESS_LABEL = 200
+BEFORE_EXEC = "(sandbox, before exec)"
 
 
 class TreeView(Protocol):
@@ -97,14 +103,39 @@ class FileAccess:
         return out
 
 
+Category = Literal["files", "runtime", "created", "misses"]
+
+
+class ProgramAccess(NamedTuple):
+    """One program's access to one path: ``program`` is the :func:`process_label` of
+    what the process ran, ``category`` the :class:`FileReport` list the path is in."""
+
+    program: str
+    category: Category
+    access: FileAccess
+
+
 @dataclass(frozen=True)
 class FileReport:
-    """Paths by class; each list sorted by path, one entry per path."""
+    """Paths by class, every program merged; each list sorted by path, one entry per path.
+
+    ``by_program``: the same accesses, one entry per (category, path, program), sorted
+    so; each path's kind is the same as in the merged lists.
+    """
 
     files: tuple[FileAccess, ...]
     runtime: tuple[FileAccess, ...]
     created: tuple[FileAccess, ...]
     misses: tuple[FileAccess, ...]
+    by_program: tuple[ProgramAccess, ...]
+
+    def files_by_program(self) -> dict[str, list[tuple[str, FileAccess]]]:
+        """In-image path -> [(program label, access)], labels sorted, for every image file."""
+        out: dict[str, list[tuple[str, FileAccess]]] = {}
+        for program, category, access in self.by_program:
+            if category == "files":
+                out.setdefault(access.path, []).append((program, access))
+        return out
 
 
 @dataclass(frozen=True)
@@ -275,20 +306,60 @@ def _absolute(raw: str, base: str | None) -> str | None:
 
 
 class _Collector:
-    def __init__(self) -> None:
-        self._access: dict[str, set[str]] = {}
+    """Accesses of one category by (path, program); a path's kind is shared by programs."""
+
+    def __init__(self, category: Category) -> None:
+        self._category: Category = category
+        self._access: dict[tuple[str, str], set[str]] = {}
         self._kind: dict[str, str] = {}
 
-    def add(self, path: str, access: Iterable[str], kind: str = "") -> None:
-        self._access.setdefault(path, set()).update(access)
+    def add(self, program: str, path: str, access: Iterable[str], kind: str = "") -> None:
+        self._access.setdefault((path, program), set()).update(access)
         if kind or path not in self._kind:  # a later "" never hides a known kind
             self._kind[path] = kind
 
-    def result(self) -> tuple[FileAccess, ...]:
+    def merged(self) -> tuple[FileAccess, ...]:
+        by_path: dict[str, set[str]] = {}
+        for (path, _), access in self._access.items():
+            by_path.setdefault(path, set()).update(access)
         return tuple(
             FileAccess(path, tuple(sorted(access)), self._kind[path])
-            for path, access in sorted(self._access.items())
+            for path, access in sorted(by_path.items())
         )
+
+    def by_program(self) -> list[ProgramAccess]:
+        return [
+            ProgramAccess(
+                program, self._category, FileAccess(path, tuple(sorted(a)), self._kind[path])
+            )
+            for (path, program), a in sorted(self._access.items())
+        ]
+
+
+def process_label(argv: Sequence[str]) -> str:
+    """How a program is named in labels: its argv joined, cut to MAX_PROCESS_LABEL."""
+    if not argv:
+        return BEFORE_EXEC
+    label = " ".join(argv)
+    return label if len(label) <= MAX_PROCESS_LABEL else label[: MAX_PROCESS_LABEL - 3] + "..."
+
+
+def split_by_program(events: Iterable[Event]) -> dict[str, list[Event]]:
+    """Syscall and exec events grouped by the label of the program their process ran when
+    they happened (an exec event belongs to the program it starts); in order. Pure."""
+    argv: dict[int, tuple[str, ...]] = {}
+    groups: dict[str, list[Event]] = {}
+    for event in events:
+        if isinstance(event, SpawnEvent):
+            if not event.thread:
+                argv[event.child_pid] = argv.get(event.parent_pid, ())
+            continue
+        if isinstance(event, ExecEvent):
+            argv[event.pid] = event.argv
+            groups.setdefault(process_label(event.argv), []).append(event)
+        elif isinstance(event, SyscallEvent):
+            groups.setdefault(process_label(argv.get(event.pid, ())), []).append(event)
+    return groups
 
 
 def analyse(
@@ -297,48 +368,63 @@ def analyse(
     runtime_paths: Sequence[str] = (),
     arch: str | None = None,
 ) -> FileReport:
-    """Classify every path the events name. Pure; see the module docstring."""
+    """Classify every path the events name, each access labelled with its program.
+
+    Pure; see the module docstring.  Each call's classification depends only on the
+    call and the tree, so the merged lists are the union of the programs' lists.
+    """
     of = OPEN_FLAGS[arch or native_arch()]
     runtime = tuple(runtime_paths)
-    files, runtime_out, created, misses = _Collector(), _Collector(), _Collector(), _Collector()
+    files, runtime_out = _Collector("files"), _Collector("runtime")
+    created, misses = _Collector("created"), _Collector("misses")
 
     resolver = _Resolver(tree, runtime)
 
-    def record(path: str, access: set[Access], follow: bool, succeeded: bool | None) -> None:
+    def record(
+        program: str, path: str, access: set[Access], follow: bool, succeeded: bool | None
+    ) -> None:
         res = resolver.resolve(path, follow)
         for link in res.symlinks:
             if _under(link, runtime):
-                runtime_out.add(link, {"read"})
+                runtime_out.add(program, link, {"read"})
             else:
-                files.add(link, {"read"}, "symlink")
+                files.add(program, link, {"read"}, "symlink")
         if res.status == "found":
-            files.add(res.path, access, res.kind or "")
+            files.add(program, res.path, access, res.kind or "")
         elif res.status == "runtime":
-            runtime_out.add(res.path, access)
+            runtime_out.add(program, res.path, access)
         elif res.status == "missing":
-            (created if succeeded else misses).add(res.path, access)
+            (created if succeeded else misses).add(program, res.path, access)
 
-    for event in events:
-        if isinstance(event, SyscallEvent):
-            spec = PATH_SYSCALLS.get(event.name)
-            if spec is None:
-                continue
-            succeeded = None if event.result is None else event.result >= 0
-            if spec.cwd and event.paths and succeeded is not False:
-                path = _absolute(".", event.paths[0].base)
-                if path is not None:
-                    record(path, {"stat"}, True, succeeded)
-                continue
-            for arg, fact in zip(spec.paths, event.paths, strict=False):
-                access, follow = _interpret(arg, event.flags, of)
-                path = _absolute(fact.raw, fact.base)
-                if path is not None:
-                    record(path, access, follow, succeeded)
-        elif isinstance(event, ExecEvent):
-            for path in (event.exe, *event.mapped):
-                if path and path.startswith("/") and not path.endswith(" (deleted)"):
-                    record(path, {"exec"}, True, True)
-    return FileReport(files.result(), runtime_out.result(), created.result(), misses.result())
+    for program, group in split_by_program(events).items():
+        for event in group:
+            if isinstance(event, SyscallEvent):
+                spec = PATH_SYSCALLS.get(event.name)
+                if spec is None:
+                    continue
+                succeeded = None if event.result is None else event.result >= 0
+                if spec.cwd and event.paths and succeeded is not False:
+                    path = _absolute(".", event.paths[0].base)
+                    if path is not None:
+                        record(program, path, {"stat"}, True, succeeded)
+                    continue
+                for arg, fact in zip(spec.paths, event.paths, strict=False):
+                    access, follow = _interpret(arg, event.flags, of)
+                    path = _absolute(fact.raw, fact.base)
+                    if path is not None:
+                        record(program, path, access, follow, succeeded)
+            elif isinstance(event, ExecEvent):
+                for path in (event.exe, *event.mapped):
+                    if path and path.startswith("/") and not path.endswith(" (deleted)"):
+                        record(program, path, {"exec"}, True, True)
+    collectors = (files, runtime_out, created, misses)
+    return FileReport(
+        files.merged(),
+        runtime_out.merged(),
+        created.merged(),
+        misses.merged(),
+        tuple(a for c in collectors for a in c.by_program()),
+    )
 
 
 def processes(events: Iterable[Event], init_pid: int) -> tuple[Process, ...]:

@@ -20,7 +20,7 @@ from typing import Literal, Protocol
 from ocislim.errors import SandboxError, UsageError
 from ocislim.sandbox.analysis import DirTree, resolve
 from ocislim.sandbox.namespaces import DEFAULT_PATH, BindMount
-from ocislim.sandbox.runner import Probe, RunSpec
+from ocislim.sandbox.spec import Probe, RunSpec
 
 
 class ImageRunConfig(Protocol):

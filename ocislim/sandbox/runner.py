@@ -20,7 +20,6 @@ writes) unless the kernel refuses the overlay, which is reported as a note.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import select
 import shutil
@@ -28,14 +27,20 @@ import signal
 import stat
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
 
-from ocislim.errors import InputNotFoundError, SandboxError, UserNamespaceUnavailableError
+from ocislim.errors import InputNotFoundError, SandboxError
 from ocislim.progress import NULL_PROGRESS, Progress
 from ocislim.sandbox import libc
-from ocislim.sandbox.analysis import DirTree, FileReport, Process, analyse, processes
+
+# The pipe helpers keep the private names the launch code below uses.
+from ocislim.sandbox.messages import Channel as _Channel
+from ocislim.sandbox.messages import creator_error as _creator_error
+from ocislim.sandbox.messages import read_all as _read_all
+from ocislim.sandbox.messages import recv as _recv
+from ocislim.sandbox.messages import run_result as _result
+from ocislim.sandbox.messages import send as _send
 from ocislim.sandbox.namespaces import (
     PROBE_DIR,
     BindMount,
@@ -44,114 +49,25 @@ from ocislim.sandbox.namespaces import (
     build_root,
     plan_id_maps,
     runtime_etc_files,
-    userns_unavailable_message,
     write_id_maps,
 )
 from ocislim.sandbox.seccomp import trace_filter
+from ocislim.sandbox.spec import RunResult, RunSpec
 from ocislim.sandbox.syscalls import native_arch
-from ocislim.sandbox.tracer import Event, Tracer
-
-
-@dataclass(frozen=True)
-class Probe:
-    """A command run inside the running sandbox, like ``docker exec``.
-
-    ``command``: a shell snippet run with ``/bin/sh -c``.  ``script``: a host file
-    bound read-only into the sandbox under /.ocislim and run (directly when it
-    starts with ``#!``, else with ``/bin/sh``); it is not part of the image.
-    """
-
-    command: str | None = None
-    script: Path | None = None
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """How to run the program; see :func:`ocislim.sandbox.config.run_spec` to build one
-    from an image config.  ``uid``/``gid``/``groups`` are ids inside the sandbox."""
-
-    argv: tuple[str, ...]
-    env: tuple[str, ...] = ()
-    workdir: str = "/"
-    uid: int = 0
-    gid: int = 0
-    groups: tuple[int, ...] = ()
-    mounts: tuple[BindMount, ...] = ()
-    network: Literal["none", "host"] = "none"
-    timeout: float | None = None
-    grace: float = 5.0
-    hostname: str = "ocislim"
-    probes: tuple[Probe, ...] = ()
-    stdin: int = 0
-    stdout: int = 1
-    stderr: int = 2
-
-
-@dataclass(frozen=True)
-class RunResult:
-    """Outcome of a run. ``exit_code``: the entrypoint's (128+N when killed by signal N,
-    127 when its executable was not found, 126 when it could not be executed)."""
-
-    exit_code: int
-    timed_out: bool
-    probe_exit_codes: tuple[int, ...]
-    runtime_paths: tuple[str, ...]
-    overlay: bool
-    notes: tuple[str, ...] = ()
-
-
-@dataclass
-class _Channel:
-    """Pipes between host, creator and init. Messages are JSON lines."""
-
-    fds: list[int] = field(default_factory=list)
-
-    def pipe(self) -> tuple[int, int]:
-        r, w = os.pipe()
-        self.fds += [r, w]
-        return r, w
-
-    def close_all(self) -> None:
-        for fd in self.fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.fds.clear()
-
-
-def _send(fd: int, obj: dict[str, object]) -> None:
-    data = (json.dumps(obj) + "\n").encode()
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-# A decoded pipe message: JSON, so its values are whatever the sender put there.
-_Message = dict[str, Any]
-
-
-def _recv(fd: int) -> _Message | None:
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = os.read(fd, 1)
-        if not chunk:
-            return None
-        line += chunk
-    result: _Message = json.loads(line)
-    return result
-
-
-def _read_all(fd: int) -> list[_Message]:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return [json.loads(line) for line in b"".join(chunks).splitlines() if line.strip()]
+from ocislim.sandbox.tracer import Tracer
 
 
 def run(root: Path, spec: RunSpec, progress: Progress = NULL_PROGRESS) -> RunResult:
     """Run ``spec`` in a sandbox whose root is the tree at ``root``, untraced."""
     return _launch(root, spec, progress, None)
+
+
+def run_traced(
+    root: Path, spec: RunSpec, tracer: Tracer, progress: Progress = NULL_PROGRESS
+) -> RunResult:
+    """:func:`run`, with every process of the program followed by ``tracer`` (which
+    holds the events afterwards); see :func:`ocislim.sandbox.tracing.trace`."""
+    return _launch(root, spec, progress, tracer)
 
 
 def _launch(
@@ -281,44 +197,6 @@ def _launch(
             _reap(creator)
         channel.close_all()
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _creator_error(message: _Message | None) -> SandboxError:
-    if message is None:
-        return SandboxError("the sandbox could not be created")
-    if message.get("error") == "userns":
-        err = OSError(int(message.get("errno", 1)), os.strerror(int(message.get("errno", 1))))
-        return UserNamespaceUnavailableError(userns_unavailable_message(err))
-    return SandboxError(str(message.get("message", "the sandbox could not be created")))
-
-
-def _result(messages: list[_Message], status: int, progress: Progress) -> RunResult:
-    ready = next((m for m in messages if m.get("event") == "ready"), None)
-    errors = [m for m in messages if m.get("event") == "error"]
-    if ready is None:
-        detail = errors[0]["message"] if errors else f"init ended with status {status}"
-        raise SandboxError(f"sandbox setup failed: {detail}")
-    done = next((m for m in messages if m.get("event") == "done"), None)
-    notes: list[str] = []
-    if not ready.get("overlay"):
-        notes.append("overlay mount refused: the program could write to the rootfs directory")
-    for m in messages:
-        if m.get("event") == "exec-error":
-            notes.append(str(m["message"]))
-    if done is None:
-        raise SandboxError(f"sandbox init ended early (status {status})")
-    if done.get("timed_out"):
-        notes.append("timeout reached: the program was sent SIGTERM")
-    for note in notes:
-        progress.note(note)
-    return RunResult(
-        exit_code=int(done["exit_code"]),
-        timed_out=bool(done.get("timed_out")),
-        probe_exit_codes=tuple(int(c) for c in done.get("probes", [])),
-        runtime_paths=tuple(str(p) for p in ready.get("mount_points", [])),
-        overlay=bool(ready.get("overlay")),
-        notes=tuple(notes),
-    )
 
 
 def _kill(pid: int) -> None:
@@ -616,59 +494,3 @@ def _reap_all() -> None:
             return
         except InterruptedError:
             continue
-
-
-@dataclass(frozen=True)
-class TraceResult:
-    """A traced run: the run outcome, the raw events (facts), and their analysis.
-
-    ``syscalls``: counts by name of every system call, when requested.
-    """
-
-    run: RunResult
-    events: tuple[Event, ...]
-    report: FileReport
-    processes: tuple[Process, ...]
-    syscalls: dict[str, int] | None
-
-    @property
-    def exit_code(self) -> int:
-        return self.run.exit_code
-
-    def to_json(self) -> dict[str, object]:
-        """The ``ocislim trace --json`` object."""
-        out: dict[str, object] = {
-            "exit_code": self.run.exit_code,
-            "timed_out": self.run.timed_out,
-            "probe_exit_codes": list(self.run.probe_exit_codes),
-            "files": [f.to_json() for f in self.report.files],
-            "runtime_files": [f.to_json() for f in self.report.runtime],
-            "created": [f.to_json() for f in self.report.created],
-            "misses": [f.to_json() for f in self.report.misses],
-            "processes": [p.to_json() for p in self.processes],
-        }
-        if self.syscalls is not None:
-            out["syscalls"] = dict(sorted(self.syscalls.items()))
-        return out
-
-
-def trace(
-    root: Path,
-    spec: RunSpec,
-    progress: Progress = NULL_PROGRESS,
-    *,
-    count_syscalls: bool = False,
-) -> TraceResult:
-    """Run ``spec`` in a sandbox on ``root`` under the tracer and analyse what it touched.
-
-    Same guarantees as :func:`run`; ``root`` is only read (by the overlay and by the
-    analysis).  ``count_syscalls`` traces every system call to count it (slower).
-    """
-    tracer = Tracer(count_all=count_syscalls)
-    progress.stage("trace", " ".join(spec.argv))
-    result = _launch(root, spec, progress, tracer)
-    counts = tracer.finish() if count_syscalls else None
-    events = tuple(tracer.events)
-    runtime = (*result.runtime_paths, PROBE_DIR)
-    report = analyse(events, DirTree(Path(root)), runtime)
-    return TraceResult(result, events, report, processes(events, tracer.init_pid), counts)

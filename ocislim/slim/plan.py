@@ -30,8 +30,7 @@ from typing import Any
 
 from ocislim.layers.tree import Entry, FileTree
 from ocislim.layers.unpack import MARKER
-from ocislim.sandbox.analysis import resolve
-from ocislim.sandbox.namespaces import PROBE_DIR
+from ocislim.sandbox import PROBE_DIR, RUNTIME_ETC_FILES, resolve
 from ocislim.slim.patterns import PatternSet
 
 REASON_SOURCES = ("trace", "elf", "lazy", "rule", "parent", "symlink", "hardlink", "verify")
@@ -43,8 +42,6 @@ _REASON_ORDER = {
     )
 }
 
-# Files a container runtime bind-mounts over whatever the image has.
-RUNTIME_FILES = frozenset({"/etc/hosts", "/etc/resolv.conf", "/etc/hostname"})
 # Mount points whose content the runtime provides (the directories themselves may stay).
 RUNTIME_TREES = ("/proc", "/sys", "/dev")
 # The sandbox's probe directory and the unpacker's marker are never image content.
@@ -53,7 +50,7 @@ OCISLIM_PATHS = (PROBE_DIR, "/" + MARKER)
 
 def never_kept(path: str) -> str | None:
     """Why ``path`` is never part of a slim image, or None when it may be."""
-    if path in RUNTIME_FILES:
+    if path in RUNTIME_ETC_FILES:  # a container runtime bind-mounts these over the image's
         return "provided by the container runtime"
     for top in RUNTIME_TREES:
         if path.startswith(top + "/"):

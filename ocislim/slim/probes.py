@@ -1,74 +1,37 @@
 """What a build runs in the sandbox, when it stops, and what came out.
 
-:class:`ProbePlan` turns the user's probing flags into sandbox probes plus HTTP
-requests; :class:`RunController` carries one run out from the host side:
+:class:`ProbePlan` turns the user's probing flags into sandbox probes, HTTP
+requests, and (:meth:`ProbePlan.control`) what the sandbox's host-side
+controller (:class:`ocislim.sandbox.RunController`) does during the run:
 
-- HTTP probes are sent from a helper process (:mod:`ocislim.slim.httpprobe`) that
-  joins the sandbox's user and network namespaces, so the program keeps its
-  private network and the image needs no HTTP client;
 - ``--continue-after`` decides when the program is stopped: ``exec`` after the
   exec probes, ``probe`` after the HTTP probes (too), ``timeout`` at the timeout,
   ``app-exit`` when it exits by itself.  When exec probes must wait for the host
-  (HTTP probes first, or a stop later than the probes), a gate probe
-  (``read`` from a FIFO bound at :data:`GATE_DIR`; needs the image's ``/bin/sh``,
-  as exec probes do) holds the sandbox's probe sequence until the host opens it.
+  (HTTP probes first, or a stop later than the probes), the sandbox's gate probe
+  (:func:`ocislim.sandbox.gate_probe`) holds them until the controller opens it.
 
-The controller finds the sandbox's processes in ``/proc`` (the sandbox's init is
-the grandchild of this process with namespace pid 1, the program is the init's
-child with namespace pid 2); it never signals anything else.  Every thread and
-helper it starts has ended when :meth:`RunController.finish` returns.
+:class:`Outcome` is what one run gave, compared between the source and the slim image.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ocislim.errors import UsageError
-from ocislim.sandbox import Probe
+from ocislim.sandbox import (
+    HTTP_WAIT,
+    AfterHttp,
+    ControlPlan,
+    HttpRequest,
+    HttpResult,
+    Probe,
+    gate_probe,
+)
 
 CONTINUE_AFTER = ("exec", "probe", "timeout", "app-exit")
-GATE_DIR = "/.ocislim-ctl"
-GATE_NAME = "gate"
 DEFAULT_TIMEOUT = 60.0  # --continue-after timeout without --timeout
-HTTP_WAIT = 30.0  # how long HTTP probes wait for the server to accept
-_POLL = 0.02
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    port: int
-    method: str
-    path: str
-
-    def describe(self) -> str:
-        return f"{self.method} http://127.0.0.1:{self.port}{self.path}"
-
-
-@dataclass(frozen=True)
-class HttpResult:
-    request: HttpRequest
-    status: int | None
-    error: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "port": self.request.port,
-            "method": self.request.method,
-            "path": self.request.path,
-            "status": self.status,
-            "error": self.error,
-        }
 
 
 @dataclass(frozen=True)
@@ -159,7 +122,7 @@ class ProbePlan:
     def sandbox_probes(self) -> tuple[Probe, ...]:
         if self.gate is None:
             return self.exec_probes
-        wait = Probe(command=f"read _ < {GATE_DIR}/{GATE_NAME}")
+        wait = gate_probe()
         if self.gate == "first":
             return (wait, *self.exec_probes)
         return (*self.exec_probes, wait)
@@ -173,7 +136,22 @@ class ProbePlan:
         return codes
 
     def needs_controller(self) -> bool:
-        return bool(self.http) or self.gate is not None
+        return self.control().needed()
+
+    def control(self) -> ControlPlan:
+        """What the host-side controller does during a run of this plan."""
+        after = self.continue_after
+        then: AfterHttp
+        if self.gate == "first":
+            then = "open-gate"  # the exec probes run after the HTTP probes
+        elif after in ("exec", "probe") and self.http and not self.exec_probes:
+            then = "stop-program"
+        elif after == "app-exit" and self.gate == "last":
+            then = "open-gate-at-exit"
+        else:
+            then = "nothing"
+        wait = min(HTTP_WAIT, self.timeout) if self.timeout else HTTP_WAIT
+        return ControlPlan(self.http, self.gate is not None, then, wait)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -239,173 +217,3 @@ class Outcome:
                     f"{after.status}" + (f" ({after.error})" if after.error else "")
                 )
         return out
-
-
-# --- host side of a run --------------------------------------------------------------
-
-
-def _children(pid: int) -> list[int]:
-    out: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as fh:
-                out += [int(c) for c in fh.read().split()]
-        except OSError:
-            continue
-    return out
-
-
-def _ns_pid(pid: int) -> int | None:
-    """The pid of ``pid`` in its innermost pid namespace."""
-    try:
-        with open(f"/proc/{pid}/status") as fh:
-            for line in fh:
-                if line.startswith("NSpid:"):
-                    return int(line.split()[-1])
-    except (OSError, ValueError):
-        return None
-    return None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            state = fh.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
-
-
-@dataclass
-class _Found:
-    init: int = 0
-    program: int = 0
-
-
-@dataclass
-class RunController:
-    """Drives one sandbox run from the host (see the module docstring).
-
-    Use: ``mounts()`` and ``plan.sandbox_probes()`` go into the run spec;
-    ``start()`` right before the run, ``finish()`` right after it (also on error).
-    """
-
-    plan: ProbePlan
-    http_results: list[HttpResult] = field(default_factory=list, init=False)
-    notes: list[str] = field(default_factory=list, init=False)
-    _dir: Path | None = field(default=None, init=False)
-    _gate_fd: int | None = field(default=None, init=False)
-    _thread: threading.Thread | None = field(default=None, init=False)
-    _stop: threading.Event = field(default_factory=threading.Event, init=False)
-    _found: _Found = field(default_factory=_Found, init=False)
-
-    def mounts(self) -> list[str]:
-        if self.plan.gate is None:
-            return []
-        if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="ocislim-ctl-"))
-            os.chmod(self._dir, 0o755)
-            fifo = self._dir / GATE_NAME
-            os.mkfifo(fifo, 0o666)
-            # Held open read-write: opening never blocks, a line written stays
-            # buffered until the probe reads it.
-            self._gate_fd = os.open(fifo, os.O_RDWR | os.O_CLOEXEC)
-        return [f"{self._dir}:{GATE_DIR}"]
-
-    def start(self) -> None:
-        if not self.plan.needs_controller():
-            return
-        self._thread = threading.Thread(target=self._drive, name="ocislim-probes", daemon=True)
-        self._thread.start()
-
-    def finish(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._gate_fd is not None:
-            os.close(self._gate_fd)
-            self._gate_fd = None
-        if self._dir is not None:
-            with contextlib.suppress(OSError):
-                (self._dir / GATE_NAME).unlink()
-                self._dir.rmdir()
-            self._dir = None
-
-    # -- the driving thread --------------------------------------------------------------
-
-    def _drive(self) -> None:
-        try:
-            if not self._find_sandbox():
-                return
-            if self.plan.http:
-                self._http()
-            after = self.plan.continue_after
-            if self.plan.gate == "first":
-                self._open_gate()
-            elif after in ("exec", "probe") and self.plan.http and not self.plan.exec_probes:
-                self._stop_program()
-            elif after == "app-exit" and self.plan.gate == "last":
-                while _alive(self._found.program) and not self._stop.wait(0.05):
-                    pass
-                self._open_gate()
-        except Exception as exc:  # never let the run hang on a controller failure
-            self.notes.append(f"probe controller: {exc}")
-            self._open_gate()
-
-    def _find_sandbox(self) -> bool:
-        me = os.getpid()
-        deadline = time.monotonic() + 30
-        while not self._stop.is_set() and time.monotonic() < deadline:
-            for creator in _children(me):
-                for init in _children(creator):
-                    if _ns_pid(init) != 1:
-                        continue
-                    for child in _children(init):
-                        if _ns_pid(child) == 2:
-                            self._found = _Found(init, child)
-                            return True
-            time.sleep(_POLL)
-        if not self._stop.is_set():
-            self.notes.append("probe controller: the sandboxed program was not found")
-        return False
-
-    def _http(self) -> None:
-        requests = [{"port": r.port, "method": r.method, "path": r.path} for r in self.plan.http]
-        wait = min(HTTP_WAIT, self.plan.timeout) if self.plan.timeout else HTTP_WAIT
-        cmd = [
-            sys.executable,
-            "-m",
-            "ocislim.slim.httpprobe",
-            str(self._found.init),
-            json.dumps(requests),
-            str(wait),
-        ]
-        # The sandbox's tracer reaps every child of this process, so the helper's
-        # exit status may be lost: its answer is the JSON on stdout.
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        try:
-            answers = json.loads(proc.stdout)
-        except ValueError:
-            answers = None
-        if not isinstance(answers, list) or len(answers) != len(self.plan.http):
-            detail = proc.stderr.strip().splitlines()[-1:] or ["no answer"]
-            self.notes.append(f"HTTP probes failed: {detail[0]}")
-            answers = [{"status": None, "error": "probe helper failed"}] * len(self.plan.http)
-        for request, answer in zip(self.plan.http, answers, strict=True):
-            self.http_results.append(HttpResult(request, answer.get("status"), answer.get("error")))
-
-    def _open_gate(self) -> None:
-        if self._gate_fd is not None:
-            with contextlib.suppress(OSError):
-                os.write(self._gate_fd, b"go\n")
-
-    def _stop_program(self) -> None:
-        program = self._found.program
-        if program and _alive(program) and _ns_pid(program) == 2:
-            with contextlib.suppress(OSError):
-                os.kill(program, signal.SIGTERM)

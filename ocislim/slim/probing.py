@@ -21,14 +21,21 @@ from typing import Any
 
 from ocislim.image.models import ImageConfig
 from ocislim.progress import Nested, Progress
-from ocislim.sandbox import RunResult, RunSpec, TraceResult, run, run_spec, trace
-from ocislim.sandbox.analysis import DirTree, FileAccess
-from ocislim.sandbox.namespaces import PROBE_DIR
-from ocislim.sandbox.syscalls import native_arch
+from ocislim.sandbox import (
+    FileAccess,
+    RunController,
+    RunResult,
+    RunSpec,
+    TraceResult,
+    native_arch,
+    run,
+    run_spec,
+    trace,
+)
 from ocislim.slim.options import RunOptions
 from ocislim.slim.plan import Seed
-from ocislim.slim.probes import Outcome, ProbePlan, RunController
-from ocislim.slim.traced import trace_seeds, traced_files
+from ocislim.slim.probes import Outcome, ProbePlan
+from ocislim.slim.traced import trace_seeds
 
 
 class Prober:
@@ -104,7 +111,7 @@ class Prober:
 
     def run_plan(self, root: Path, progress: Progress, traced: bool = True) -> tuple[Outcome, Any]:
         plan = self.plan
-        controller = RunController(plan)
+        controller = RunController(plan.control())
         try:
             spec = self.spec(root, controller.mounts(), plan.sandbox_probes())
             controller.start()
@@ -132,12 +139,10 @@ class Prober:
         outcome, result = self.run_plan(root, self.progress)
         if result.syscalls:
             self.syscalls.update(result.syscalls)
-        runtime = (*result.run.runtime_paths, PROBE_DIR)
-        files = traced_files(result.events, DirTree(root), runtime)
         plan = self.plan
         if outcome.exit_code != 0 and plan is not None and plan.continue_after == "app-exit":
             self.note(f"the program exited with code {outcome.exit_code} while traced")
-        return outcome, trace_seeds(files)
+        return outcome, trace_seeds(result.report)
 
     def baseline_for_keep_from(self, keep_from: dict[str, Any] | None, root: Path) -> Outcome:
         """The source's outcome with ``--keep-from``: the report's, or a run on ``root``."""

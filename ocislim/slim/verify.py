@@ -20,7 +20,7 @@ from typing import Any
 from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import FileTree
 from ocislim.progress import NULL_PROGRESS, Progress
-from ocislim.sandbox.analysis import FileAccess
+from ocislim.sandbox import FileAccess
 from ocislim.slim.materialize import SlimRoot
 from ocislim.slim.plan import Reason, Seed
 from ocislim.slim.probes import Outcome, ProbePlan

@@ -7,7 +7,14 @@ from pathlib import Path
 import pytest
 
 from ocislim.errors import SandboxError, UsageError
-from ocislim.sandbox.analysis import DirTree, analyse, processes, resolve
+from ocislim.sandbox.analysis import (
+    BEFORE_EXEC,
+    DirTree,
+    analyse,
+    process_label,
+    processes,
+    resolve,
+)
 from ocislim.sandbox.config import parse_mount, resolve_user, run_spec
 from ocislim.sandbox.namespaces import userns_unavailable_message
 from ocislim.sandbox.seccomp import SECCOMP_RET_ALLOW, SECCOMP_RET_TRACE, evaluate, trace_filter
@@ -151,6 +158,36 @@ def test_analyse_two_path_calls_and_exec_mappings() -> None:
 def test_relative_path_without_known_base_is_skipped() -> None:
     report = analyse([ev("openat", ("x.txt", None), flags=0)], TREE)
     assert report.files == report.misses == report.created == ()
+
+
+def test_every_access_is_labelled_with_its_program_and_the_lists_are_their_union() -> None:
+    spawn = SpawnEvent(1, 5, 5, 10, 10, 2, "fork", False)
+    before = ev("openat", ("/usr/lib/libc.so.6", None), flags=0)
+    execve = ExecEvent(3, 10, 10, ("app", "-v"), "/usr/lib/libz.so.1.2.13", ())
+    events = [
+        spawn,
+        before,
+        execve,
+        ev("openat", ("/usr/lib/libc.so.6", None), flags=1),
+        ev("openat", ("/usr/lib/missing.so", None), flags=0, result=ENOENT),
+        ev("openat", ("/proc/self/maps", None), flags=0),
+    ]
+    report = analyse(events, TREE, ("/proc",), "x86_64")
+    labelled = [(p, c, a.path, a.access) for p, c, a in report.by_program]
+    assert labelled == [
+        (BEFORE_EXEC, "files", "/usr/lib/libc.so.6", ("read",)),
+        ("app -v", "files", "/usr/lib/libc.so.6", ("write",)),
+        ("app -v", "files", "/usr/lib/libz.so.1.2.13", ("exec",)),
+        ("app -v", "runtime", "/proc/self/maps", ("read",)),
+        ("app -v", "misses", "/usr/lib/missing.so", ("read",)),
+    ]
+    # The merged lists are the union over programs.
+    assert by_path(report.files)["/usr/lib/libc.so.6"].access == ("read", "write")
+    assert {a.path for _, c, a in report.by_program if c == "misses"} == {
+        a.path for a in report.misses
+    }
+    assert report.files_by_program()["/usr/lib/libc.so.6"][1][0] == "app -v"
+    assert process_label(["x" * 300]) == "x" * 197 + "..."
 
 
 def test_processes_from_spawn_exec_and_exit_events() -> None:

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 
 from ocislim.errors import UsageError
-from ocislim.sandbox import Probe
+from ocislim.sandbox import HTTP_WAIT, ControlPlan, HttpRequest, HttpResult, Probe
+from ocislim.sandbox.analysis import BEFORE_EXEC, analyse, split_by_program
+from ocislim.sandbox.control import GATE_DIR
 from ocislim.sandbox.tracer import ExecEvent, PathFact, SpawnEvent, SyscallEvent
 from ocislim.slim.probes import (
     DEFAULT_TIMEOUT,
-    GATE_DIR,
-    HttpRequest,
-    HttpResult,
     Outcome,
     ProbeOptions,
     ProbePlan,
@@ -22,7 +21,7 @@ from ocislim.slim.probes import (
     parse_http_command,
 )
 from ocislim.slim.seccomp import RUNTIME_SYSCALLS, profile
-from ocislim.slim.traced import BEFORE_EXEC, split_by_program, trace_seeds, traced_files
+from ocislim.slim.traced import trace_seeds
 
 
 def plan(exposed: list[str] | None = None, **kw: object) -> ProbePlan:
@@ -80,6 +79,19 @@ def test_a_gate_orders_exec_probes_around_the_host_side() -> None:
     assert plan(exec_commands=("true",), continue_after="app-exit").gate == "last"
     with pytest.raises(UsageError):
         plan(continue_after="never")
+
+
+def test_the_plan_tells_the_sandbox_controller_what_to_do_after_http() -> None:
+    both = plan(["8080/tcp"], exec_commands=("true",), timeout=5.0)
+    assert both.control() == ControlPlan(both.http, True, "open-gate", 5.0)
+    http_only = plan(["8080/tcp"])
+    assert (http_only.control().then, http_only.control().gate) == ("stop-program", False)
+    assert http_only.control().http_wait == HTTP_WAIT
+    at_exit = plan(exec_commands=("true",), continue_after="app-exit")
+    assert at_exit.control() == ControlPlan((), True, "open-gate-at-exit")
+    assert plan(exec_commands=("true",), continue_after="timeout").control().then == "nothing"
+    assert plan(["8080/tcp"], continue_after="timeout").control().then == "nothing"
+    assert not plan().control().needed() and at_exit.control().needed()
 
 
 def test_outcome_differences_and_json() -> None:
@@ -150,14 +162,15 @@ def test_events_are_split_by_the_program_running_at_the_time() -> None:
 
 
 def test_each_traced_file_names_the_programs_and_accesses() -> None:
-    files = traced_files(events(), TREE, ())  # type: ignore[arg-type]
+    report = analyse(events(), TREE, ())  # type: ignore[arg-type]
+    files = report.files_by_program()
     assert sorted(files) == ["/bin/dash", "/bin/sh", "/etc/app.conf", "/usr/bin/app"]
     assert [(label, a.access, a.kind) for label, a in files["/bin/sh"]] == [
         (BEFORE_EXEC, ("read",), "symlink")
     ]
     programs = [label for label, _ in files["/etc/app.conf"]]
     assert programs == ["/bin/sh -c app", "app"]
-    seeds = trace_seeds(files)
+    seeds = trace_seeds(report)
     conf = [s for s in seeds if s.path == "/etc/app.conf"]
     assert [s.reason.process for s in conf] == ["/bin/sh -c app", "app"]
     assert all(s.reason.access == ("read",) and not s.follow for s in conf)

@@ -1,6 +1,6 @@
 """HTTP probes from inside a sandbox's network namespace (a helper process).
 
-Usage: ``python -m ocislim.slim.httpprobe INIT_PID REQUESTS_JSON WAIT_SECONDS``
+Usage: ``python -m ocislim.sandbox.httpprobe INIT_PID REQUESTS_JSON WAIT_SECONDS``
 
 Joins the user and network namespaces of the sandbox whose init has host pid
 INIT_PID (the caller owns that user namespace, so no privilege is needed; the
@@ -21,8 +21,8 @@ import sys
 import time
 from typing import Any
 
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
+from ocislim.sandbox.libc import CLONE_NEWNET, CLONE_NEWUSER
+
 REQUEST_TIMEOUT = 10.0
 
 
