@@ -32,8 +32,9 @@ from ocislim.elf.lazy import (
     rule_needs,
 )
 from ocislim.elf.resolver import Found, Loader, Resolver, SearchScope
-from ocislim.elf.rootpath import RootFS, join, normalize, tidy
+from ocislim.elf.rootpath import RootFS, join, tidy
 from ocislim.errors import InputNotFoundError, UsageError
+from ocislim.layers.pathwalk import lexical
 from ocislim.layers.unpack import MARKER
 from ocislim.progress import NULL_PROGRESS, Progress
 
@@ -247,7 +248,7 @@ class _Keep:
         if not res.exists:
             return None
         self.reasons.setdefault(res.path, {})[reason] = None
-        for link in res.links:
+        for link in res.symlinks:
             self.reasons.setdefault(link, {})[Reason("symlink", detail=res.path)] = None
         return res.path
 
@@ -346,7 +347,7 @@ class DepsAnalyzer:
     ) -> None:
         self.rootfs = RootFS(root)
         self.env = _env_map(env)
-        self.workdir = normalize(workdir or "/")
+        self.workdir = lexical(workdir or "/")
         self.catalog = ElfCatalog(self.rootfs)
         self.resolver = Resolver(self.rootfs, self.catalog, self.env, self.workdir)
         self.rules = tuple(rules)
