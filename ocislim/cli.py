@@ -565,8 +565,7 @@ def deps(
     """
     from pathlib import Path
 
-    from ocislim.elf import analyze_config
-    from ocislim.elf.render import render_list, render_tree
+    from ocislim.elf import analyze_config, render_list, render_tree
     from ocislim.layers.rootfs import prepared_rootfs
 
     progress = StderrProgress(quiet or as_json)
