@@ -36,6 +36,12 @@ def _root_only() -> None:
         pytest.skip("needs root (umoci unpack without --rootless, podman)")
 
 
+def _convert_flat(fmt: str, tag: str, out: Path) -> int:
+    """Exit code of ``convert --flatten`` of the python-app fixture to ``out``."""
+    args = ["--flatten", "--format", fmt, "--tag", tag, str(fixture_image("python-app"))]
+    return run_cli("convert", "-q", *args, str(out)).code
+
+
 def test_unpack_equals_umoci(tmp_path: Path) -> None:
     _root_only()
     require_tool("umoci")
@@ -114,20 +120,7 @@ def test_flattened_layout_unpacks_with_umoci_like_the_source(tmp_path: Path) -> 
     _root_only()
     require_tool("umoci")
     out = tmp_path / "flat"
-    assert (
-        run_cli(
-            "convert",
-            "-q",
-            "--flatten",
-            "--format",
-            "oci-dir",
-            "--tag",
-            "flat",
-            str(fixture_image("python-app")),
-            str(out),
-        ).code
-        == 0
-    )
+    assert _convert_flat("oci-dir", "flat", out) == 0
     subprocess.run(
         ["umoci", "unpack", "--image", f"{out}:flat", str(tmp_path / "b")],
         check=True,
@@ -147,20 +140,7 @@ def test_podman_loads_and_runs_converted_image(tmp_path: Path, fmt: str) -> None
     require_tool("runc")
     tag = f"localhost/ocislim-test/{fmt}:flat"
     out = tmp_path / "out.tar"
-    assert (
-        run_cli(
-            "convert",
-            "-q",
-            "--flatten",
-            "--format",
-            fmt,
-            "--tag",
-            tag,
-            str(fixture_image("python-app")),
-            str(out),
-        ).code
-        == 0
-    )
+    assert _convert_flat(fmt, tag, out) == 0
     subprocess.run([podman, "load", "-q", "-i", str(out)], check=True, capture_output=True)
     try:
         run = subprocess.run(
