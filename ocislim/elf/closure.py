@@ -15,14 +15,11 @@ tree; it never writes, executes or follows a path out of the root.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
 
-from ocislim.elf.elfinfo import ELF_MAGIC, ElfCatalog, ElfInfo
+from ocislim.elf.elfinfo import ElfCatalog, ElfInfo
 from ocislim.elf.lazy import (
     DEFAULT_RULES,
     LazyContext,
@@ -31,165 +28,29 @@ from ocislim.elf.lazy import (
     glibc_version,
     rule_needs,
 )
+from ocislim.elf.programs import env_map, find_elf_objects, find_program, parse_shebang
 from ocislim.elf.resolver import Found, Loader, Resolver, SearchScope
-from ocislim.elf.rootpath import RootFS, join, normalize, tidy
+from ocislim.elf.results import (
+    ABSENT,
+    DYNAMIC,
+    INVALID,
+    NOT_ELF,
+    NOT_LOADABLE,
+    SCRIPT,
+    STATIC,
+    DepsResult,
+    LazyEntry,
+    ObjectReport,
+    Reason,
+)
+from ocislim.elf.rootpath import RootFS, tidy
 from ocislim.errors import InputNotFoundError, UsageError
-from ocislim.layers.unpack import MARKER
+from ocislim.image.models import ImageRunConfig
+from ocislim.layers.pathwalk import lexical
 from ocislim.progress import NULL_PROGRESS, Progress
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # The kernel follows at most this many nested "#!" interpreters.
 MAX_SCRIPT_DEPTH = 4
-# Files the unpacker leaves at the root for itself.
-IGNORED_ROOT_FILES = frozenset({MARKER})
-
-# Object kinds.
-DYNAMIC = "dynamic"  # run by a dynamic loader (or a shared library)
-STATIC = "static"  # statically linked: nothing to load
-SCRIPT = "script"  # "#!" script; its interpreter is analysed as another object
-NOT_ELF = "not-elf"
-NOT_LOADABLE = "not-loadable"  # relocatable object, core file
-INVALID = "invalid"  # ELF magic, broken headers
-ABSENT = "absent"  # the path does not exist in the image
-
-
-@dataclass(frozen=True)
-class Reason:
-    """Why a path is kept.
-
-    ``kind`` is one of: ``object`` (requested), ``interpreter`` (PT_INTERP of ``by``),
-    ``script-interpreter``, ``needed`` (``by`` has DT_NEEDED ``detail``),
-    ``hwcap-variant`` (CPU-specific copy of ``detail``), ``lazy`` (rule ``rule``,
-    ``detail`` explains, ``by`` is the object that triggers it), ``symlink`` (on the
-    way to ``detail``).
-    """
-
-    kind: str
-    by: str | None = None
-    detail: str = ""
-    rule: str | None = None
-
-    def __str__(self) -> str:
-        if self.kind == "object":
-            return "requested object"
-        if self.kind == "interpreter":
-            return f"interpreter of {self.by}"
-        if self.kind == "script-interpreter":
-            return f"'#!' interpreter of {self.by}"
-        if self.kind == "needed":
-            return f"needed by {self.by} ({self.detail})"
-        if self.kind == "hwcap-variant":
-            return f"CPU-specific copy of {self.detail}"
-        if self.kind == "lazy":
-            return f"loaded at run time by {self.by}: {self.detail} [{self.rule}]"
-        if self.kind == "symlink":
-            return f"symlink on the way to {self.detail}"
-        return f"{self.kind}: {self.detail}"
-
-    def to_json(self) -> dict[str, str]:
-        out = {"kind": self.kind, "text": str(self)}
-        if self.by:
-            out["by"] = self.by
-        if self.detail:
-            out["detail"] = self.detail
-        if self.rule:
-            out["rule"] = self.rule
-        return out
-
-
-@dataclass(frozen=True)
-class LazyEntry:
-    """Something loaded or read at run time without ``DT_NEEDED``.
-
-    ``path`` is None when a library the rule names is not in the image.  ``name`` is
-    the library name or file path the rule asked for; ``via`` the lazily loaded
-    library whose ``DT_NEEDED`` pulled this one in (None for the rule's own items).
-    """
-
-    path: str | None
-    name: str
-    reason: str
-    rule: str
-    kind: str  # "library" or "file"
-    by: str  # canonical path of the object that triggers the rule
-    via: str | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "name": self.name,
-            "reason": self.reason,
-            "rule": self.rule,
-            "kind": self.kind,
-            "by": self.by,
-            "via": self.via,
-        }
-
-
-@dataclass(frozen=True)
-class ObjectReport:
-    """One analysed object: what it needs and what its load pulls in.
-
-    ``closure`` lists every library the loader opens for it (the interpreter
-    included), transitively, as the loader names them, in load order; ``needed`` maps
-    each of its own ``DT_NEEDED`` names to what satisfied it (None: missing);
-    ``missing`` are the names (from any object in the closure) found nowhere.
-    """
-
-    path: str
-    canonical: str | None
-    kind: str
-    interpreter: str | None = None
-    needed: Mapping[str, str | None] = field(default_factory=dict)
-    closure: tuple[str, ...] = ()
-    missing: tuple[str, ...] = ()
-    lazy: tuple[LazyEntry, ...] = ()
-    note: str | None = None
-    description: str | None = None  # "ELF64 little-endian x86_64"
-    # DT_NEEDED edges of every object opened (lazily loaded ones included):
-    # object as named -> {name: what satisfied it, or None}.
-    dependencies: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "canonical": self.canonical,
-            "kind": self.kind,
-            "interpreter": self.interpreter,
-            "needed": dict(self.needed),
-            "closure": list(self.closure),
-            "missing": list(self.missing),
-            "lazy": [{"path": e.path, "name": e.name, "reason": e.reason} for e in self.lazy],
-            "note": self.note,
-            "elf": self.description,
-            "dependencies": {k: dict(v) for k, v in self.dependencies.items()},
-        }
-
-
-@dataclass(frozen=True)
-class DepsResult:
-    """Everything ``deps`` found. ``paths`` is sorted; ``reasons`` covers every path."""
-
-    objects: tuple[ObjectReport, ...]
-    lazy: tuple[LazyEntry, ...]
-    paths: tuple[str, ...]
-    reasons: Mapping[str, tuple[Reason, ...]]
-
-    @property
-    def missing(self) -> tuple[tuple[str, str], ...]:
-        """(object path, library name) for every DT_NEEDED that could not be found."""
-        return tuple((o.path, name) for o in self.objects for name in o.missing)
-
-    def to_json(self) -> dict[str, Any]:
-        lazy_seen: dict[tuple[str | None, str, str], LazyEntry] = {}
-        for entry in self.lazy:
-            lazy_seen.setdefault((entry.path, entry.name, entry.reason), entry)
-        return {
-            "objects": [o.to_json() for o in self.objects],
-            "lazy": [e.to_json() for e in lazy_seen.values()],
-            "paths": list(self.paths),
-            "reasons": {p: [str(r) for r in self.reasons[p]] for p in self.paths},
-        }
 
 
 @dataclass
@@ -247,90 +108,14 @@ class _Keep:
         if not res.exists:
             return None
         self.reasons.setdefault(res.path, {})[reason] = None
-        for link in res.links:
+        for link in res.symlinks:
             self.reasons.setdefault(link, {})[Reason("symlink", detail=res.path)] = None
         return res.path
-
-
-def _env_map(env: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
-    if isinstance(env, Mapping):
-        return dict(env)
-    out: dict[str, str] = {}
-    for item in env:
-        key, sep, value = item.partition("=")
-        if sep:
-            out[key] = value
-    return out
 
 
 def _needed_names(nodes: Iterable[_Node]) -> Iterable[str]:
     for node in nodes:
         yield from node.info.needed
-
-
-def find_program(
-    rootfs: RootFS, name: str, env: Mapping[str, str] | Iterable[str], workdir: str = "/"
-) -> str | None:
-    """In-image path of the program ``name`` as ``execvp`` would find it (None: absent).
-
-    Names with a slash are taken relative to ``workdir``; others are searched on the
-    image's ``PATH`` (its default when the environment has none) for an executable
-    regular file.
-    """
-    if "/" in name:
-        path = tidy(name if name.startswith("/") else join(workdir, name))
-        return path if rootfs.resolve(path).exists else None
-    search = _env_map(env).get("PATH", DEFAULT_PATH)
-    for directory in search.split(":"):
-        if not directory.startswith("/"):
-            directory = join(workdir, directory or ".")
-        candidate = tidy(join(directory, name))
-        mode = rootfs.mode(candidate)
-        if mode is not None and stat.S_ISREG(mode) and mode & 0o111:
-            return candidate
-    return None
-
-
-def parse_shebang(head: bytes) -> tuple[str, str | None] | None:
-    """(interpreter, optional single argument) from a ``#!`` line, as Linux splits it."""
-    if not head.startswith(b"#!"):
-        return None
-    line = head[2:].split(b"\n", 1)[0].strip(b" \t\r")
-    if not line:
-        return None
-    parts = line.split(None, 1)
-    interp = parts[0].decode("utf-8", "replace")
-    arg = parts[1].strip().decode("utf-8", "replace") if len(parts) > 1 else None
-    return interp, arg
-
-
-def find_elf_objects(rootfs: RootFS) -> list[str]:
-    """Every regular file in the image that starts with the ELF magic, sorted."""
-    out: list[str] = []
-    stack = ["/"]
-    while stack:
-        directory = stack.pop()
-        try:
-            entries = list(os.scandir(rootfs.host(directory)))
-        except OSError:
-            continue
-        for entry in entries:
-            if directory == "/" and entry.name in IGNORED_ROOT_FILES:
-                continue
-            path = join(directory, entry.name)
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    stack.append(path)
-                elif entry.is_file(follow_symlinks=False):
-                    if entry.stat(follow_symlinks=False).st_size < 52:
-                        continue
-                    with open(entry.path, "rb", buffering=0) as fh:
-                        if fh.read(4) == ELF_MAGIC:
-                            out.append(path)
-            except OSError:
-                continue
-    out.sort()
-    return out
 
 
 class DepsAnalyzer:
@@ -345,8 +130,8 @@ class DepsAnalyzer:
         rules: Sequence[LazyRule] = DEFAULT_RULES,
     ) -> None:
         self.rootfs = RootFS(root)
-        self.env = _env_map(env)
-        self.workdir = normalize(workdir or "/")
+        self.env = env_map(env)
+        self.workdir = lexical(workdir or "/")
         self.catalog = ElfCatalog(self.rootfs)
         self.resolver = Resolver(self.rootfs, self.catalog, self.env, self.workdir)
         self.rules = tuple(rules)
@@ -648,25 +433,9 @@ def analyze(
     return analyzer.analyze(paths, all_objects=all_objects, progress=progress)
 
 
-class ProgramConfig(Protocol):
-    """What :func:`analyze_config` reads from an image config (``ImageConfig`` has it).
-
-    Read-only members, so a frozen dataclass satisfies it.
-    """
-
-    @property
-    def entrypoint(self) -> list[str] | None: ...
-    @property
-    def cmd(self) -> list[str] | None: ...
-    @property
-    def env(self) -> list[str]: ...
-    @property
-    def working_dir(self) -> str: ...
-
-
 def analyze_config(
     root: Path | str,
-    config: ProgramConfig,
+    config: ImageRunConfig,
     paths: Iterable[str] = (),
     *,
     all_objects: bool = False,

@@ -14,7 +14,8 @@ import os
 import struct
 from dataclasses import dataclass
 
-from ocislim.elf.rootpath import RootFS, join, normalize
+from ocislim.elf.rootpath import RootFS, join
+from ocislim.layers.pathwalk import lexical
 
 OLD_MAGIC = b"ld.so-1.7.0"
 NEW_MAGIC = b"glibc-ld.so.cache1.1"
@@ -233,7 +234,7 @@ def read_ld_so_conf(rootfs: RootFS, path: str = "/etc/ld.so.conf") -> tuple[str,
                 continue
             directory = line.split("=", 1)[0].strip()
             if directory.startswith("/"):
-                directory = normalize(directory)
+                directory = lexical(directory)
                 if directory not in dirs:
                     dirs.append(directory)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ocislim.elf.closure import DYNAMIC, DepsResult, ObjectReport
+from ocislim.elf.results import DYNAMIC, DepsResult, ObjectReport
 
 # Reasons shown per path in the list view; the JSON output has all of them.
 MAX_REASONS = 3

@@ -41,7 +41,8 @@ from ocislim.elf.elfinfo import (
     ElfInfo,
 )
 from ocislim.elf.ldcache import LdCache, read_ld_so_cache, read_ld_so_conf
-from ocislim.elf.rootpath import RootFS, join, normalize
+from ocislim.elf.rootpath import RootFS, join
+from ocislim.layers.pathwalk import lexical
 
 EM_PPC, EM_PPC64, EM_S390, EM_MIPS, EM_RISCV, EM_LOONGARCH = 20, 21, 22, 8, 243, 258
 
@@ -176,7 +177,7 @@ class Resolver:
         self.rootfs = rootfs
         self.catalog = catalog
         self.env = dict(env)
-        self.workdir = normalize(workdir or "/")
+        self.workdir = lexical(workdir or "/")
         self._ld_cache: LdCache | bool | None = False  # False: not read yet
         self._conf_dirs: tuple[str, ...] | None = None
         self._loaders: dict[tuple[str | None, tuple[int, int, str, bool]], Loader] = {}
@@ -237,7 +238,7 @@ class Resolver:
             entries = [e.decode() for e in match.group().split(b"\0") if e]
             if not any("lib" in e for e in entries):
                 continue
-            dirs = tuple(normalize(e) for e in entries)
+            dirs = tuple(lexical(e) for e in entries)
             if len(dirs) >= 2:
                 return dirs
             single = single or dirs
@@ -252,7 +253,7 @@ class Resolver:
             return _MUSL_DEFAULT_PATH
         # musl splits the file on newlines and colons.
         parts = (p.strip() for p in re.split(r"[:\n]", text))
-        return tuple(normalize(p) for p in parts if p.startswith("/"))
+        return tuple(lexical(p) for p in parts if p.startswith("/"))
 
     # -- dynamic string tokens --------------------------------------------------------
 
@@ -370,7 +371,7 @@ class Resolver:
         if name.startswith("lib") and name[3:].startswith(_MUSL_RESERVED):
             if loader.canonical and loader.path:
                 res = self.rootfs.resolve(loader.path)
-                return Found(loader.path, res.path, res.links, "loader")
+                return Found(loader.path, res.path, res.symlinks, "loader")
             return None
         for via, dirs in (
             ("LD_LIBRARY_PATH", self.ld_library_path(loader, scope.origin_main)),
@@ -434,7 +435,7 @@ class Resolver:
         info = self.catalog.get(res.path)
         if info is None or not is_compatible(info, compat):
             return None
-        return Found(path, res.path, res.links, via)
+        return Found(path, res.path, res.symlinks, via)
 
     def _dir_variants(
         self, directory: str, name: str, compat: tuple[int, str, int]

@@ -12,41 +12,9 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import os
-import stat
-from dataclasses import dataclass
 from pathlib import Path
 
-# Same hop limit as Linux path resolution (ELOOP after 40 links).
-MAX_SYMLINK_HOPS = 40
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """Where an in-image path leads.
-
-    ``path`` is the canonical in-image path (no symlinks, no ``.``/``..``); ``links``
-    are the in-image locations of every symlink followed on the way, in order;
-    ``exists`` is false when a component is missing, a non-directory is used as a
-    directory, or the link chain loops.
-    """
-
-    path: str
-    links: tuple[str, ...]
-    exists: bool
-
-
-def normalize(path: str) -> str:
-    """Make ``path`` absolute and lexically clean (``..`` stops at ``/``)."""
-    parts: list[str] = []
-    for comp in path.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp == "..":
-            if parts:
-                parts.pop()
-            continue
-        parts.append(comp)
-    return "/" + "/".join(parts)
+from ocislim.layers.pathwalk import DiskTree, PathResolver, Resolution, lexical
 
 
 def tidy(path: str) -> str:
@@ -63,96 +31,40 @@ def join(directory: str, name: str) -> str:
 class RootFS:
     """A read-only, cached view of the tree under ``root``.
 
-    The root is the image's ``/``.  Lookups never leave it: absolute symlink targets
-    restart at the root and ``..`` at the root stays there.
+    The root is the image's ``/``.  Lookups go through the one in-image resolver
+    (:mod:`ocislim.layers.pathwalk`), so they never leave it: absolute symlink
+    targets restart at the root, ``..`` at the root stays there, and a link chain
+    longer than the kernel allows resolves to nothing.
     """
 
     def __init__(self, root: Path | str) -> None:
         self.root = os.path.realpath(os.fspath(root))
-        # canonical path -> (st_mode, link target or None); None when absent.
-        self._lstat: dict[str, tuple[int, str | None] | None] = {}
-        self._resolved: dict[str, Resolved] = {}
+        self._disk = DiskTree(self.root)
+        self._paths = PathResolver(self._disk)
         self._listing: dict[str, frozenset[str]] = {}
 
     def host(self, canonical: str) -> str:
         """Host path of a canonical in-image path (callers resolve first)."""
-        return self.root + canonical if canonical != "/" else self.root
+        return self._disk.host(canonical)
 
-    def _node(self, canonical: str) -> tuple[int, str | None] | None:
-        try:
-            return self._lstat[canonical]
-        except KeyError:
-            pass
-        try:
-            st = os.lstat(self.host(canonical))
-        except OSError:
-            node = None
-        else:
-            target = os.readlink(self.host(canonical)) if stat.S_ISLNK(st.st_mode) else None
-            node = (st.st_mode, target)
-        self._lstat[canonical] = node
-        return node
+    def resolve(self, path: str) -> Resolution:
+        """Follow every symlink in ``path`` (final component included) inside the root.
 
-    def resolve(self, path: str) -> Resolved:
-        """Follow every symlink in ``path`` (final component included) inside the root."""
-        # Not normalised lexically: ".." after a symlink must apply to its target.
-        key = path if path.startswith("/") else "/" + path
-        cached = self._resolved.get(key)
-        if cached is not None:
-            return cached
-        result = self._resolve_uncached(key)
-        self._resolved[key] = result
-        return result
-
-    def _resolve_uncached(self, path: str) -> Resolved:
-        pending = [c for c in path.split("/") if c][::-1]
-        current: list[str] = []
-        links: list[str] = []
-        hops = 0
-        while pending:
-            comp = pending.pop()
-            if comp == ".":
-                continue
-            if comp == "..":
-                if current:
-                    current.pop()
-                continue
-            candidate = "/" + "/".join([*current, comp])
-            node = self._node(candidate)
-            if node is None:
-                rest = "/".join([comp, *reversed(pending)])
-                return Resolved(normalize(join("/" + "/".join(current), rest)), tuple(links), False)
-            mode, target = node
-            if target is not None:
-                hops += 1
-                if hops > MAX_SYMLINK_HOPS:
-                    return Resolved(candidate, tuple(links), False)
-                links.append(candidate)
-                if target.startswith("/"):
-                    current = []
-                pending.extend(c for c in reversed(target.split("/")) if c)
-                continue
-            if pending and not stat.S_ISDIR(mode):
-                rest = "/".join(reversed(pending))
-                return Resolved(normalize(join(candidate, rest)), tuple(links), False)
-            current.append(comp)
-        return Resolved("/" + "/".join(current), tuple(links), True)
+        ``exists`` is false when a component is missing, a non-directory is used as
+        a directory, or the link chain loops.
+        """
+        return self._paths.resolve(path)
 
     def mode(self, path: str) -> int | None:
         """``st_mode`` of what ``path`` resolves to, or None if it does not exist."""
         res = self.resolve(path)
-        if not res.exists:
-            return None
-        node = self._node(res.path)
-        return node[0] if node else None
+        return self._disk.mode(res.path) if res.exists else None
 
     def is_file(self, path: str) -> bool:
-        mode = self.mode(path)
-        return mode is not None and stat.S_ISREG(mode)
+        return self.resolve(path).kind == "file"
 
     def is_dir(self, path: str) -> bool:
-        mode = self.mode(path)
-        return mode is not None and stat.S_ISDIR(mode)
+        return self.resolve(path).kind == "dir"
 
     def listdir(self, path: str) -> frozenset[str]:
         """Names in the directory ``path`` resolves to; empty if it is not a directory."""
@@ -170,7 +82,7 @@ class RootFS:
     def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
         """Contents of the regular file ``path`` resolves to, or None if there is none."""
         res = self.resolve(path)
-        if not res.exists or not self.is_file(res.path):
+        if res.kind != "file":
             return None
         try:
             with open(self.host(res.path), "rb") as fh:
@@ -189,7 +101,7 @@ class RootFS:
         A leading ``.`` in a name is matched only by a pattern component that starts
         with ``.``.
         """
-        comps = [c for c in normalize(pattern).split("/") if c]
+        comps = [c for c in lexical(pattern).split("/") if c]
         found = ["/"]
         for comp in comps:
             nxt: list[str] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import platform as _platform
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from ocislim.errors import ImageError, UsageError
 from ocislim.image.digest import Digest, parse_digest
@@ -201,6 +201,28 @@ class Index:
         )
         annotations = _field(obj, "annotations", dict, what, required=False) or {}
         return cls(manifests, dict(annotations))
+
+
+# The PATH a container runtime gives a program whose image Env sets none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class ImageRunConfig(Protocol):
+    """The run settings of an image config that running or analysing its program reads.
+
+    :class:`ImageConfig` has them; read-only members, so a frozen dataclass satisfies it.
+    """
+
+    @property
+    def entrypoint(self) -> list[str] | None: ...
+    @property
+    def cmd(self) -> list[str] | None: ...
+    @property
+    def env(self) -> list[str]: ...
+    @property
+    def working_dir(self) -> str: ...
+    @property
+    def user(self) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ from typing import Protocol
 
 from ocislim.errors import ImageError, UnsafeArchiveError
 from ocislim.image.streams import ByteReader
+from ocislim.layers import pathwalk
 
-MAX_SYMLINKS = 40  # as the kernel's limit for one path walk
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
@@ -223,36 +223,31 @@ class FileTree:
     def __len__(self) -> int:
         return sum(1 for _ in self.walk())
 
+    def kind(self, path: str) -> str | None:
+        """What is at ``path`` for a path walk (:class:`~ocislim.layers.pathwalk.TreeView`):
+        "file", "dir", "symlink", "other" (devices, fifos) or None; never follows."""
+        entry = self.get(path)
+        if entry is None:
+            return None
+        kind = entry.kind
+        return kind if kind in ("file", "dir", "symlink") else "other"
+
+    def readlink(self, path: str) -> str:
+        """Target of the symlink at ``path`` ("" when there is none)."""
+        entry = self.get(path)
+        return entry.linkname if entry is not None else ""
+
     def resolve(self, path: str, follow_last: bool = True) -> str:
         """Resolve symlinks in ``path`` inside the tree; the result never leaves ``/``.
 
-        Missing components are kept as they are.  Raises
+        Missing components are kept as they are and the walk goes on past them
+        (``through_missing``, see :mod:`ocislim.layers.pathwalk`).  Raises
         :class:`UnsafeArchiveError` on a symlink loop.
         """
-        pending = [p for p in path.split("/") if p][::-1]
-        resolved: list[str] = []
-        links = 0
-        while pending:
-            part = pending.pop()
-            if part == ".":
-                continue
-            if part == "..":
-                if resolved:
-                    resolved.pop()
-                continue
-            candidate = "/" + "/".join([*resolved, part])
-            entry = self.get(candidate)
-            if entry is not None and entry.info.issym() and (pending or follow_last):
-                links += 1
-                if links > MAX_SYMLINKS:
-                    raise UnsafeArchiveError(f"too many levels of symbolic links in {path!r}")
-                target = entry.info.linkname
-                if target.startswith("/"):
-                    resolved = []
-                pending.extend(p for p in target.split("/")[::-1] if p)
-                continue
-            resolved.append(part)
-        return "/" + "/".join(resolved)
+        res = pathwalk.resolve(self, path, follow=follow_last, through_missing=True)
+        if res.status == "loop":
+            raise UnsafeArchiveError(f"too many levels of symbolic links in {path!r}")
+        return res.path
 
     # -- changes ---------------------------------------------------------------------------
 

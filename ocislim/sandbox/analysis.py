@@ -21,13 +21,14 @@ the merged lists and per-program reasons such as ``python3 /app/app.py read``.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple, Protocol
+from typing import Literal, NamedTuple
 
+from ocislim.layers.pathwalk import DiskTree, PathResolver
+from ocislim.layers.pathwalk import TreeView as TreeView  # re-exported: the view analyse reads
+from ocislim.layers.pathwalk import resolve as resolve  # re-exported for run-time file lookups
 from ocislim.layers.unpack import MARKER
 from ocislim.sandbox.syscalls import (
     AT_SYMLINK_FOLLOW,
@@ -41,50 +42,16 @@ from ocislim.sandbox.syscalls import (
 )
 from ocislim.sandbox.tracer import Event, ExecEvent, ExitEvent, SpawnEvent, SyscallEvent
 
-MAX_SYMLINKS = 40
 UNPACK_MARKER = "/" + MARKER
 MAX_PROCESS_LABEL = 200
 BEFORE_EXEC = "(sandbox, before exec)"
 
 
-class TreeView(Protocol):
-    """Read-only view of an image tree addressed by absolute in-image paths."""
-
-    def kind(self, path: str) -> str | None:
-        """ "file", "dir", "symlink", "other", or None when absent. Never follows a final
-        symlink."""
-
-    def readlink(self, path: str) -> str:
-        """Target of the symlink at ``path``."""
-
-
-class DirTree:
-    """A :class:`TreeView` of a directory on disk (an unpacked rootfs).
-
-    Callers resolve paths one component at a time, so ``lstat`` never follows a
-    symlink out of the directory.  The unpack marker file is invisible.
-    """
+class DirTree(DiskTree):
+    """A :class:`TreeView` of an unpacked rootfs on disk; the unpack marker is invisible."""
 
     def __init__(self, root: Path) -> None:
-        self._root = os.fsencode(os.path.abspath(root))
-
-    def kind(self, path: str) -> str | None:
-        if path == UNPACK_MARKER:
-            return None
-        try:
-            mode = os.lstat(self._root + os.fsencode(path)).st_mode
-        except (OSError, ValueError):
-            return None
-        if stat.S_ISREG(mode):
-            return "file"
-        if stat.S_ISDIR(mode):
-            return "dir"
-        if stat.S_ISLNK(mode):
-            return "symlink"
-        return "other"
-
-    def readlink(self, path: str) -> str:
-        return os.fsdecode(os.readlink(self._root + os.fsencode(path)))
+        super().__init__(root, hidden=(UNPACK_MARKER,))
 
 
 @dataclass(frozen=True)
@@ -159,105 +126,8 @@ class Process:
         }
 
 
-@dataclass(frozen=True)
-class Resolution:
-    """Where a path leads. ``status``: "found", "missing", "runtime" or "loop"."""
-
-    path: str
-    status: str
-    symlinks: tuple[str, ...]
-    kind: str | None = None
-
-
 def _under(path: str, mounts: Sequence[str]) -> bool:
     return any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts)
-
-
-def resolve(
-    tree: TreeView, path: str, *, follow: bool = True, runtime: Sequence[str] = ()
-) -> Resolution:
-    """Resolve absolute ``path`` inside ``tree`` like the kernel would with the tree as
-    root; ``follow``: whether a final symlink is followed."""
-    return _Resolver(tree, runtime).resolve(path, follow)
-
-
-class _Resolver:
-    """:func:`resolve` with the tree's answers cached (one analysis reads each entry once)."""
-
-    def __init__(self, tree: TreeView, runtime: Sequence[str]) -> None:
-        self._tree = tree
-        # Every component is checked on the way, so exact mount points suffice.
-        self._runtime = frozenset(m.rstrip("/") or "/" for m in runtime)
-        self._kinds: dict[str, str | None] = {}
-        self._results: dict[tuple[str, bool], Resolution] = {}
-
-    def _kind(self, path: str) -> str | None:
-        try:
-            return self._kinds[path]
-        except KeyError:
-            kind = self._kinds[path] = self._tree.kind(path)
-            return kind
-
-    def resolve(self, path: str, follow: bool) -> Resolution:
-        key = (path, follow)
-        cached = self._results.get(key)
-        if cached is None:
-            cached = self._results[key] = self._resolve(path, follow)
-        return cached
-
-    def _resolve(self, path: str, follow: bool) -> Resolution:
-        runtime = self._runtime
-        pending = [c for c in path.split("/") if c]
-        pending.reverse()  # a stack: next component last
-        current: list[str] = []
-        links: list[str] = []
-        hops = 0
-        while pending:
-            name = pending.pop()
-            if name == ".":
-                continue
-            if name == "..":
-                if current:
-                    current.pop()
-                continue
-            candidate = "/" + "/".join([*current, name])
-            if candidate in runtime:
-                rest = list(reversed(pending))
-                return Resolution(_lexical(candidate, rest), "runtime", tuple(links))
-            kind = self._kind(candidate)
-            if kind is None:
-                rest = list(reversed(pending))
-                return Resolution(_lexical(candidate, rest), "missing", tuple(links))
-            last = not pending
-            if kind == "symlink" and (follow or not last):
-                hops += 1
-                if hops > MAX_SYMLINKS:
-                    return Resolution(candidate, "loop", tuple(links))
-                links.append(candidate)
-                target = self._tree.readlink(candidate)
-                if target.startswith("/"):
-                    current = []
-                pending.extend(reversed([c for c in target.split("/") if c]))
-                continue
-            if not last and kind != "dir":
-                rest = list(reversed(pending))
-                return Resolution(_lexical(candidate, rest), "missing", tuple(links))
-            current.append(name)
-        final = "/" + "/".join(current)
-        if final in runtime:
-            return Resolution(final, "runtime", tuple(links))
-        return Resolution(final, "found", tuple(links), self._kind(final) if current else "dir")
-
-
-def _lexical(base: str, rest: list[str]) -> str:
-    parts = [c for c in base.split("/") if c]
-    for name in rest:
-        if name == "..":
-            if parts:
-                parts.pop()
-        elif name != ".":
-            parts.append(name)
-    return "/" + "/".join(parts)
 
 
 def _open_access(flags: int, of: OpenFlags) -> tuple[set[Access], bool]:
@@ -378,7 +248,7 @@ def analyse(
     files, runtime_out = _Collector("files"), _Collector("runtime")
     created, misses = _Collector("created"), _Collector("misses")
 
-    resolver = _Resolver(tree, runtime)
+    resolver = PathResolver(tree, runtime)
 
     def record(
         program: str, path: str, access: set[Access], follow: bool, succeeded: bool | None

@@ -15,30 +15,13 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal
 
 from ocislim.errors import SandboxError, UsageError
+from ocislim.image.models import DEFAULT_PATH, ImageRunConfig
 from ocislim.sandbox.analysis import DirTree, resolve
-from ocislim.sandbox.namespaces import DEFAULT_PATH, BindMount
+from ocislim.sandbox.namespaces import BindMount
 from ocislim.sandbox.spec import Probe, RunSpec
-
-
-class ImageRunConfig(Protocol):
-    """The parts of an image config a run uses (``ocislim.image`` ImageConfig has them).
-
-    Read-only members, so a frozen dataclass satisfies it.
-    """
-
-    @property
-    def entrypoint(self) -> list[str] | None: ...
-    @property
-    def cmd(self) -> list[str] | None: ...
-    @property
-    def env(self) -> list[str]: ...
-    @property
-    def working_dir(self) -> str: ...
-    @property
-    def user(self) -> str: ...
 
 
 @dataclass(frozen=True)

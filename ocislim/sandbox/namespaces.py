@@ -35,7 +35,6 @@ from ocislim.sandbox import libc
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 RUNTIME_ETC_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 PROBE_DIR = "/.ocislim"
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)

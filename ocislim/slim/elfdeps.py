@@ -14,13 +14,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
-from ocislim.elf import DEFAULT_RULES, DepsAnalyzer, LazyRule, RootFS, find_program
+from ocislim.elf import DEFAULT_RULES, ELF_MAGIC, DepsAnalyzer, LazyRule, RootFS, find_program
 from ocislim.elf import Reason as ElfReason
 from ocislim.layers.tree import FileTree
 from ocislim.progress import NULL_PROGRESS, Progress
 from ocislim.slim.plan import Reason, Seed
 
-ELF_MAGIC = b"\x7fELF"
 # The lazy rules --no-include-oslibs-net switches off.
 NETWORK_RULES = frozenset({"glibc-nss", "glibc-resolver"})
 
@@ -69,8 +68,8 @@ class ElfDeps:
         progress: Progress = NULL_PROGRESS,
     ) -> None:
         self.tree = tree
-        self._files = RootFS(root)
         self._analyzer = DepsAnalyzer(root, list(env), workdir=workdir or "/", rules=rules)
+        self._files: RootFS = self._analyzer.rootfs  # one lookup cache for the whole root
         self.progress = progress
         self.analysed: set[str] = set()
 

@@ -28,9 +28,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ocislim.layers.pathwalk import resolve
 from ocislim.layers.tree import Entry, FileTree
 from ocislim.layers.unpack import MARKER
-from ocislim.sandbox import PROBE_DIR, RUNTIME_ETC_FILES, resolve
+from ocislim.sandbox import PROBE_DIR, RUNTIME_ETC_FILES
 from ocislim.slim.patterns import PatternSet
 
 REASON_SOURCES = ("trace", "elf", "lazy", "rule", "parent", "symlink", "hardlink", "verify")
@@ -176,24 +177,6 @@ _PARENT = Reason("parent", by="")
 _HARDLINK = Reason("hardlink", by="")
 
 
-class _TreeView:
-    """The merged tree as the sandbox resolver's read-only view (no disk access)."""
-
-    def __init__(self, tree: FileTree) -> None:
-        self._tree = tree
-
-    def kind(self, path: str) -> str | None:
-        entry = self._tree.get(path)
-        if entry is None:
-            return None
-        kind = entry.kind
-        return kind if kind in ("file", "dir", "symlink") else "other"
-
-    def readlink(self, path: str) -> str:
-        entry = self._tree.get(path)
-        return entry.info.linkname if entry is not None else ""
-
-
 class Planner:
     """Accumulates seeds into a closed keep set over ``tree`` (see the module docstring).
 
@@ -203,7 +186,6 @@ class Planner:
 
     def __init__(self, tree: FileTree, excludes: Iterable[str] = ()) -> None:
         self.tree = tree
-        self._view = _TreeView(tree)
         self._excludes = PatternSet(excludes)
         self._kept: dict[str, dict[Reason, None]] = {}
         self._refused: dict[str, Refusal] = {}
@@ -270,7 +252,7 @@ class Planner:
     def _apply(self, seed: Seed, new: list[str]) -> list[Seed]:
         """Keep one seed; returns the seeds its closure asks for next."""
         path = posixpath.normpath("/" + seed.path.lstrip("/")) if seed.path else "/"
-        res = resolve(self._view, path, follow=seed.follow)
+        res = resolve(self.tree, path, follow=seed.follow)
         follow_ups: list[Seed] = []
         on_the_way = Reason("symlink", detail=f"on the way to {res.path}", by=res.path)
         for link in res.symlinks:

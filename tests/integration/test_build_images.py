@@ -26,7 +26,7 @@ from tests.integration.build_support import (
     reason_sources,
     tree_paths,
 )
-from tests.integration.test_consumers import validate_oci_output
+from tests.integration.consumers_support import validate_oci_output
 from tests.tools import require_tool
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.integration]

@@ -25,7 +25,7 @@ from tests.integration.build_support import (
     reason_sources,
     tree_paths,
 )
-from tests.integration.test_consumers import APP_OUTPUT, tree_signature
+from tests.integration.consumers_support import APP_OUTPUT, tree_signature
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.integration]
 __all__ = ["podman_fixture"]

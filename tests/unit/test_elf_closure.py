@@ -8,7 +8,10 @@ from pathlib import Path
 import pytest
 
 from ocislim.elf import analyze, find_program
-from ocislim.elf.closure import (
+from ocislim.elf.closure import DepsAnalyzer
+from ocislim.elf.elfinfo import DF_1_PIE
+from ocislim.elf.programs import find_elf_objects, parse_shebang
+from ocislim.elf.results import (
     ABSENT,
     DYNAMIC,
     INVALID,
@@ -16,11 +19,7 @@ from ocislim.elf.closure import (
     NOT_LOADABLE,
     SCRIPT,
     STATIC,
-    DepsAnalyzer,
-    find_elf_objects,
-    parse_shebang,
 )
-from ocislim.elf.elfinfo import DF_1_PIE
 from ocislim.elf.rootpath import RootFS
 from tests.unit.elf_synth import (
     ET_REL,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ocislim.elf.closure import DepsAnalyzer, DepsResult
+from ocislim.elf.closure import DepsAnalyzer
 from ocislim.elf.lazy import DEFAULT_RULES, LazyRule, glibc_version, parse_nsswitch
+from ocislim.elf.results import DepsResult
 from ocislim.elf.rootpath import RootFS
 from tests.tools import require_tool
 from tests.unit.elf_synth import craft_elf, symlink, write

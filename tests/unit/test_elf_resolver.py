@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from ocislim.elf.closure import DYNAMIC, DepsAnalyzer, ObjectReport
+from ocislim.elf.closure import DepsAnalyzer
 from ocislim.elf.elfinfo import DF_1_NODEFLIB, ElfCatalog
 from ocislim.elf.resolver import Resolver, SearchScope
+from ocislim.elf.results import DYNAMIC, ObjectReport
 from ocislim.elf.rootpath import RootFS
 from tests.tools import require_tool
 from tests.unit.elf_synth import Scenarios, build_scenarios, craft_elf, merged_usr_glibc64, write
