@@ -340,6 +340,7 @@ def _sandbox_options(fn: F) -> F:
             help="none: private network with loopback only.",
         ),
         click.option("--timeout", type=float, metavar="SECONDS", help="Then SIGTERM, SIGKILL."),
+        click.option("--tmpfs-size", metavar="SIZE", help="Writes inside (e.g. 512m; 1g)."),
         click.option(
             "--rootfs",
             type=click.Path(file_okay=False),
@@ -364,7 +365,7 @@ def _sandboxed(image: str, opts: dict[str, Any], traced: bool, progress: Any) ->
     from pathlib import Path
 
     from ocislim.layers.rootfs import prepared_rootfs
-    from ocislim.sandbox import Probe, run, run_spec, trace
+    from ocislim.sandbox import DEFAULT_TMPFS_SIZE, Probe, parse_size, run, run_spec, trace
 
     probes = [Probe(command=c) for c in opts["exec_"]]
     probes += [Probe(script=Path(f)) for f in opts["exec_file"]]
@@ -387,6 +388,7 @@ def _sandboxed(image: str, opts: dict[str, Any], traced: bool, progress: Any) ->
             timeout=opts["timeout"],
             probes=probes,
             stdout=2 if opts.get("as_json") else 1,
+            tmpfs_size=parse_size(opts["tmpfs_size"]) if opts["tmpfs_size"] else DEFAULT_TMPFS_SIZE,
         )
         if traced:
             return trace(root, spec, progress, count_syscalls=opts["syscalls"])

@@ -53,7 +53,7 @@ from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
 from ocislim.layers.unpack import unpack
 from ocislim.progress import NULL_PROGRESS, Progress
-from ocislim.sandbox import RunResult, RunSpec, TraceResult, run, run_spec, trace
+from ocislim.sandbox import RunResult, RunSpec, TraceResult, parse_size, run, run_spec, trace
 from ocislim.sandbox.analysis import DirTree, FileAccess
 from ocislim.sandbox.namespaces import PROBE_DIR
 from ocislim.sandbox.syscalls import native_arch
@@ -97,6 +97,7 @@ class RunOptions:
     network: Literal["none", "host"] = "none"
     rootfs: Path | None = None
     show_output: bool = True  # the program's stdout/stderr go to stderr (else nowhere)
+    tmpfs_size: int | None = None  # bytes of writes inside (None: the sandbox's default)
 
 
 @dataclass(frozen=True)
@@ -454,6 +455,8 @@ def _spec_maker(state: _State) -> Callable[[Path, Sequence[str], Sequence[Any]],
             stdout=out,
         )
         state.process_argv = list(spec.argv)  # for the report
+        if run_opts.tmpfs_size is not None:
+            spec = dataclasses.replace(spec, tmpfs_size=run_opts.tmpfs_size)
         return dataclasses.replace(spec, stderr=err)
 
     return make
@@ -695,6 +698,7 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
         network=flags.get("network") or "none",
         rootfs=Path(flags["rootfs"]) if flags.get("rootfs") else None,
         show_output=not flags.get("quiet", False),
+        tmpfs_size=parse_size(flags["tmpfs_size"]) if flags.get("tmpfs_size") else None,
     )
     probes = ProbeOptions(
         exec_commands=tuple(flags.get("exec_") or ()),
