@@ -253,7 +253,7 @@ def test_terminal_cannot_be_taken_over(sandbox: Sandbox, token: str) -> None:
             os.chown(os.ttyname(slave), pwd.getpwnam(sandbox.user).pw_uid, -1)
         proc = subprocess.run(
             sandbox.argv(*sandbox.attack_args("run", "tty", token, extra=("-q",))),
-            stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd="/",
+            stdin=slave, capture_output=True, text=True, cwd="/",
             timeout=300, check=False, preexec_fn=_terminal_session,
         )  # fmt: skip
     finally:
