@@ -183,6 +183,7 @@ def sandbox_options(fn: F) -> F:
             help="none: private network with loopback only.",
         ),
         click.option("--timeout", type=float, metavar="SECONDS", help="Then SIGTERM, SIGKILL."),
+        click.option("--tmpfs-size", metavar="SIZE", help="Writes inside (e.g. 512m; 1g)."),
         rootfs_option(),
         click.option("--exec", "exec_", multiple=True, metavar="CMD", help="Probe: sh -c CMD."),
         click.option(
@@ -264,7 +265,7 @@ def run_spec_from_flags(config: ImageConfig, root: Path, opts: dict[str, Any]) -
     """The sandbox run ``run`` and ``trace`` flags ask for (click parameter names).
 
     The program's stdout is ours with ``--json`` (stderr) and stdout otherwise."""
-    from ocislim.sandbox import Probe, run_spec
+    from ocislim.sandbox import DEFAULT_TMPFS_SIZE, Probe, parse_size, run_spec
 
     probes = [Probe(command=c) for c in opts["exec_"]]
     probes += [Probe(script=Path(f)) for f in opts["exec_file"]]
@@ -282,6 +283,7 @@ def run_spec_from_flags(config: ImageConfig, root: Path, opts: dict[str, Any]) -
         timeout=opts["timeout"],
         probes=probes,
         stdout=2 if opts.get("as_json") else 1,
+        tmpfs_size=parse_size(opts["tmpfs_size"]) if opts["tmpfs_size"] else DEFAULT_TMPFS_SIZE,
     )
 
 
@@ -307,6 +309,7 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
     from ocislim.slim.options import BuildOptions, OutputOptions, RunOptions
     from ocislim.slim.probes import ProbeOptions
     from ocislim.slim.rules import KeepOptions
+    from ocislim.sandbox import parse_size
 
     ports: list[int] = []
     for item in (flags.get("http_probe_ports") or "").replace(" ", "").split(","):
@@ -335,6 +338,7 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
         network=flags.get("network") or "none",
         rootfs=Path(flags["rootfs"]) if flags.get("rootfs") else None,
         show_output=not flags.get("quiet", False),
+        tmpfs_size=parse_size(flags["tmpfs_size"]) if flags.get("tmpfs_size") else None,
     )
     probes = ProbeOptions(
         exec_commands=tuple(flags.get("exec_") or ()),

@@ -5,7 +5,8 @@ The package's face: other packages import only from here.
 - Running: :func:`run` (untraced), :func:`trace` (traced, giving a
   :class:`TraceResult`: the facts and their one analysis), :class:`RunSpec`,
   :class:`Probe`, :class:`RunResult`, and :func:`run_spec` to build a spec from an
-  image config.
+  image config, :func:`parse_size` for ``--tmpfs-size`` (default
+  :data:`DEFAULT_TMPFS_SIZE`).
 - The analysis: :class:`FileReport` (paths by class, merged and per program as
   :class:`ProgramAccess`), :class:`FileAccess`, :class:`Process`, and
   :func:`resolve` over a :class:`TreeView` (an image tree, as the kernel would
@@ -26,7 +27,7 @@ from ocislim.sandbox.analysis import (
     TreeView,
     resolve,
 )
-from ocislim.sandbox.config import run_spec
+from ocislim.sandbox.config import DEFAULT_TMPFS_SIZE, parse_size, run_spec
 from ocislim.sandbox.control import (
     HTTP_WAIT,
     AfterHttp,
@@ -43,6 +44,7 @@ from ocislim.sandbox.syscalls import native_arch
 from ocislim.sandbox.tracing import TraceResult, trace
 
 __all__ = [
+    "DEFAULT_TMPFS_SIZE",
     "HTTP_WAIT",
     "PROBE_DIR",
     "RUNTIME_ETC_FILES",
@@ -62,6 +64,7 @@ __all__ = [
     "TreeView",
     "gate_probe",
     "native_arch",
+    "parse_size",
     "resolve",
     "run",
     "run_spec",

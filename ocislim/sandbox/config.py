@@ -20,7 +20,7 @@ from typing import Literal
 from ocislim.errors import SandboxError, UsageError
 from ocislim.image.models import DEFAULT_PATH, ImageRunConfig
 from ocislim.sandbox.analysis import DirTree, resolve
-from ocislim.sandbox.namespaces import BindMount
+from ocislim.sandbox.namespaces import DEFAULT_TMPFS_SIZE, BindMount
 from ocislim.sandbox.spec import Probe, RunSpec
 
 
@@ -99,6 +99,23 @@ def parse_mount(value: str) -> BindMount:
     return BindMount(os.path.abspath(parts[0]), os.path.normpath(parts[1]), read_only)
 
 
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def parse_size(value: str) -> int:
+    """``--tmpfs-size``: bytes, or a number with k, m, g or t (powers of 1024), > 0."""
+    text = value.strip().lower().removesuffix("ib").removesuffix("b")
+    unit = text[-1:] if text[-1:] in _SIZE_UNITS else ""
+    number = text[: len(text) - len(unit)]
+    try:
+        size = int(float(number) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise UsageError(f"size {value!r}: expected bytes or a number with k, m, g or t") from None
+    if size <= 0:
+        raise UsageError(f"size {value!r} must be positive")
+    return size
+
+
 def run_spec(
     config: ImageRunConfig,
     root: Path,
@@ -115,6 +132,7 @@ def run_spec(
     probes: Sequence[Probe] = (),
     hostname: str = "ocislim",
     stdout: int = 1,
+    tmpfs_size: int = DEFAULT_TMPFS_SIZE,
 ) -> RunSpec:
     """The run an image describes, with the user's overrides applied."""
     if command:
@@ -160,4 +178,5 @@ def run_spec(
         hostname=hostname,
         probes=tuple(probes),
         stdout=stdout,
+        tmpfs_size=tmpfs_size,
     )

@@ -12,9 +12,9 @@ the sandbox runs:
 - then the plan's ``then``: open the gate, stop the program (SIGTERM), open the
   gate once the program has exited by itself, or nothing.
 
-The controller finds the sandbox's processes in ``/proc`` (the sandbox's init is
-the grandchild of this process with namespace pid 1, the program is the init's
-child with namespace pid 2); it never signals anything else.  Every thread and
+The controller finds the sandbox's processes in ``/proc`` (the sandbox's init and
+program are the grandchildren of this process with namespace pids 1 and 2); it
+never signals anything else.  Every thread and
 helper it starts has ended when :meth:`RunController.finish` returns.
 """
 
@@ -211,13 +211,10 @@ class RunController:
         deadline = time.monotonic() + 30
         while not self._stop.is_set() and time.monotonic() < deadline:
             for creator in _children(me):
-                for init in _children(creator):
-                    if _ns_pid(init) != 1:
-                        continue
-                    for child in _children(init):
-                        if _ns_pid(child) == 2:
-                            self._found = _Found(init, child)
-                            return True
+                kids = {_ns_pid(k): k for k in _children(creator)}
+                if 1 in kids and 2 in kids:
+                    self._found = _Found(kids[1], kids[2])
+                    return True
             time.sleep(_POLL)
         if not self._stop.is_set():
             self.notes.append("probe controller: the sandboxed program was not found")
@@ -229,7 +226,7 @@ class RunController:
             sys.executable,
             "-m",
             "ocislim.sandbox.httpprobe",
-            str(self._found.init),
+            str(self._found.program),  # the init is not dumpable: its namespaces are closed
             json.dumps(requests),
             str(self.plan.http_wait),
         ]

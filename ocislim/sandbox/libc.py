@@ -40,8 +40,22 @@ MS_RELATIME = 0x200000
 MS_STRICTATIME = 0x1000000
 MNT_DETACH = 0x2
 
+# new mount API (include/uapi/linux/mount.h, fcntl.h)
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = os.O_CLOEXEC
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR_IDMAP = 0x00100000
+
 # prctl
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
+PR_CAPBSET_DROP = 24
 PR_SET_SECCOMP = 22
 PR_SET_NO_NEW_PRIVS = 38
 SECCOMP_MODE_FILTER = 2
@@ -151,6 +165,7 @@ _libc.mount.argtypes = [
     ctypes.c_ulong,
     ctypes.c_char_p,
 ]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [
@@ -201,6 +216,62 @@ def umount2(target: str, flags: int = 0) -> None:
 def pivot_root(new_root: str, put_old: str) -> None:
     nr = {"x86_64": 155, "aarch64": 41}[native_arch()]
     _check(_libc.syscall(ctypes.c_long(nr), _b(new_root), _b(put_old)))
+
+
+# Same numbers on x86_64 and aarch64 (new system calls share one table).
+_NR_OPEN_TREE = 428
+_NR_MOVE_MOUNT = 429
+_NR_MOUNT_SETATTR = 442
+
+
+class MountAttr(ctypes.Structure):
+    _fields_ = [
+        ("attr_set", ctypes.c_uint64),
+        ("attr_clr", ctypes.c_uint64),
+        ("propagation", ctypes.c_uint64),
+        ("userns_fd", ctypes.c_uint64),
+    ]
+
+
+def open_tree(path: str, flags: int) -> int:
+    """A file descriptor for the mount at ``path`` (a detached copy with OPEN_TREE_CLONE)."""
+    return _check(
+        _libc.syscall(ctypes.c_long(_NR_OPEN_TREE), ctypes.c_int(-100), _b(path),
+                      ctypes.c_uint(flags))
+    )  # fmt: skip
+
+
+def mount_setattr(fd: int, attr_set: int, userns_fd: int = 0, *, recursive: bool = True) -> None:
+    """Set ``attr_set`` (MOUNT_ATTR_*) on the mount ``fd`` refers to (and below it)."""
+    attr = MountAttr(attr_set, 0, 0, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    _check(
+        _libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_int(fd), b"",
+                      ctypes.c_uint(flags), ctypes.byref(attr),
+                      ctypes.c_size_t(ctypes.sizeof(attr)))
+    )  # fmt: skip
+
+
+def mount_setattr_path(path: str, attr_set: int) -> None:
+    """Set ``attr_set`` on the mount at ``path`` and every mount below it."""
+    attr = MountAttr(attr_set, 0, 0, 0)
+    _check(
+        _libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_int(-100), _b(path),
+                      ctypes.c_uint(AT_RECURSIVE), ctypes.byref(attr),
+                      ctypes.c_size_t(ctypes.sizeof(attr)))
+    )  # fmt: skip
+
+
+def move_mount(fd: int, target: str) -> None:
+    """Attach the detached mount ``fd`` at ``target``."""
+    _check(
+        _libc.syscall(ctypes.c_long(_NR_MOVE_MOUNT), ctypes.c_int(fd), b"", ctypes.c_int(-100),
+                      _b(target), ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH))
+    )  # fmt: skip
+
+
+def setns(fd: int, nstype: int = 0) -> None:
+    _check(_libc.setns(fd, nstype))
 
 
 def sethostname(name: str) -> None:

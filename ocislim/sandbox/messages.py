@@ -1,76 +1,24 @@
-"""The JSON-line messages between host, creator and init, and what they mean.
+"""What the creator's reports mean: a :class:`~ocislim.sandbox.spec.RunResult`, or
+the error to raise.
 
-Each message is one JSON object on one line.  The init reports ``ready`` (mount
-points, overlay), ``exec-error``, ``error`` and ``done`` (exit codes, timeout) on
-its status pipe; :func:`run_result` turns those into a
-:class:`~ocislim.sandbox.spec.RunResult`, :func:`creator_error` a creator's
-refusal into the error to raise.
+The reports reach the host on the creator's socket (see
+:mod:`ocislim.sandbox.supervisor`); only the creator, a process the program cannot
+see, writes them, and the exit codes in them are wait statuses from the kernel.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-from dataclasses import dataclass, field
-from typing import Any
 
 from ocislim.errors import SandboxError, UserNamespaceUnavailableError
 from ocislim.progress import Progress
 from ocislim.sandbox.namespaces import userns_unavailable_message
 from ocislim.sandbox.spec import RunResult
-
-
-@dataclass
-class Channel:
-    """Pipes between host, creator and init. Messages are JSON lines."""
-
-    fds: list[int] = field(default_factory=list)
-
-    def pipe(self) -> tuple[int, int]:
-        r, w = os.pipe()
-        self.fds += [r, w]
-        return r, w
-
-    def close_all(self) -> None:
-        for fd in self.fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.fds.clear()
-
-
-def send(fd: int, obj: dict[str, object]) -> None:
-    data = (json.dumps(obj) + "\n").encode()
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-# A decoded pipe message: JSON, so its values are whatever the sender put there.
-Message = dict[str, Any]
-
-
-def recv(fd: int) -> Message | None:
-    line = b""
-    while not line.endswith(b"\n"):
-        chunk = os.read(fd, 1)
-        if not chunk:
-            return None
-        line += chunk
-    result: Message = json.loads(line)
-    return result
-
-
-def read_all(fd: int) -> list[Message]:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return [json.loads(line) for line in b"".join(chunks).splitlines() if line.strip()]
+from ocislim.sandbox.supervisor import Message
 
 
 def creator_error(message: Message | None) -> SandboxError:
+    """The error to raise for a creator that refused or failed to make the sandbox."""
     if message is None:
         return SandboxError("the sandbox could not be created")
     if message.get("error") == "userns":
@@ -79,14 +27,20 @@ def creator_error(message: Message | None) -> SandboxError:
     return SandboxError(str(message.get("message", "the sandbox could not be created")))
 
 
-def run_result(messages: list[Message], status: int, progress: Progress) -> RunResult:
+def run_result(
+    messages: list[Message], status: int, progress: Progress, tmpfs_size: int, notes: list[str]
+) -> RunResult:
+    """The run's result from the creator's reports (``ready``, ``exec-error``,
+    ``tmpfs-full``, ``done``) and its wait ``status``; ``notes`` already shown are
+    kept but not shown again.  Raises :class:`SandboxError` when setup failed."""
     ready = next((m for m in messages if m.get("event") == "ready"), None)
-    errors = [m for m in messages if m.get("event") == "error"]
+    errors = [m for m in messages if m.get("event") == "error" or m.get("error")]
     if ready is None:
         detail = errors[0]["message"] if errors else f"init ended with status {status}"
         raise SandboxError(f"sandbox setup failed: {detail}")
     done = next((m for m in messages if m.get("event") == "done"), None)
-    notes: list[str] = []
+    reported = len(notes)  # already shown by _start
+    notes = list(notes)
     if not ready.get("overlay"):
         notes.append("overlay mount refused: the program could write to the rootfs directory")
     for m in messages:
@@ -96,7 +50,12 @@ def run_result(messages: list[Message], status: int, progress: Progress) -> RunR
         raise SandboxError(f"sandbox init ended early (status {status})")
     if done.get("timed_out"):
         notes.append("timeout reached: the program was sent SIGTERM")
-    for note in notes:
+    if any(m.get("event") == "tmpfs-full" for m in messages):
+        notes.append(
+            f"the in-memory overlay reached its size limit ({tmpfs_size >> 20} MiB): writes "
+            "failed with ENOSPC (raise it with --tmpfs-size)"
+        )
+    for note in notes[reported:]:
         progress.note(note)
     return RunResult(
         exit_code=int(done["exit_code"]),

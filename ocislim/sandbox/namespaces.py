@@ -1,9 +1,11 @@
 """Namespaces, id maps and the container filesystem.
 
 Host side: :func:`plan_id_maps` decides how ids map into the new user namespace
-(identity for root; the caller plus subordinate ids via newuidmap/newgidmap when
-configured; otherwise the caller's single id), :func:`write_id_maps` applies it,
-and :func:`userns_unavailable_message` names the setting that forbids user
+(root: an unprivileged subordinate range; a plain user: the caller plus
+subordinate ids via newuidmap/newgidmap when configured, otherwise the caller's
+single id), :func:`write_id_maps` applies it, :func:`detach_trees` opens root's
+image tree as an idmapped detached mount (files keep their owners inside), and
+:func:`userns_unavailable_message` names the setting that forbids user
 namespaces.
 
 Sandbox side (run by the namespace's init, before the program starts):
@@ -11,8 +13,9 @@ Sandbox side (run by the namespace's init, before the program starts):
 (so the tree itself is never written), pivots into it, and mounts what a
 container runtime provides: /proc, /sys, /dev (device nodes bound from the host,
 devpts, shm), /etc/hosts, /etc/hostname, /etc/resolv.conf, the user's bind
-mounts and probe files.  Mount points are created only after the pivot, so a
-symlink in the image can never make us create or mount anything on the host.
+mounts and probe files, then masks and makes read-only the /proc and /sys paths
+OCI runtimes protect by default.  Mount points are created only after the pivot,
+so a symlink in the image can never make us create or mount anything on the host.
 """
 
 from __future__ import annotations
@@ -35,6 +38,28 @@ from ocislim.sandbox import libc
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 RUNTIME_ETC_FILES = ("/etc/hosts", "/etc/hostname", "/etc/resolv.conf")
 PROBE_DIR = "/.ocislim"
+# Root's sandbox ids without an /etc/subuid entry for root: the last 65536-id block of
+# the range systemd reserves for containers (524288-1879048191), owned by no host user.
+ROOT_DEFAULT_RANGE = (1878982656, 65536)
+DEFAULT_TMPFS_SIZE = 1 << 30  # the in-memory overlay's upper layer, in bytes
+_DEV_SIZE = 1 << 20
+_SHM_SIZE = 64 << 20  # as OCI runtimes give /dev/shm
+# OCI runtimes' defaults (runc, containerd, podman): masked, and read-only, paths.
+MASKED_PATHS = (
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/sys/devices/virtual/powercap",
+    "/sys/firmware",
+)
+READ_ONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
 
 
 @dataclass(frozen=True)
@@ -59,6 +84,7 @@ class IdMapPlan:
     gids: tuple[IdMap, ...]
     helper: bool
     setgroups: bool
+    enter_as_root: bool = False  # the caller's id is not mapped: switch to 0 inside
 
     def mappable_uid(self, uid: int) -> bool:
         return any(m.inside <= uid < m.inside + m.count for m in self.uids)
@@ -93,15 +119,24 @@ def _subordinate_range(path: str, uid: int) -> tuple[int, int] | None:
 def plan_id_maps(wanted_uid: int, wanted_gid: int) -> IdMapPlan:
     """Choose id maps so the program can run as ``wanted_uid:wanted_gid`` if possible.
 
-    Root maps the whole id space onto itself.  A plain user with newuidmap,
+    Root maps 0..count-1 onto an unprivileged range (its /etc/subuid and /etc/subgid
+    entry, else :data:`ROOT_DEFAULT_RANGE`), so the sandbox's root is no host user;
+    files keep their owners inside through an idmapped mount.  A plain user with newuidmap,
     newgidmap and subordinate ranges maps 0 to itself and 1.. to the range.
     Otherwise the caller's single id is mapped to ``wanted_*`` directly (the
     program then runs as that id without being able to switch).
     """
     uid, gid = os.getuid(), os.getgid()
     if uid == 0:
-        full = (IdMap(0, 0, 4294967295),)
-        return IdMapPlan(full, full, helper=False, setgroups=True)
+        u_start, u_count = _subordinate_range("/etc/subuid", 0) or ROOT_DEFAULT_RANGE
+        g_start, g_count = _subordinate_range("/etc/subgid", 0) or ROOT_DEFAULT_RANGE
+        return IdMapPlan(
+            (IdMap(0, u_start, u_count),),
+            (IdMap(0, g_start, g_count),),
+            helper=False,
+            setgroups=True,
+            enter_as_root=True,
+        )
     sub_u = _subordinate_range("/etc/subuid", uid)
     sub_g = _subordinate_range("/etc/subgid", uid)
     helpers = shutil.which("newuidmap") and shutil.which("newgidmap")
@@ -137,6 +172,46 @@ def write_id_maps(pid: int, plan: IdMapPlan) -> None:
             Path(f"/proc/{pid}/{name}").write_text(text)
     except OSError as exc:
         raise SandboxError(f"cannot write id maps of the sandbox: {exc.strerror}") from exc
+
+
+def detach_trees(
+    pid: int, image_root: str, bind_sources: list[str]
+) -> tuple[list[str], list[int], str | None]:
+    """Root only: detached mounts of ``image_root`` (idmapped by the user namespace of
+    ``pid``, so the image's owners are kept inside) and of each bind source.
+
+    The sandbox's root (an unprivileged host id) then needs no search permission on
+    the way to them.  Returns the sources, their descriptors, and a note when the
+    image tree's filesystem refuses idmapping (files then appear owned by nobody).
+    The caller closes the descriptors.
+    """
+    flags = libc.OPEN_TREE_CLONE | libc.OPEN_TREE_CLOEXEC | libc.AT_RECURSIVE
+    sources: list[str] = []
+    fds: list[int] = []
+    note = None
+    current = image_root
+    try:
+        fds.append(libc.open_tree(image_root, flags))
+        sources.append(image_root)
+        userns = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            libc.mount_setattr(fds[0], libc.MOUNT_ATTR_IDMAP, userns)
+        except OSError as exc:
+            note = (
+                f"idmapped mount refused ({exc.strerror}): image files appear owned by "
+                "nobody inside the sandbox"
+            )
+        finally:
+            os.close(userns)
+        for current in bind_sources:
+            if current not in sources:
+                fds.append(libc.open_tree(current, flags))
+                sources.append(current)
+    except OSError as exc:
+        for fd in fds:
+            os.close(fd)
+        raise SandboxError(f"cannot open {current} for the sandbox: {exc.strerror}") from exc
+    return sources, fds, note
 
 
 def _read_sysctl(path: str) -> str | None:
@@ -189,6 +264,7 @@ class RootPlan:
     private_network: bool
     hostname: str
     workdir: str
+    tmpfs_size: int = DEFAULT_TMPFS_SIZE
 
 
 @dataclass(frozen=True)
@@ -204,23 +280,30 @@ _OLD_ROOT = "/.ocislim-oldroot"
 _REPLACE_ALLOWED = False
 
 
-def build_root(plan: RootPlan) -> RootLayout:
+def build_root(plan: RootPlan, detached: dict[str, int], *, userns: bool) -> RootLayout:
     """Make the image tree this process's root, with runtime mounts. Sandbox side.
 
     Must run in fresh mount, pid (as a member) and, for loopback, net namespaces
-    with CAP_SYS_ADMIN there.  On failure raises OSError/SandboxError; the
-    namespaces are then discarded by the caller, nothing on the host changed.
+    with CAP_SYS_ADMIN there.  ``detached``: host paths (the image root, bind
+    sources) the host opened as detached mounts (root's idmapped image tree), used
+    instead of resolving the path.  ``userns``: the namespaces belong to our own
+    user namespace (so its sysctls are ours to set).  On failure raises
+    OSError/SandboxError; the namespaces are then discarded by the caller,
+    nothing on the host changed.
     """
     libc.mount(None, "/", None, libc.MS_REC | libc.MS_PRIVATE)
     scratch = plan.scratch
-    libc.mount("tmpfs", scratch, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=0755")
+    libc.mount(
+        "tmpfs", scratch, "tmpfs", libc.MS_NOSUID | libc.MS_NODEV,
+        f"mode=0755,size={plan.tmpfs_size}",
+    )  # fmt: skip
     lower, upper, work, new_root = (f"{scratch}/{n}" for n in ("lower", "upper", "work", "root"))
     for d in (lower, upper, work, new_root):
         os.mkdir(d, 0o755)
-    libc.mount(plan.image_root, lower, None, libc.MS_BIND | libc.MS_REC)
+    _attach(plan.image_root, lower, detached)
     overlay = _mount_overlay(lower, upper, work, new_root)
     if not overlay:
-        libc.mount(plan.image_root, new_root, None, libc.MS_BIND | libc.MS_REC)
+        libc.mount(lower, new_root, None, libc.MS_BIND | libc.MS_REC)
     global _REPLACE_ALLOWED
     _REPLACE_ALLOWED = overlay
     old = _OLD_ROOT + "-" + os.urandom(6).hex()
@@ -235,14 +318,50 @@ def build_root(plan: RootPlan) -> RootLayout:
     points.append(_mount_sys(old, plan.private_network))
     points.append(_mount_dev(old))
     for bind in plan.binds:
-        points.append(_bind(old + bind.source, bind.target, bind.read_only))
+        points.append(_bind(old, bind, detached))
     libc.umount2(old, libc.MNT_DETACH)
     os.rmdir(old)
     _prepare(plan.workdir, directory=True)
     libc.sethostname(plan.hostname)
     if plan.private_network:
         loopback_up()
+    if userns:
+        # No nested user namespaces: they would give back the capabilities the
+        # program lacks (mounting over the protections below, unbounded tmpfs).
+        with open("/proc/sys/user/max_user_namespaces", "w") as fh:
+            fh.write("0")
+    protect_proc_and_sys()
     return RootLayout(tuple(p for p in points if p), overlay)
+
+
+def _attach(source: str, target: str, detached: dict[str, int]) -> None:
+    fd = detached.get(source)
+    if fd is not None:
+        libc.move_mount(fd, target)
+    else:
+        libc.mount(source, target, None, libc.MS_BIND | libc.MS_REC)
+
+
+def protect_proc_and_sys() -> None:
+    """Mask and make read-only what OCI runtimes do by default (inside the new root).
+
+    Masks: /dev/null over files, an empty read-only tmpfs over directories.  The
+    program lacks CAP_SYS_ADMIN, so it can neither unmount nor remount them.
+    """
+    for path in MASKED_PATHS:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            libc.mount("tmpfs", path, "tmpfs", libc.MS_RDONLY, "mode=0555")
+        else:
+            libc.mount("/dev/null", path, None, libc.MS_BIND)
+    for path in READ_ONLY_PATHS:
+        if not os.path.exists(path):
+            continue
+        libc.mount(path, path, None, libc.MS_BIND | libc.MS_REC)
+        libc.mount_setattr_path(path, libc.MOUNT_ATTR_RDONLY)
 
 
 def _mount_overlay(lower: str, upper: str, work: str, target: str) -> bool:
@@ -309,17 +428,23 @@ def _mount_sys(old: str, private_network: bool) -> str:
         return target
     except OSError:
         pass
+    # The host's /sys, with every mount below it (cgroup files) read-only; or none.
     try:
         libc.mount(old + "/sys", target, None, libc.MS_BIND | libc.MS_REC)
-        _remount_ro(target)
     except OSError:
-        pass
+        return target
+    try:
+        libc.mount_setattr_path(target, libc.MOUNT_ATTR_RDONLY)
+    except OSError:
+        libc.umount2(target, libc.MNT_DETACH)
     return target
 
 
 def _mount_dev(old: str) -> str:
     dev = _prepare("/dev", directory=True)
-    libc.mount("tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_STRICTATIME, "mode=0755")
+    libc.mount(
+        "tmpfs", dev, "tmpfs", libc.MS_NOSUID | libc.MS_STRICTATIME, f"mode=0755,size={_DEV_SIZE}"
+    )
     for name in DEVICES:
         node = f"{dev}/{name}"
         os.close(os.open(node, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o666))
@@ -340,7 +465,9 @@ def _mount_dev(old: str) -> str:
     except OSError:
         pass
     os.mkdir(f"{dev}/shm", 0o1777)
-    libc.mount("shm", f"{dev}/shm", "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, "mode=1777")
+    libc.mount(
+        "shm", f"{dev}/shm", "tmpfs", libc.MS_NOSUID | libc.MS_NODEV, f"mode=1777,size={_SHM_SIZE}"
+    )
     os.mkdir(f"{dev}/mqueue", 0o755)
     try:
         libc.mount("mqueue", f"{dev}/mqueue", "mqueue", libc.MS_NOSUID | libc.MS_NODEV)
@@ -356,33 +483,17 @@ def _mount_dev(old: str) -> str:
     return dev
 
 
-def _bind(source: str, target_path: str, read_only: bool) -> str:
-    is_dir = os.path.isdir(source)
-    target = _prepare(target_path, directory=is_dir)
-    libc.mount(source, target, None, libc.MS_BIND | libc.MS_REC)
-    if read_only:
-        _remount_ro(target)
+def _bind(old: str, bind: BindMount, detached: dict[str, int]) -> str:
+    fd = detached.get(bind.source)
+    if fd is not None:
+        is_dir = stat.S_ISDIR(os.fstat(fd).st_mode)
+    else:
+        is_dir = os.path.isdir(old + bind.source)
+    target = _prepare(bind.target, directory=is_dir)
+    _attach(old + bind.source if fd is None else bind.source, target, detached)
+    if bind.read_only:
+        libc.mount_setattr_path(target, libc.MOUNT_ATTR_RDONLY)
     return target
-
-
-_LOCKED_FLAGS = (
-    (os.ST_NOSUID, libc.MS_NOSUID),
-    (os.ST_NODEV, libc.MS_NODEV),
-    (os.ST_NOEXEC, libc.MS_NOEXEC),
-    (os.ST_NOATIME, libc.MS_NOATIME),
-    (os.ST_NODIRATIME, libc.MS_NODIRATIME),
-    (os.ST_RELATIME, libc.MS_RELATIME),
-)
-
-
-def _remount_ro(target: str) -> None:
-    # A remount in a user namespace must keep the flags the host mount has locked.
-    current = os.statvfs(target).f_flag
-    flags = libc.MS_BIND | libc.MS_REMOUNT | libc.MS_RDONLY
-    for st_flag, ms_flag in _LOCKED_FLAGS:
-        if current & st_flag:
-            flags |= ms_flag
-    libc.mount(None, target, None, flags)
 
 
 SIOCGIFFLAGS = 0x8913

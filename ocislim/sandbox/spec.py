@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ocislim.sandbox.namespaces import BindMount
+from ocislim.sandbox.namespaces import DEFAULT_TMPFS_SIZE, BindMount
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,10 @@ class Probe:
 @dataclass(frozen=True)
 class RunSpec:
     """How to run the program; see :func:`ocislim.sandbox.config.run_spec` to build one
-    from an image config.  ``uid``/``gid``/``groups`` are ids inside the sandbox."""
+    from an image config.  ``uid``/``gid``/``groups`` are ids inside the sandbox.
+    ``stdin``/``stdout``/``stderr``: host descriptors given to the program (and, for
+    the last two, the probes) as its 0, 1 and 2; nothing else of the host crosses.
+    ``tmpfs_size``: bytes the program may write into its in-memory overlay."""
 
     argv: tuple[str, ...]
     env: tuple[str, ...] = ()
@@ -43,6 +46,7 @@ class RunSpec:
     stdin: int = 0
     stdout: int = 1
     stderr: int = 2
+    tmpfs_size: int = DEFAULT_TMPFS_SIZE
 
 
 @dataclass(frozen=True)

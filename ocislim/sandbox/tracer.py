@@ -1,6 +1,6 @@
 """ptrace loop: follows every task of the sandboxed program and appends facts.
 
-The tracer seizes the sandbox's init process with PTRACE_SEIZE and options that
+The tracer seizes the sandbox's creator process with PTRACE_SEIZE and options that
 auto-attach every fork, vfork and clone; the program's processes carry a
 seccomp filter (see :mod:`ocislim.sandbox.seccomp`) so only path system calls
 stop.  At the seccomp stop the tracer reads the call's arguments (path strings
@@ -162,11 +162,13 @@ class Tracer:
         self._msg_p = ctypes.addressof(self._msg)
         self._reader = libc.RemoteReader()
         self._seq = 0
+        self.child_status: dict[int, int] = {}
 
     # -- setup ---------------------------------------------------------------
 
     def seize(self, pid: int) -> None:
-        """Attach to the sandbox init ``pid``; its descendants are followed automatically."""
+        """Attach to ``pid`` (the sandbox's creator, which forks the program and its probes);
+        its later children are followed automatically, its own events are not recorded."""
         libc.ptrace(libc.PTRACE_SEIZE, pid, 0, SEIZE_OPTIONS)
         self._init_pid = pid
         self._tasks[pid] = _Task(pid)
@@ -179,7 +181,6 @@ class Tracer:
         Non-traced children of the caller (the namespace creator) are reaped too;
         their statuses are kept in :attr:`child_status`.
         """
-        self.child_status: dict[int, int] = {}
         waitpid = os.waitpid
         tasks = self._tasks
         ptrace = libc.ptrace_raw
@@ -315,6 +316,7 @@ class Tracer:
         if task.pending is not None:
             self._complete(tid, task, None)
         if tid == self._init_pid:
+            self.child_status[tid] = status
             return
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None

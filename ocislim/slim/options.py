@@ -61,6 +61,7 @@ class RunOptions:
     network: Literal["none", "host"] = "none"
     rootfs: Path | None = None
     show_output: bool = True  # the program's stdout/stderr go to stderr (else nowhere)
+    tmpfs_size: int | None = None  # bytes of writes inside (None: the sandbox's default)
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,8 @@ class Prober:
             stdout=self._out,
         )
         self.argv = list(spec.argv)  # for the report
+        if run_opts.tmpfs_size is not None:
+            spec = dataclasses.replace(spec, tmpfs_size=run_opts.tmpfs_size)
         return dataclasses.replace(spec, stderr=self._err)
 
     def run_plan(self, root: Path, progress: Progress, traced: bool = True) -> tuple[Outcome, Any]:

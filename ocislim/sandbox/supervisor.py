@@ -1,0 +1,537 @@
+"""The processes of a sandbox: the creator (supervisor), the init, the program.
+
+Process layout::
+
+    ocislim (host; the tracer when tracing, which seizes the creator)
+      └─ creator: host pid namespace, new user namespace; unshares the pid namespace
+           ├─ init (pid 1 inside): unshares mount/net/uts/ipc, builds the root, reports
+           │    once on a pipe it then closes, closes every descriptor, becomes
+           │    non-dumpable and only reaps orphans
+           ├─ entrypoint (pid 2): joins init's namespaces, then execs the program
+           └─ probes, one at a time, while the entrypoint runs
+
+The creator forks the entrypoint and the probes itself (after unshare(CLONE_NEWPID)
+its children land in the new pid namespace), so their exit codes are wait statuses
+it collects from the kernel.  It is invisible from inside (its pid is in the host
+namespace only), and it is the only process holding the channel to the host.  The
+program's processes hold nothing of ocislim's: every descriptor but the chosen
+stdin/stdout/stderr is closed before exec, they run in their own session (no
+controlling terminal, their own process group), with the capability bounding set
+of OCI runtimes' default (no CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_NET_ADMIN, ...),
+so the mounts protecting /proc and /sys stay in place and the init cannot be
+traced or read.
+
+The plan the creator runs: start the entrypoint; run each probe to its end; then
+send the entrypoint SIGTERM.  At ``timeout`` SIGTERM goes to the entrypoint and the
+running probe.  After ``grace`` seconds, or as soon as the entrypoint has exited,
+the init is killed, which kills every process left in the pid namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.machinery
+import json
+import os
+import select
+import signal
+import socket
+import stat
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ocislim.sandbox import libc
+from ocislim.sandbox.namespaces import IdMapPlan, RootPlan, build_root
+
+if TYPE_CHECKING:
+    from ocislim.sandbox.spec import RunSpec
+
+# The capabilities OCI runtimes (runc, crun, podman, docker) leave a container by default.
+DEFAULT_CAPABILITIES = frozenset(
+    {
+        0,  # CAP_CHOWN
+        1,  # CAP_DAC_OVERRIDE
+        3,  # CAP_FOWNER
+        4,  # CAP_FSETID
+        5,  # CAP_KILL
+        6,  # CAP_SETGID
+        7,  # CAP_SETUID
+        8,  # CAP_SETPCAP
+        10,  # CAP_NET_BIND_SERVICE
+        13,  # CAP_NET_RAW
+        18,  # CAP_SYS_CHROOT
+        27,  # CAP_MKNOD
+        29,  # CAP_AUDIT_WRITE
+        31,  # CAP_SETFCAP
+    }
+)
+_MAX_FD = 0x7FFFFFFF
+_MESSAGE_SIZE = 1 << 16
+
+
+# --- messages -----------------------------------------------------------------------
+
+# A decoded message: JSON, so its values are whatever the sender put there.
+Message = dict[str, Any]
+
+
+def send(sock: socket.socket, obj: dict[str, object], fds: list[int] | None = None) -> None:
+    """One message on a SOCK_SEQPACKET socket (optionally carrying descriptors)."""
+    data = json.dumps(obj).encode()
+    if fds:
+        socket.send_fds(sock, [data], fds)
+    else:
+        sock.send(data)
+
+
+def receive(sock: socket.socket, max_fds: int = 0) -> tuple[Message | None, list[int]]:
+    """The next message and the descriptors it carried; (None, []) at end of stream."""
+    data, fds, _, _ = socket.recv_fds(sock, _MESSAGE_SIZE, max_fds)
+    if not data:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    message: Message = json.loads(data)
+    return message, list(fds)
+
+
+def _write_line(fd: int, obj: dict[str, object]) -> None:
+    data = (json.dumps(obj) + "\n").encode()
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _read_lines(fd: int) -> list[Message]:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return [json.loads(line) for line in b"".join(chunks).splitlines() if line.strip()]
+
+
+def _no_imports() -> None:
+    """After this, an import can only load built-in or frozen modules.
+
+    Called in processes that enter the image's filesystem: the host's sys.path names
+    directories the image could provide, and a module found there would run as ocislim.
+    """
+    sys.meta_path[:] = [importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter]
+
+
+def _close_fds_except(keep: set[int]) -> None:
+    low = 0
+    for fd in sorted(keep):
+        if fd > low:
+            os.closerange(low, fd)
+        low = fd + 1
+    os.closerange(low, _MAX_FD)
+
+
+# --- creator (host pid namespace, new user namespace) -------------------------------
+
+
+@dataclass(frozen=True)
+class CreatorPlan:
+    """What the creator needs, made on the host before forking."""
+
+    host_pid: int
+    root: RootPlan
+    spec: RunSpec
+    probe_argvs: tuple[tuple[str, ...], ...]
+    id_plan: IdMapPlan
+    filter_program: list[tuple[int, int, int, int]] | None
+
+
+def creator_main(plan: CreatorPlan, sock: socket.socket) -> None:
+    """Never returns. Creates the namespaces, forks the init, runs the program's plan.
+
+    Protocol on ``sock`` (to the host): sends ``{"userns": bool}``; receives ``go`` with
+    the detached mounts (``sources``: path for each descriptor); sends ``{"init": pid}``;
+    receives ``go`` (the host has seized this process when tracing); sends ``ready``
+    (or ``error``), any ``exec-error``, ``tmpfs-full``, then ``done``.
+    """
+    code = 1
+    try:
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != plan.host_pid:
+            os._exit(1)
+        userns = True
+        try:
+            libc.unshare(libc.CLONE_NEWUSER | libc.CLONE_NEWPID)
+        except OSError as exc:
+            if os.geteuid() != 0:
+                send(sock, {"error": "userns", "errno": exc.errno})
+                os._exit(1)
+            userns = False
+            libc.unshare(libc.CLONE_NEWPID)
+        send(sock, {"userns": userns})
+        go, fds = receive(sock, 64)
+        if go is None:
+            os._exit(1)
+        detached = dict(zip(go.get("sources", []), fds, strict=False))
+        if userns and plan.id_plan.enter_as_root:
+            # Our host uid is not in the map: become the namespace's root.
+            os.setgroups([])
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            # Both cleared by the change; dumpable lets us open the init's namespaces
+            # (nothing inside can see this process to make use of it).
+            libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+            libc.prctl(libc.PR_SET_DUMPABLE, 1)
+            if os.getppid() != plan.host_pid:
+                os._exit(1)
+        setup_r, setup_w = os.pipe()
+        ack_r, ack_w = os.pipe()
+        init = os.fork()
+        if init == 0:
+            _init_main(plan.root, setup_w, ack_r, detached, userns)
+        for fd in (setup_w, ack_r, *detached.values()):
+            os.close(fd)
+        send(sock, {"init": init})
+        code = _supervise_run(plan, sock, init, setup_r, ack_w)
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            send(sock, {"error": "setup", "message": f"creating namespaces: {exc}"})
+    os._exit(code)
+
+
+def _supervise_run(
+    plan: CreatorPlan, sock: socket.socket, init: int, setup_r: int, ack_w: int
+) -> int:
+    try:
+        go, _ = receive(sock)
+        if go is None:
+            return 1
+        messages = _read_lines(setup_r)
+        os.close(setup_r)
+        ready = next((m for m in messages if m.get("event") == "ready"), None)
+        if ready is None:
+            for m in messages:
+                send(sock, m)
+            return 1
+        # Taken while the init is still dumpable; it turns non-dumpable on the ack.
+        namespaces = ["ipc", "uts", "mnt"]
+        if plan.root.private_network:
+            namespaces.insert(0, "net")
+        ns_fds = [os.open(f"/proc/{init}/ns/{n}", os.O_RDONLY | os.O_CLOEXEC) for n in namespaces]
+        root_fd = os.open(f"/proc/{init}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        os.write(ack_w, b"k")
+        os.close(ack_w)
+        send(sock, ready)
+        launcher = _Launcher(plan.spec, plan.id_plan, ns_fds, plan.filter_program, init)
+        done = _supervise(plan.spec, plan.probe_argvs, launcher, root_fd)
+        for note in launcher.errors:
+            send(sock, {"event": "exec-error", "message": note})
+        if done.pop("tmpfs_full"):
+            send(sock, {"event": "tmpfs-full"})
+        send(sock, {"event": "done", **done})
+        return 0
+    finally:
+        with contextlib.suppress(OSError):
+            os.kill(init, signal.SIGKILL)
+        _reap_all()
+
+
+# --- init (pid 1 in the sandbox) ------------------------------------------------------
+
+
+def _init_main(
+    plan: RootPlan, setup_w: int, ack_r: int, detached: dict[str, int], userns: bool
+) -> None:
+    """Never returns. Builds the root, reports once, then only reaps orphans."""
+    try:
+        _close_fds_except({setup_w, ack_r, *detached.values()})
+        libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+        flags = libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC
+        if plan.private_network:
+            flags |= libc.CLONE_NEWNET
+        libc.unshare(flags)
+        _no_imports()
+        try:
+            layout = build_root(plan, detached, userns=userns)
+        except BaseException as exc:
+            detail = str(exc)
+            if isinstance(exc, OSError) and exc.strerror:
+                where = exc.filename if exc.filename else "mount"
+                detail = f"{where}: {exc.strerror}"
+            _write_line(setup_w, {"event": "error", "message": detail})
+            os._exit(1)
+        _write_line(
+            setup_w,
+            {
+                "event": "ready",
+                "mount_points": list(layout.mount_points),
+                "overlay": layout.overlay,
+            },
+        )
+        os.close(setup_w)
+        os.read(ack_r, 1)  # the creator has opened our namespaces
+    except BaseException as exc:
+        with contextlib.suppress(BaseException):
+            _write_line(setup_w, {"event": "error", "message": f"sandbox init: {exc}"})
+        os._exit(1)
+    # Nothing of ocislim's is left to see: no descriptor, no memory to read or trace.
+    os.closerange(0, _MAX_FD)
+    libc.prctl(libc.PR_SET_DUMPABLE, 0)
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            signal.sigwait({signal.SIGCHLD})
+        except InterruptedError:
+            continue
+
+
+# --- the program's processes ----------------------------------------------------------
+
+
+@dataclass
+class _Launcher:
+    spec: RunSpec
+    id_plan: IdMapPlan
+    ns_fds: list[int]
+    filter_program: list[tuple[int, int, int, int]] | None
+    init: int
+    errors: list[str] = field(default_factory=list)
+    _error_pipes: dict[int, int] = field(default_factory=dict)
+
+    def start(self, argv: list[str], stdin: int | None) -> int:
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:
+            self._child(argv, stdin, err_w)
+        os.close(err_w)
+        self._error_pipes[pid] = err_r
+        return pid
+
+    def kill_init(self) -> None:
+        """Kill the init, and with it every process of the pid namespace."""
+        with contextlib.suppress(OSError):
+            os.kill(self.init, signal.SIGKILL)
+
+    def ended(self, pid: int) -> None:
+        """Collect what the child ``pid`` reported before exec (it has been reaped)."""
+        fd = self._error_pipes.pop(pid, None)
+        if fd is None:
+            return
+        os.set_blocking(fd, False)
+        with contextlib.suppress(OSError):
+            text = os.read(fd, 4096).decode(errors="replace").strip()
+            if text:
+                self.errors.append(text)
+        os.close(fd)
+
+    def _child(self, argv: list[str], stdin: int | None, err_w: int) -> None:
+        spec = self.spec
+        code = 127
+        try:
+            _no_imports()
+            os.setsid()
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_SETMASK, set())
+            for fd in self.ns_fds:
+                libc.setns(fd, 0)
+            os.chdir(spec.workdir)
+            if stdin is None:
+                stdin = os.open("/dev/null", os.O_RDONLY)
+            for target, source in ((0, stdin), (1, spec.stdout), (2, spec.stderr)):
+                if source != target:
+                    os.dup2(source, target)
+            env = {name: value for name, _, value in (e.partition("=") for e in spec.env)}
+            path = _lookup(argv[0], env.get("PATH", ""))
+            if path is None:
+                os.write(err_w, f"executable not found in the image: {argv[0]}".encode())
+                os._exit(127)
+            _close_fds_except({0, 1, 2, err_w})
+            _drop_capabilities()
+            if self.filter_program is not None:
+                libc.install_seccomp_filter(self.filter_program)
+            if os.getuid() != spec.uid or os.getgid() != spec.gid:
+                if self.id_plan.setgroups:
+                    os.setgroups([g for g in spec.groups if self.id_plan.mappable_gid(g)])
+                os.setgid(spec.gid)
+                os.setuid(spec.uid)
+            elif self.id_plan.setgroups:
+                os.setgroups([g for g in spec.groups if self.id_plan.mappable_gid(g)])
+            try:
+                os.execve(path, argv, env)
+            except OSError as exc:
+                code = 127 if exc.errno == 2 else 126
+                os.write(err_w, f"cannot execute {argv[0]}: {exc.strerror}".encode())
+        except BaseException as exc:
+            with contextlib.suppress(BaseException):
+                os.write(err_w, f"cannot start {argv[0]}: {exc}".encode())
+        os._exit(code)
+
+
+def _drop_capabilities() -> None:
+    for cap in range(64):
+        if cap in DEFAULT_CAPABILITIES:
+            continue
+        try:
+            libc.prctl(libc.PR_CAPBSET_DROP, cap)
+        except OSError:
+            break  # EINVAL: past the kernel's last capability
+
+
+def _lookup(name: str, search_path: str) -> str | None:
+    """``name`` as execve would be given it: relative to the cwd if it has a slash,
+    else the first executable regular file along ``search_path``."""
+    if "/" in name:
+        return name
+    for directory in search_path.split(":"):
+        candidate = os.path.join(directory or ".", name)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
+            return candidate
+    return None
+
+
+def exit_code(status: int) -> int:
+    """A wait status as a shell reports it (128+N when killed by signal N)."""
+    if os.WIFEXITED(status):
+        return os.WEXITSTATUS(status)
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return 1
+
+
+class _Children:
+    """Waits for the creator's children with a deadline, using pidfds."""
+
+    def __init__(self, launcher: _Launcher) -> None:
+        self.status: dict[int, int] = {}
+        self._fds: dict[int, int] = {}
+        self._launcher = launcher
+
+    def watch(self, pid: int) -> None:
+        self._fds[pid] = os.pidfd_open(pid)
+
+    def alive(self, pid: int) -> bool:
+        return pid not in self.status
+
+    def wait(self, pids: list[int], deadline: float | None, tick: Any = None) -> bool:
+        """Until one of ``pids`` has exited (True) or ``deadline`` passes (False).
+
+        ``tick``: called about every half second while waiting.
+        """
+        while True:
+            if any(p in self.status for p in pids):
+                return True
+            poller = select.poll()
+            by_fd = {}
+            for pid in pids:
+                poller.register(self._fds[pid], select.POLLIN)
+                by_fd[self._fds[pid]] = pid
+            timeout = 500.0
+            if deadline is not None:
+                timeout = min(timeout, max(0.0, deadline - time.monotonic()) * 1000)
+            ready = poller.poll(timeout)
+            if tick is not None:
+                tick()
+            if not ready:
+                if deadline is not None and time.monotonic() >= deadline:
+                    return False
+                continue
+            for fd, _ in ready:
+                self._reap(by_fd[fd])
+
+    def _reap(self, pid: int) -> None:
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except InterruptedError:
+                continue
+        self.status[pid] = status
+        os.close(self._fds.pop(pid))
+        self._launcher.ended(pid)
+
+
+@dataclass
+class _Overlay:
+    """Watches the in-memory upper layer of the sandbox's root (an O_PATH descriptor
+    of it; an overlay reports its upper layer's usage) for running full."""
+
+    root_fd: int
+    full: bool = False
+
+    def check(self) -> None:
+        if self.full:
+            return
+        with contextlib.suppress(OSError):
+            st = os.fstatvfs(self.root_fd)
+            self.full = st.f_bavail == 0 and st.f_blocks > 0
+
+
+def _supervise(
+    spec: RunSpec, probe_argvs: tuple[tuple[str, ...], ...], launcher: _Launcher, root_fd: int
+) -> dict[str, object]:
+    children = _Children(launcher)
+    overlay = _Overlay(root_fd)
+    entry = launcher.start(list(spec.argv), spec.stdin)
+    children.watch(entry)
+    start = time.monotonic()
+    deadline = None if spec.timeout is None else start + spec.timeout
+    timed_out = False
+    probe_codes: list[int] = []
+    running_probe = 0
+    for argv in probe_argvs:
+        if not children.alive(entry):
+            break
+        running_probe = launcher.start(list(argv), None)
+        children.watch(running_probe)
+        if not children.wait([running_probe], deadline, overlay.check):
+            timed_out = True
+            break
+        probe_codes.append(exit_code(children.status[running_probe]))
+        running_probe = 0
+    if not timed_out and probe_argvs and children.alive(entry):
+        _signal(entry, signal.SIGTERM)
+        children.wait([entry], time.monotonic() + spec.grace, overlay.check)
+    elif not timed_out and not children.wait([entry], deadline, overlay.check):
+        timed_out = True
+    if timed_out:
+        for pid in (entry, running_probe):
+            if pid and children.alive(pid):
+                _signal(pid, signal.SIGTERM)
+        children.wait([entry], time.monotonic() + spec.grace, overlay.check)
+    overlay.check()
+    # Whatever is left (daemons, a probe, an entrypoint ignoring SIGTERM) dies with the init.
+    launcher.kill_init()
+    if children.alive(entry):
+        children.wait([entry], None)
+    if running_probe and children.alive(running_probe):
+        children.wait([running_probe], None)
+    return {
+        "exit_code": exit_code(children.status[entry]),
+        "timed_out": timed_out,
+        "probes": probe_codes,
+        "tmpfs_full": overlay.full,
+    }
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(OSError):
+        os.kill(pid, sig)
+
+
+def _reap_all() -> None:
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+        except InterruptedError:
+            continue
