@@ -306,10 +306,10 @@ def parse_command_list(value: str | None) -> list[str] | None:
 def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
     """BuildOptions from the ``build`` command's flags (click parameter names)."""
     from ocislim.image.mutate import ConfigOverrides
+    from ocislim.sandbox import parse_size
     from ocislim.slim.options import BuildOptions, OutputOptions, RunOptions
     from ocislim.slim.probes import ProbeOptions
     from ocislim.slim.rules import KeepOptions
-    from ocislim.sandbox import parse_size
 
     ports: list[int] = []
     for item in (flags.get("http_probe_ports") or "").replace(" ", "").split(","):

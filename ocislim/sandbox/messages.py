@@ -12,7 +12,7 @@ import os
 
 from ocislim.errors import SandboxError, UserNamespaceUnavailableError
 from ocislim.progress import Progress
-from ocislim.sandbox.namespaces import userns_unavailable_message
+from ocislim.sandbox.idmaps import userns_unavailable_message
 from ocislim.sandbox.spec import RunResult
 from ocislim.sandbox.supervisor import Message
 

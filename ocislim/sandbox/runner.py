@@ -21,25 +21,13 @@ import signal
 import socket
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from ocislim.errors import InputNotFoundError, SandboxError
 from ocislim.progress import NULL_PROGRESS, Progress
-from ocislim.sandbox.namespaces import (
-    DEFAULT_TMPFS_SIZE,
-    PROBE_DIR,
-    BindMount,
-    IdMapPlan,
-    RootPlan,
-    detach_trees,
-    plan_id_maps,
-    runtime_etc_files,
-    userns_unavailable_message,
-    write_id_maps,
-)
+from ocislim.sandbox.idmaps import IdMapPlan, detach_trees, plan_id_maps, write_id_maps
 from ocislim.sandbox.messages import creator_error, run_result
+from ocislim.sandbox.namespaces import PROBE_DIR, BindMount, RootPlan, runtime_etc_files
 from ocislim.sandbox.seccomp import trace_filter
 from ocislim.sandbox.spec import RunResult, RunSpec
 from ocislim.sandbox.supervisor import CreatorPlan, Message, creator_main, receive, send

@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ocislim.sandbox import libc
-from ocislim.sandbox.namespaces import IdMapPlan, RootPlan, build_root
+from ocislim.sandbox.idmaps import IdMapPlan
+from ocislim.sandbox.namespaces import RootPlan, build_root
 
 if TYPE_CHECKING:
     from ocislim.sandbox.spec import RunSpec

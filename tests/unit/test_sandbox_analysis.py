@@ -16,7 +16,7 @@ from ocislim.sandbox.analysis import (
     resolve,
 )
 from ocislim.sandbox.config import parse_mount, resolve_user, run_spec
-from ocislim.sandbox.namespaces import userns_unavailable_message
+from ocislim.sandbox.idmaps import userns_unavailable_message
 from ocislim.sandbox.seccomp import SECCOMP_RET_ALLOW, SECCOMP_RET_TRACE, evaluate, trace_filter
 from ocislim.sandbox.syscalls import (
     AUDIT_ARCH,
