@@ -13,7 +13,6 @@ from __future__ import annotations
 import copy
 import datetime
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from ocislim.layers.spool import Spool
 from ocislim.layers.tree import DataRef, Entry, FileTree
 from ocislim.layers.writer import write_layer
 from ocislim.progress import NULL_PROGRESS, Progress
+from ocislim.scratch import directory as scratch_directory
 
 
 @dataclass(frozen=True)
@@ -132,10 +132,9 @@ def convert(
     target = "none" if docker else options.compression
     dest = Path(os.path.abspath(dest))
     check_destination(dest, options.fmt, [image.source])  # fail before the long work
-    with tempfile.TemporaryDirectory(prefix=".ocislim-", dir=dest.parent) as tmp:
-        scratch = Path(tmp)
+    with scratch_directory(dest.parent, ".ocislim-convert-") as work:
         if options.flatten:
-            with Spool(scratch) as spool:
+            with Spool(work) as spool:
                 progress.stage("merge", f"{len(image.layers)} layers")
                 tree: FileTree = merge(image, spool=spool, progress=progress)
                 progress.stage("write", "flattened layer")
@@ -144,7 +143,7 @@ def convert(
                     lambda ref: spool.reader(ref.spool_offset or 0, ref.size),
                     target or "gzip",
                     options.level,
-                    scratch,
+                    work,
                 )
             layers = [layer]
             config_raw = flattened_config(image, layer.diff_id, "ocislim convert --flatten")
@@ -157,7 +156,7 @@ def convert(
                 if have == want and options.level is None:
                     layers.append(_as_is(layer_in, have))
                 else:
-                    layers.append(_recompress(layer_in, want, options.level, scratch))
+                    layers.append(_recompress(layer_in, want, options.level, work))
             config_raw = image.config_raw
         progress.stage("write", f"{options.fmt} {dest}")
         return write_image(

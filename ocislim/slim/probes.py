@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ocislim import scratch
 from ocislim.errors import UsageError
 from ocislim.sandbox import Probe
 
@@ -307,7 +308,7 @@ class RunController:
         if self.plan.gate is None:
             return []
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="ocislim-ctl-"))
+            self._dir = scratch.make_dir(tempfile.gettempdir(), "ocislim-ctl-")
             os.chmod(self._dir, 0o755)
             fifo = self._dir / GATE_NAME
             os.mkfifo(fifo, 0o666)
@@ -334,6 +335,7 @@ class RunController:
             with contextlib.suppress(OSError):
                 (self._dir / GATE_NAME).unlink()
                 self._dir.rmdir()
+            scratch.release(self._dir)
             self._dir = None
 
     # -- the driving thread --------------------------------------------------------------
