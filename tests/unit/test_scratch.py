@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,7 +27,15 @@ from pathlib import Path
 import pytest
 
 from ocislim import scratch
-from tests.clirun import REPO, run_cli
+from tests.clirun import (
+    PLAIN_USER,
+    REPO,
+    _descendants,
+    chown_tree,
+    plain_user_dir,
+    plain_user_python,
+    run_cli,
+)
 from tests.oci_build import Draft, oci
 from tests.synth import M, layer
 from tests.unit.test_hostile import ZEROS, zero_layer
@@ -207,3 +216,43 @@ def test_full_disk_convert_names_the_place(tmp_path: Path, small_disk: Path, fla
     assert "No space left on device" in result.error
     assert str(small_disk) in result.error, result.error
     assert os.listdir(small_disk) == []
+
+
+def test_kill_9_as_plain_user(slow_image: Path) -> None:
+    """The plain user's killed unpack leaves scratch that the user's next command removes."""
+    python, source = plain_user_python()
+    base = plain_user_dir("ocislim-kill-")
+    try:
+        image = base / "image.tar"
+        shutil.copy(slow_image, image)
+        os.chmod(image, 0o644)
+        work = base / "work"
+        work.mkdir()
+        chown_tree(work)
+        inner = shlex.join(
+            ["env", f"PYTHONPATH={source}", python, "-m", "ocislim", "unpack", "-q",
+             str(image), str(work / "rootfs")]
+        )  # fmt: skip
+        with subprocess.Popen(
+            ["su", PLAIN_USER, "-s", "/bin/sh", "-c", inner], cwd="/", stderr=subprocess.PIPE
+        ) as proc:
+            deadline = time.monotonic() + 60
+            while not _scratch_in(work) and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(0.3)
+            assert proc.poll() is None, "finished before it could be killed"
+            for pid in [*_descendants(proc.pid), proc.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            proc.communicate(timeout=60)
+        assert _scratch_in(work), "the kill left nothing: the test proves nothing"
+        small = oci(base / "small.tar", Draft([layer([M("f", data=b"x")])]))
+        os.chmod(small, 0o644)
+        result = run_cli(
+            "unpack", "-q", str(small), str(work / "next"),
+            python=python, user=PLAIN_USER, pythonpath=source,
+        )  # fmt: skip
+        assert result.code == 0, result.stderr
+        assert sorted(os.listdir(work)) == ["next"]
+    finally:
+        shutil.rmtree(base)
