@@ -33,6 +33,7 @@ from ocislim.cliflags import (
 )
 from ocislim.errors import OcislimError, OutputError
 from ocislim.humanize import human_size
+from ocislim.scratch import sweep_at_start
 
 if TYPE_CHECKING:
     from ocislim.image import Image
@@ -85,6 +86,7 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _terminated)
+        sweep_at_start(kwargs.get(k) for k in ("output", "directory", "rootfs"))
         try:
             return fn(*args, **kwargs)
         except OcislimError as exc:

@@ -11,7 +11,6 @@ directory beside the output and are removed whatever happens.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
 from ocislim.layers.writer import write_tree_layer
 from ocislim.progress import NULL_PROGRESS, Progress
+from ocislim.scratch import directory as scratch_directory
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,9 @@ def convert(
     target = chosen.compression
     dest = Path(os.path.abspath(dest))
     check_destination(dest, options.fmt, [image.source])  # fail before the long work
-    with tempfile.TemporaryDirectory(prefix=".ocislim-", dir=dest.parent) as tmp:
-        scratch = Path(tmp)
+    with scratch_directory(dest.parent, ".ocislim-convert-") as work:
         if options.flatten:
-            with Spool(scratch) as spool:
+            with Spool(work) as spool:
                 progress.stage("merge", f"{len(image.layers)} layers")
                 tree: FileTree = merge(image, spool=spool, progress=progress)
                 progress.stage("write", "flattened layer")
@@ -108,7 +107,7 @@ def convert(
                     spooled_data(spool),
                     target or "gzip",
                     options.level,
-                    scratch,
+                    work,
                 )
             layers = [layer]
             config_raw = flattened_config(image, layer.diff_id, "ocislim convert --flatten")
@@ -121,7 +120,7 @@ def convert(
                 if have == want and options.level is None:
                     layers.append(_as_is(layer_in, have))
                 else:
-                    layers.append(_recompress(layer_in, want, options.level, scratch))
+                    layers.append(_recompress(layer_in, want, options.level, work))
             config_raw = image.config_raw
         progress.stage("write", f"{options.fmt} {dest}")
         return write_image(

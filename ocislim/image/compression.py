@@ -45,6 +45,23 @@ def detect(head: bytes) -> Algorithm:
     return "none"
 
 
+# The most output one byte of input can decode to: deflate codes a 258-byte match
+# in 2 bits at best; a zstd RLE block (3-byte header, 1 byte) decodes to 128 KiB.
+_MAX_RATIO = {"none": 1, "gzip": 1032, "zstd": 32768}
+_RATIO_SLACK = 64 << 10  # headers and tiny blobs (an empty tar is 10 KiB of zeros)
+
+
+def max_decompressed(algorithm: str, size: int) -> int:
+    """The most bytes a blob of ``size`` bytes compressed with ``algorithm`` can decode to.
+
+    Exact for ``none``; a hard format bound otherwise, so a size field larger
+    than this cannot be honest, whatever the blob holds.
+    """
+    if algorithm == "none":
+        return size
+    return size * _MAX_RATIO[algorithm] + _RATIO_SLACK
+
+
 class _PeekReader:
     """Wraps a stream so its first bytes can be inspected and then read again."""
 

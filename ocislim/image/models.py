@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import platform as _platform
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,11 +39,41 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+# Real image JSON nests about 5 deep; Python's parser, printer and copier recurse
+# per level and fail near 1000.
+MAX_JSON_DEPTH = 64
+_JSON_STRING = re.compile(rb'"(?:[^"\\]+|\\(?:.|\Z))*(?:"|\Z)', re.DOTALL)
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
+
+
+def check_json_depth(data: bytes, what: str, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than ``limit`` before any parser recurses into it.
+
+    Strings are blanked first, so brackets inside them do not count; then the
+    innermost ``[]``/``{}`` pairs are peeled off once per level.  Brackets that
+    never pair up are invalid JSON.  Linear per level, at C speed.
+    """
+    skeleton = _JSON_STRING.sub(b"", data).translate(None, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not skeleton:
+            return
+        peeled = skeleton.replace(b"[]", b"").replace(b"{}", b"")
+        if len(peeled) == len(skeleton):
+            raise ImageError(f"{what}: invalid JSON (unbalanced brackets)")
+        skeleton = peeled
+    if skeleton:
+        raise ImageError(f"{what}: JSON nested more than {limit} levels deep")
+
+
 def parse_json(data: bytes, what: str) -> Any:
-    """Parse JSON, raising a one-line :class:`ImageError` naming ``what``."""
+    """Parse JSON, raising a one-line :class:`ImageError` naming ``what``.
+
+    Nesting deeper than :data:`MAX_JSON_DEPTH` is refused before parsing.
+    """
+    check_json_depth(data, what)
     try:
         return json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ImageError(f"{what}: invalid JSON ({exc})") from None
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from ocislim.errors import BlobNotFoundError, ImageError, InputNotFoundError
+from ocislim.image.tarsafe import BoundedTarInfo, check_member
 
 _MAX_LINK_DEPTH = 16
 
@@ -89,9 +90,18 @@ class TarStore:
         self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         self._members: dict[str, tuple[int, int]] = {}
         links: dict[str, str] = {}
+        limit = os.fstat(self._fd).st_size
         try:
-            with open(path, "rb") as fh, tarfile.open(fileobj=fh, mode="r:") as tar:
+            with (
+                open(path, "rb") as fh,
+                tarfile.open(fileobj=fh, mode="r:", tarinfo=BoundedTarInfo) as tar,
+            ):
                 for member in tar:
+                    # Before the reader seeks past it: a size that is negative or runs
+                    # past the end would move it backwards or drop what follows.
+                    check_member(member, tar.offset, limit, str(path), "the archive")
+                    if member.issparse():
+                        raise ImageError(f"{path}: {member.name}: sparse member in an image")
                     try:
                         name = clean_name(member.name, str(path))
                     except ImageError:
@@ -103,7 +113,7 @@ class TarStore:
                     elif member.issym():
                         target = posixpath.join(posixpath.dirname(name), member.linkname)
                         links[name] = clean_name(target, str(path))
-        except (tarfile.TarError, EOFError) as exc:
+        except (tarfile.TarError, EOFError, OSError) as exc:
             os.close(self._fd)
             raise ImageError(f"{path}: not a readable tar archive ({exc})") from None
         except BaseException:

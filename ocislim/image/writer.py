@@ -1,8 +1,9 @@
 """Write an image as an oci-archive, a docker-archive or an OCI layout directory.
 
-:func:`write_image` is atomic: everything goes to a hidden temporary name
-beside the destination, which is renamed into place only when complete; on
-failure the temporary output is removed and the destination is untouched.
+:func:`write_image` is atomic: everything goes to a hidden
+:mod:`~ocislim.scratch` name beside the destination, which is renamed into
+place only when complete; on failure the temporary output is removed and the
+destination is untouched (after a kill -9, the next command removes it).
 Output is deterministic: sorted archive members with fixed owners, modes and
 times, canonical JSON.
 """
@@ -11,14 +12,13 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
-import shutil
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from ocislim import scratch
 from ocislim.errors import OutputError
 from ocislim.image.digest import Digest, VerifyingReader, sha256_of
 from ocislim.image.models import (
@@ -185,7 +185,7 @@ def _write_tar(path: Path, files: list[tuple[str, int, Callable[[], BinaryIO]]])
 
 
 def _write_dir(path: Path, files: list[tuple[str, int, Callable[[], BinaryIO]]]) -> None:
-    path.mkdir(mode=0o755)
+    os.chmod(path, 0o755)
     for name, size, opener in files:
         target = path / name
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -233,7 +233,11 @@ def write_image(
         manifest_digest = sha256_of(_manifest(config_raw, layers))
     else:
         files, manifest_digest = _oci_files(config_raw, layers, ref_name)
-    temp = dest.parent / f".{dest.name}.ocislim-{secrets.token_hex(4)}"
+    prefix = f".{dest.name}.ocislim-out-"
+    if fmt == "oci-dir":
+        temp = scratch.make_dir(dest.parent, prefix)
+    else:
+        temp = scratch.make_file(dest.parent, prefix)
     try:
         if fmt == "oci-dir":
             _write_dir(temp, files)
@@ -245,11 +249,9 @@ def write_image(
             size = temp.stat().st_size
         os.rename(temp, dest)
     except BaseException as exc:
-        if temp.is_dir():
-            shutil.rmtree(temp, ignore_errors=True)
-        else:
-            temp.unlink(missing_ok=True)
+        scratch.remove(temp)
         if isinstance(exc, OSError) and not isinstance(exc, FileNotFoundError):
             raise OutputError(f"{dest}: cannot write ({exc.strerror or exc})") from None
         raise
+    scratch.release(temp)
     return WrittenImage(dest, fmt, manifest_digest, sha256_of(config_raw), size)

@@ -136,7 +136,7 @@ def parse_package_json(data: bytes) -> tuple[str, str] | None:
     """``(name, version)`` from an npm ``package.json``, or ``None`` when it has no name."""
     try:
         obj = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     if not isinstance(obj, dict):
         return None

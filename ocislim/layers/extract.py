@@ -4,32 +4,45 @@ Safety comes from the tree: every parent of a path the tree reports is a real
 directory that this sink created, inside an initially empty root, so joining
 names is safe; the final component is always created with ``O_EXCL`` /
 ``O_NOFOLLOW`` semantics (an existing node is removed first by the tree),
-never written through.  As a plain user, ownership is not changed, device
-nodes are skipped (listed in :attr:`DiskSink.skipped_devices`), and every
-file and directory stays readable and writable by the user so the tree can be
-removed.  Directory modes and times are applied by :meth:`DiskSink.finish`,
-after their contents exist.
+never written through.  As a plain user, ownership is not changed and device
+nodes are skipped (listed in :attr:`DiskSink.skipped_devices`); modes are the
+image's, setuid and setgid included, as ``umoci --rootless`` keeps them
+(:func:`~ocislim.scratch.remove_tree` removes such a tree whatever its modes).
+Directory modes and times are applied by :meth:`DiskSink.finish`, after their
+contents exist.  Sparse files are written with holes where their data is
+zeros, so they take on disk what their data takes, not their real size.
+Errors name the path at fault as it appears below the destination.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ocislim.errors import OutputError
 from ocislim.image.streams import ByteReader
 from ocislim.layers.tree import Entry
+from ocislim.scratch import remove_tree
+
+__all__ = ["DiskSink", "remove_tree"]
 
 _COPY_CHUNK = 1 << 20
+_HOLE_CHUNK = 64 << 10  # zero runs at least this long become holes in sparse files
 
 
 class DiskSink:
     """A :class:`~ocislim.layers.tree.TreeSink` writing into the empty directory ``root``."""
 
-    def __init__(self, root: Path, privileged: bool | None = None) -> None:
+    def __init__(
+        self, root: Path, privileged: bool | None = None, shown_as: Path | None = None
+    ) -> None:
+        """``shown_as``: the directory errors name instead of ``root`` (e.g. the final
+        destination of a scratch directory)."""
         self.root = os.fspath(root)
+        self.shown = os.fspath(shown_as) if shown_as is not None else self.root
         self.privileged = os.geteuid() == 0 if privileged is None else privileged
         self.skipped_devices: list[str] = []
         self.xattr_failures: list[str] = []
@@ -38,9 +51,22 @@ class DiskSink:
     def _disk(self, path: str) -> str:
         return self.root + path if path != "/" else self.root
 
+    @contextmanager
+    def _naming(self, path: str) -> Iterator[None]:
+        """An OSError becomes one :class:`OutputError` line naming ``path`` in the destination."""
+        try:
+            yield
+        except OSError as exc:
+            shown = self.shown + path if path != "/" else self.shown
+            raise OutputError(f"{shown}: cannot write ({exc.strerror or exc})") from None
+
     # -- TreeSink ------------------------------------------------------------------------
 
     def removed(self, entry: Entry) -> None:
+        with self._naming(entry.path):
+            self._removed(entry)
+
+    def _removed(self, entry: Entry) -> None:
         disk = self._disk(entry.path)
         try:
             if entry.is_dir:
@@ -55,10 +81,15 @@ class DiskSink:
 
     def directory(self, entry: Entry, created: bool) -> None:
         if created:
-            os.mkdir(self._disk(entry.path), 0o700)
+            with self._naming(entry.path):
+                os.mkdir(self._disk(entry.path), 0o700)
         self._dirs[entry.path] = entry
 
     def file(self, entry: Entry, data: ByteReader | None) -> None:
+        with self._naming(entry.path):
+            self._file(entry, data)
+
+    def _file(self, entry: Entry, data: ByteReader | None) -> None:
         info = entry.info
         disk = self._disk(entry.path)
         if info.issym():
@@ -80,8 +111,11 @@ class DiskSink:
             )
             try:
                 if data is not None:
-                    while chunk := data.read(_COPY_CHUNK):
-                        os.write(fd, chunk)
+                    if info.issparse():
+                        _write_sparse(fd, data, info.size)
+                    else:
+                        while chunk := data.read(_COPY_CHUNK):
+                            _write_all(fd, chunk)
                 # Through the descriptor: no second path walk per file.
                 self._attributes(fd, entry)
             finally:
@@ -93,7 +127,8 @@ class DiskSink:
         if target.path in self.skipped_devices:
             self.skipped_devices.append(entry.path)
             return
-        os.link(self._disk(target.path), self._disk(entry.path), follow_symlinks=False)
+        with self._naming(entry.path):
+            os.link(self._disk(target.path), self._disk(entry.path), follow_symlinks=False)
 
     # -- attributes ----------------------------------------------------------------------
 
@@ -109,9 +144,7 @@ class DiskSink:
         info = entry.info
         if self.privileged:
             os.chown(target, info.uid, info.gid)
-        mode = info.mode & 0o7777
-        if not self.privileged:
-            mode = (mode | (0o700 if entry.is_dir else 0o600)) & 0o777
+        mode = info.mode & 0o7777  # setuid/setgid too: the owner is the user's own
         if self.privileged:
             for key, value in entry.xattrs.items():
                 try:
@@ -124,26 +157,25 @@ class DiskSink:
     def finish(self) -> None:
         """Apply directory owners, modes and times, deepest first. Idempotent."""
         for path in sorted(self._dirs, key=lambda p: p.count("/"), reverse=True):
-            self._attributes(self._disk(path), self._dirs[path])
+            with self._naming(path):
+                self._attributes(self._disk(path), self._dirs[path])
 
 
-def remove_tree(path: Path) -> None:
-    """Remove a directory tree ocislim created, even where modes deny the owner access.
+def _write_all(fd: int, data: bytes | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
-    Idempotent: a missing ``path`` is not an error.
-    """
-    if not os.path.lexists(path):
-        return
-    if os.path.isdir(path) and not os.path.islink(path):
-        try:
-            os.chmod(path, 0o700)
-            for dirpath, dirnames, _ in os.walk(path):
-                for name in dirnames:
-                    child = os.path.join(dirpath, name)
-                    if not os.path.islink(child):
-                        os.chmod(child, 0o700)
-            shutil.rmtree(path)
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot remove ({exc.strerror})") from None
-    else:
-        os.unlink(path)
+
+def _write_sparse(fd: int, data: ByteReader, size: int) -> None:
+    """Write the bytes of a sparse file of real ``size``, leaving its zero runs as holes."""
+    zeros = bytes(_HOLE_CHUNK)
+    while chunk := data.read(_COPY_CHUNK):
+        view = memoryview(chunk)
+        for start in range(0, len(view), _HOLE_CHUNK):
+            piece = view[start : start + _HOLE_CHUNK]
+            if piece == zeros[: len(piece)]:
+                os.lseek(fd, len(piece), os.SEEK_CUR)
+            else:
+                _write_all(fd, piece)
+    os.ftruncate(fd, size)

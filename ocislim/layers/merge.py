@@ -17,8 +17,10 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from ocislim.errors import ImageError
+from ocislim.image.compression import max_decompressed
 from ocislim.image.source import Image, Layer
 from ocislim.image.streams import ByteReader
+from ocislim.image.tarsafe import BoundedTarInfo, check_member
 from ocislim.layers.spool import Spool
 from ocislim.layers.tree import (
     OPAQUE_MARKER,
@@ -34,38 +36,9 @@ from ocislim.progress import NULL_PROGRESS, Progress
 SpoolOffsets = Mapping[tuple[int, int], int]
 """Where :func:`spool_contents` put a member's bytes, keyed by ``(layer, ordinal)``."""
 
-# Extended headers (PAX records, GNU long names) are read whole into memory by
-# tarfile; real ones (long paths, xattrs, ACLs) are far below this.
-MAX_METADATA_HEADER = 1 << 20
-_METADATA_TYPES = (
-    tarfile.XHDTYPE,
-    tarfile.XGLTYPE,
-    tarfile.SOLARIS_XHDTYPE,
-    tarfile.GNUTYPE_LONGNAME,
-    tarfile.GNUTYPE_LONGLINK,
-)
-
-
-class _BoundedTarInfo(tarfile.TarInfo):
-    """A TarInfo that refuses an extended header too large to read into memory.
-
-    It also turns the ValueErrors tarfile lets escape from malformed extended
-    headers (e.g. a GNU sparse map with a bad number) into tar errors.
-    SubsequentHeaderError is the one tarfile always reports as a ReadError (typeshed
-    omits that undocumented class, hence the ignores).
-    """
-
-    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _METADATA_TYPES and self.size > MAX_METADATA_HEADER:
-            raise tarfile.SubsequentHeaderError(  # type: ignore[attr-defined]
-                f"extended header of {self.size} bytes is too large"
-            )
-        try:
-            return super()._proc_member(tarfile_)  # type: ignore[misc]
-        except ValueError as exc:
-            raise tarfile.SubsequentHeaderError(  # type: ignore[attr-defined]
-                f"malformed header ({exc})"
-            ) from None
+# Real sizes of sparse files one layer may declare whatever its blob size: what a
+# flattened layer may have to write out as zeros.
+SPARSE_FLOOR = 256 << 20
 
 
 def iter_members(
@@ -77,13 +50,22 @@ def iter_members(
     next member is requested.  Digest and size checks run when the layer ends;
     a mismatch raises :class:`DigestError` after the last member.  When the
     layer is complete, ``stats["uncompressed_size"]`` is set if ``stats`` is given.
+
+    Every header is checked (:func:`~ocislim.image.tarsafe.check_member`)
+    before the reader moves past it: what it declares must fit in what the
+    layer can hold (its blob size when uncompressed, the most its compressed
+    blob can decode to otherwise).  The real sizes of all sparse files of a
+    layer together must fit in that bound too, or in :data:`SPARSE_FLOOR`
+    when that is larger (a few hundred bytes of GNU tar can honestly describe
+    megabytes of holes), since a sparse file becomes that many bytes wherever
+    it is read densely (a flattened layer).
     """
     stream = layer.open()
     try:
         try:
             # The stub wants a seekable, writable file even in stream mode ("r|").
             tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
-                fileobj=stream, mode="r|", errorlevel=2, tarinfo=_BoundedTarInfo
+                fileobj=stream, mode="r|", errorlevel=2, tarinfo=BoundedTarInfo
             )
         except tarfile.ReadError as exc:
             if "empty file" in str(exc):
@@ -91,8 +73,19 @@ def iter_members(
                 return
             raise ImageError(f"{layer.what}: not a tar stream ({exc})") from None
         ordinal = 0
+        limit = max_decompressed(stream.compression, layer.descriptor.size)
+        sparse_limit = max(limit, SPARSE_FLOOR)
+        expanded = 0
         try:
             for member in tar:
+                check_member(member, tar.offset, limit, layer.what)
+                if member.issparse():
+                    expanded += member.size
+                    if expanded > sparse_limit:
+                        raise ImageError(
+                            f"{layer.what}: {member.name}: sparse files declare {expanded} "
+                            f"bytes, more than the layer can hold ({sparse_limit} bytes)"
+                        )
                 yield ordinal, member, tar
                 ordinal += 1
                 if ordinal % 256 == 0:
@@ -175,7 +168,7 @@ def _merge_layer(tree: FileTree, layer: Layer, spool: Spool | None, progress: Pr
         if member.isfile():
             data = tar.extractfile(member)
             if spool is not None and data is not None:
-                offset = spool.append(data)
+                offset = spool.append(data, sparse=member.issparse())
                 data = spool.reader(offset, member.size)
         entry = tree.add(path, member, layer.index, ordinal, data, what)
         if offset is not None and entry.data is not None:

@@ -12,15 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ocislim import scratch
 from ocislim.errors import OutputError
 from ocislim.image.source import Image
-from ocislim.layers.extract import remove_tree
 from ocislim.layers.unpack import image_identity, read_marker, unpack
 from ocislim.progress import NULL_PROGRESS, Progress
 
 
 def holds_image(rootfs: Path, image: Image) -> bool:
-    """True when ``rootfs`` is an unpacked tree of ``image`` (by its marker file).
+    """True when ``rootfs`` is an unpacked tree of ``image`` (by its marker xattr).
 
     False when it has no marker (absent, empty, or not ocislim's); an
     :class:`OutputError` when its marker names another image.
@@ -45,13 +45,10 @@ def prepared_rootfs(
     overwritten).  A named directory is kept after exit.
     """
     if rootfs is None:
-        scratch = Path(tempfile.mkdtemp(prefix="ocislim-rootfs-"))
-        try:
-            target = scratch / "rootfs"
+        with scratch.directory(tempfile.gettempdir(), "ocislim-rootfs-") as work:
+            target = work / "rootfs"
             unpack(image, target, progress)
             yield target
-        finally:
-            remove_tree(scratch)
         return
     rootfs = Path(rootfs)
     if holds_image(rootfs, image):

@@ -14,6 +14,8 @@ from pathlib import Path
 from ocislim.image.store import RangeReader
 from ocislim.image.streams import ByteReader
 
+_HOLE = 64 << 10  # zero runs at least this long become holes
+
 
 class Spool:
     """Append streams, get offsets back, read them later. Close to free the space."""
@@ -22,11 +24,27 @@ class Spool:
         self._file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115 - closed in close()
         self._size = 0
 
-    def append(self, data: ByteReader) -> int:
-        """Copy ``data`` to the end of the spool; return the offset it starts at."""
+    def append(self, data: ByteReader, sparse: bool = False) -> int:
+        """Copy ``data`` to the end of the spool; return the offset it starts at.
+
+        ``sparse``: the bytes of a sparse file; its zero runs become holes in
+        the spool, so it costs the disk what its data costs.
+        """
         offset = self._size
         self._file.seek(offset)
-        shutil.copyfileobj(data, self._file, 1 << 20)
+        if not sparse:
+            shutil.copyfileobj(data, self._file, 1 << 20)
+        else:
+            zeros = bytes(_HOLE)
+            while chunk := data.read(1 << 20):
+                view = memoryview(chunk)
+                for start in range(0, len(view), _HOLE):
+                    piece = view[start : start + _HOLE]
+                    if piece == zeros[: len(piece)]:
+                        self._file.seek(len(piece), 1)
+                    else:
+                        self._file.write(piece)
+            self._file.truncate(self._file.tell())
         self._size = self._file.tell()
         return offset
 

@@ -1,27 +1,36 @@
 """``ocislim unpack``: the merged root filesystem of an image in a directory.
 
-The tree is extracted into a hidden sibling of the destination and renamed
-into place when complete, so an interrupted or failed unpack leaves no partial
-destination and removes its scratch directory.  A marker file records which
-image the directory holds, so later runs can reuse it (see :mod:`rootfs`).
+The tree is extracted into a hidden sibling of the destination (a
+:mod:`~ocislim.scratch` directory) and renamed into place when complete, so an
+interrupted or failed unpack leaves no partial destination; a killed one
+leaves scratch that the next command removes.  The tree is exactly the
+image's: which image the directory holds is recorded outside it, in the
+extended attribute :data:`MARKER_XATTR` of the directory itself, so later
+runs can reuse it (see :mod:`rootfs`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ocislim.errors import OutputError
+from ocislim import scratch
+from ocislim.errors import ImageError, OutputError
+from ocislim.image.models import parse_json
 from ocislim.image.source import Image
-from ocislim.layers.extract import DiskSink, remove_tree
+from ocislim.layers.extract import DiskSink
 from ocislim.layers.merge import merge
 from ocislim.layers.tree import FileTree
 from ocislim.progress import NULL_PROGRESS, Progress
 
+MARKER_XATTR = "user.ocislim.unpack"
+# The file name earlier versions wrote into the tree; nothing writes it now, and
+# a file of that name in an image is the image's own.
 MARKER = ".ocislim-unpack.json"
+_MAX_MARKER = 1 << 12
 
 
 @dataclass
@@ -42,30 +51,35 @@ def image_identity(image: Image) -> dict[str, str]:
 
 
 def read_marker(root: Path) -> dict[str, str] | None:
-    """The identity recorded in ``root``, or ``None`` when absent or unreadable.
+    """The identity recorded on the directory ``root``, or ``None`` when absent or unreadable.
 
-    A marker that is a symlink is ignored (never followed out of ``root``).
+    A symlink is never followed.
     """
     try:
-        fd = os.open(root / MARKER, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as fh:
-            data = json.loads(fh.read(1 << 16))
-    except (OSError, ValueError):
+        raw = os.getxattr(root, MARKER_XATTR, follow_symlinks=False)
+    except OSError:
+        return None
+    if len(raw) > _MAX_MARKER:
+        return None
+    try:
+        data = parse_json(raw, f"{root}: {MARKER_XATTR}")
+    except ImageError:
         return None
     return data if isinstance(data, dict) else None
 
 
-def _write_marker(root: Path, image: Image) -> None:
-    """Write the marker, replacing whatever the image itself put at that name.
-
-    The image's own entry (possibly a symlink to anywhere) is removed without
-    being followed, and the marker is created with ``O_EXCL``.
-    """
-    path = root / MARKER
-    remove_tree(path)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(json.dumps(image_identity(image), sort_keys=True) + "\n")
+def _write_marker(root: Path, image: Image, shown: Path, progress: Progress) -> None:
+    """Record on ``root`` which image it holds; a file system without user xattrs gets a note."""
+    value = json.dumps(image_identity(image), sort_keys=True).encode()
+    try:
+        os.setxattr(root, MARKER_XATTR, value, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EACCES):
+            raise OutputError(f"{shown}: cannot record the image ({exc.strerror})") from None
+        progress.note(
+            f"{shown}: cannot record which image it holds ({exc.strerror}); "
+            "--rootfs will not reuse it"
+        )
 
 
 def _check_destination(dest: Path) -> None:
@@ -80,29 +94,29 @@ def _check_destination(dest: Path) -> None:
 def unpack(image: Image, dest: Path, progress: Progress = NULL_PROGRESS) -> UnpackResult:
     """Extract the merged tree of ``image`` into ``dest`` (absent or an empty directory).
 
-    Atomic: on success ``dest`` holds the whole tree plus the marker file; on
+    Atomic: on success ``dest`` holds the whole tree (and the marker xattr); on
     any failure ``dest`` is as it was and the scratch directory is removed.
     """
     dest = Path(os.path.abspath(dest))
     _check_destination(dest)
-    scratch = dest.parent / f".{dest.name}.ocislim-{secrets.token_hex(4)}"
+    work = scratch.make_dir(dest.parent, f".{dest.name}.ocislim-unpack-")
     try:
-        os.mkdir(scratch, 0o700)
-    except OSError as exc:
-        raise OutputError(f"{scratch}: cannot create ({exc.strerror})") from None
-    try:
-        sink = DiskSink(scratch)
+        sink = DiskSink(work, shown_as=dest)
         tree = merge(image, sink=sink, progress=progress)
-        sink.finish()
+        # A plain user can set the xattr only while the root is still writable (before
+        # its own mode is applied); root sets it last, over any the image gave "/".
         if not sink.privileged:
-            os.chmod(scratch, 0o755)
-        _write_marker(scratch, image)
+            _write_marker(work, image, dest, progress)
+        sink.finish()
+        if sink.privileged:
+            _write_marker(work, image, dest, progress)
         if dest.is_dir():
             dest.rmdir()
-        os.rename(scratch, dest)
+        os.rename(work, dest)
     except BaseException:
-        remove_tree(scratch)
+        scratch.remove(work)
         raise
+    scratch.release(work)
     for items, what in (
         (sink.skipped_devices, "device node(s) not created (needs root)"),
         (sink.xattr_failures, "extended attribute(s) could not be set"),

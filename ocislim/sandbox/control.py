@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from ocislim import scratch
 from ocislim.sandbox.spec import Probe
 
 GATE_DIR = "/.ocislim-ctl"
@@ -156,7 +157,7 @@ class RunController:
         if not self.plan.gate:
             return []
         if self._dir is None:
-            self._dir = Path(tempfile.mkdtemp(prefix="ocislim-ctl-"))
+            self._dir = scratch.make_dir(tempfile.gettempdir(), "ocislim-ctl-")
             os.chmod(self._dir, 0o755)
             fifo = self._dir / GATE_NAME
             os.mkfifo(fifo, 0o666)
@@ -183,6 +184,7 @@ class RunController:
             with contextlib.suppress(OSError):
                 (self._dir / GATE_NAME).unlink()
                 self._dir.rmdir()
+            scratch.release(self._dir)
             self._dir = None
 
     # -- the driving thread --------------------------------------------------------------

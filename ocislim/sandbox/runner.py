@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import socket
 import stat
 import tempfile
 from pathlib import Path
 
+from ocislim import scratch as scratch_paths
 from ocislim.errors import InputNotFoundError, SandboxError
 from ocislim.progress import NULL_PROGRESS, Progress
 from ocislim.sandbox.idmaps import IdMapPlan, detach_trees, plan_id_maps, write_id_maps
@@ -94,7 +94,7 @@ def _launch(
             f"user {spec.uid}:{spec.gid} cannot be mapped into the sandbox "
             "(configure subordinate ids in /etc/subuid and /etc/subgid)"
         )
-    scratch = Path(tempfile.mkdtemp(prefix="ocislim-run-", dir=_scratch_parent()))
+    scratch = scratch_paths.make_dir(_scratch_parent(), "ocislim-run-")
     host_sock, creator_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     creator = 0
     try:
@@ -186,7 +186,7 @@ def _launch(
             _reap(creator)
         host_sock.close()
         creator_sock.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        scratch_paths.remove(scratch)
 
 
 def _start(

@@ -31,16 +31,15 @@ not, and :class:`~ocislim.errors.VerificationError` is raised.
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ocislim import scratch as scratch_paths
 from ocislim.errors import OutputError, VerificationError
 from ocislim.image.mutate import default_tag, flattened_config
 from ocislim.image.source import Image
 from ocislim.image.writer import WrittenImage, check_destination, write_image
-from ocislim.layers.extract import remove_tree
 from ocislim.layers.merge import merge, spool_contents, spooled_data
 from ocislim.layers.rootfs import holds_image
 from ocislim.layers.spool import Spool
@@ -161,11 +160,11 @@ def build(image: Image, options: BuildOptions, progress: Progress = NULL_PROGRES
     ):
         if side is not None and not Path(os.path.abspath(side)).parent.is_dir():
             raise OutputError(f"{flag} {side}: no such directory")
-    scratch = Path(tempfile.mkdtemp(prefix=".ocislim-build-", dir=dest.parent))
+    scratch = scratch_paths.make_dir(dest.parent, ".ocislim-build-")
     try:
         return _pipeline(image, options, progress, scratch, dest)
     finally:
-        remove_tree(scratch)
+        scratch_paths.remove(scratch)
 
 
 def _pipeline(

@@ -47,7 +47,8 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from ocislim.layers.unpack import MARKER
+from ocislim.layers.unpack import MARKER, read_marker
+from tests import rawtar
 from tests.clirun import (
     REPO,
     chown_tree,
@@ -318,6 +319,59 @@ def archive_member_link(env: Env) -> Path:
 # -- cases -------------------------------------------------------------------------------
 
 
+AFTER = rawtar.regular("after", b"x")
+SPARSE_DATA = b"h" * 512 + b"t" * 512
+
+
+def raw_image(env: Env, *members: bytes, compression: str = "gzip") -> Path:
+    """An image whose one layer is ``members`` written byte by byte (:mod:`tests.rawtar`)."""
+    return oci(env.base / "image.tar", Draft([rawtar.archive(*members)], compression))
+
+
+def outer_with(env: Env, junk: bytes) -> Path:
+    """A valid oci-archive with the header ``junk`` in front of its first member."""
+    image = oci(env.base / "image.tar", Draft([layer([M("f", data=b"x")])]))
+    image.write_bytes(junk + image.read_bytes())
+    return image
+
+
+def deep_json(depth: int) -> bytes:
+    return b'{"schemaVersion":2,"manifests":[],"x":' + b"[" * depth + b"]" * depth + b"}"
+
+
+def deep_manifest(env: Env) -> Path:
+    draft = Draft([layer([M("f", data=b"x")])])
+    good = json.loads(draft.manifest_bytes())
+    draft.manifest_override = jdump(good)[:-1] + b',"x":' + b"[" * 1000 + b"]" * 1000 + b"}"
+    return draft_image(env, draft)
+
+
+def deep_config(env: Env, inner: bytes) -> Path:
+    """An image whose config's ``config`` object is ``inner`` (raw JSON bytes)."""
+    draft = Draft([layer([M("f", data=b"x")])])
+    raw = jdump(draft.config)
+    head, _, _ = raw.partition(b'"config": {}')
+    assert head != raw, raw
+    draft.config_bytes = lambda: raw.replace(b'"config": {}', b'"config": ' + inner)  # type: ignore[method-assign]
+    return draft_image(env, draft)
+
+
+def check_sparse(env: Env) -> None:
+    """Both sparse files have their real size and content, and take (almost) no disk."""
+    for name, pieces in (
+        ("sp", [(0, b"h" * 512), ((1 << 20) - 512, b"t" * 512)]),
+        ("px", [(4096, b"p" * 512)]),
+    ):
+        path = env.dest / name
+        data = path.read_bytes()
+        assert len(data) == 1 << 20, name
+        expected = bytearray(1 << 20)
+        for offset, piece in pieces:
+            expected[offset : offset + len(piece)] = piece
+        assert data == bytes(expected), name
+        assert os.stat(path).st_blocks * 512 < 256 << 10, f"{name}: holes were written"
+
+
 @dataclass(frozen=True)
 class Case:
     id: str
@@ -346,7 +400,7 @@ def same_file(a: Path, b: Path) -> None:
 
 
 def only(env: Env, *names: str) -> None:
-    assert sorted(os.listdir(env.dest)) == sorted([*names, MARKER])
+    assert sorted(os.listdir(env.dest)) == sorted(names)
 
 
 def check_device(env: Env, name: str) -> None:
@@ -743,19 +797,27 @@ CASES: list[Case] = [
         "",
         lambda e: check_device(e, "null"),
     ),
+    # The name earlier versions wrote their marker to is the image's like any other.
     Case(
         "marker-name-is-symlink",
         lambda e: layers_image(e, [M(MARKER, "symlink", link=e.cabs + "/secret")]),
         0,
         "",
-        lambda e: assert_marker(e),
+        lambda e: (assert_marker(e), is_link(e.dest / MARKER, e.cabs + "/secret")),
     ),
     Case(
         "marker-name-is-directory",
         lambda e: layers_image(e, [M(MARKER, "dir"), M(MARKER + "/x")]),
         0,
         "",
-        lambda e: assert_marker(e),
+        lambda e: (assert_marker(e), landed(e, f"/{MARKER}/x", b"")),
+    ),
+    Case(
+        "marker-name-is-a-file",
+        lambda e: layers_image(e, [M(MARKER, data=b"the image's own")]),
+        0,
+        "",
+        lambda e: (assert_marker(e), landed(e, "/" + MARKER, b"the image's own")),
     ),
     # --- malformed header values ---
     Case("nul-in-pax-path", lambda e: layers_image(e, [M("x", pax={"path": "a\x00b"})]), 5, "NUL"),
@@ -798,6 +860,177 @@ CASES: list[Case] = [
         plain=False,
     ),
     Case("pax-header-bomb", lambda e: metadata_bomb(e, "pax"), 4, "too large", plain=False),
+    # --- size fields: checked against what can follow, before any read (issue 10, 4 and 8) ---
+    Case(
+        "size-base256-2^63",
+        lambda e: raw_image(e, rawtar.header("big", size=2**63 - 1), AFTER),
+        4,
+        "big: declares 9223372036854775807 bytes, more than the layer can hold",
+    ),
+    Case(
+        "size-base256-2^40-uncompressed",
+        lambda e: raw_image(e, rawtar.header("big", size=2**40), AFTER, compression="none"),
+        4,
+        "more than the layer can hold",
+    ),
+    Case(
+        "size-pax-1e20-digits",
+        lambda e: raw_image(e, rawtar.pax({"size": "1" + "0" * 20}), rawtar.header("big"), AFTER),
+        4,
+        "more than the layer can hold",
+    ),
+    Case(
+        "size-pax-not-a-number",
+        lambda e: raw_image(e, rawtar.pax({"size": "1e20"}), rawtar.header("big"), AFTER),
+        4,
+        "malformed PAX size '1e20'",
+    ),
+    Case(
+        "size-negative-base256",
+        lambda e: raw_image(e, rawtar.regular("a", b"1"), rawtar.header("neg", size=-512), AFTER),
+        4,
+        "neg: negative size -512",
+    ),
+    Case(
+        "size-pax-negative",
+        lambda e: raw_image(e, rawtar.pax({"size": "-1024"}), rawtar.header("neg"), AFTER),
+        4,
+        "neg: negative size -1024",
+    ),
+    Case(
+        "unknown-type-declares-8GiB",
+        lambda e: raw_image(e, rawtar.header("u", b"Z", 8 << 30), AFTER),
+        4,
+        "more than the layer can hold",
+    ),
+    Case(
+        # A symlink has no data (POSIX): its size is dropped, never skipped.
+        "symlink-declares-8GiB",
+        lambda e: raw_image(
+            e, rawtar.header("l", tarfile.SYMTYPE, 8 << 30, linkname="after"), AFTER
+        ),
+        0,
+        "",
+        lambda e: (is_link(e.dest / "l", "after"), landed(e, "/after", b"x")),
+    ),
+    Case(
+        "directory-declares-8GiB-in-pax",
+        lambda e: raw_image(
+            e, rawtar.pax({"size": str(8 << 30)}), rawtar.header("d", tarfile.DIRTYPE), AFTER
+        ),
+        0,
+        "",
+        lambda e: (assert_listing(e.dest / "d", []), landed(e, "/after", b"x")),
+    ),
+    # --- sparse files: real size bounded, written as holes (issue 10, 5) ---
+    Case(
+        "old-gnu-sparse-8GiB",
+        lambda e: raw_image(
+            e, rawtar.gnu_sparse("sp", 8 << 30, [(0, 512), ((8 << 30) - 512, 512)], b"a" * 1024)
+        ),
+        4,
+        "sp: sparse files declare 8589934592 bytes, more than the layer can hold",
+    ),
+    Case(
+        "pax-sparse-2^44",
+        lambda e: raw_image(e, rawtar.pax_sparse("sp", 2**44, [(0, 512)], b"d" * 512)),
+        4,
+        "sparse files declare 17592186044416 bytes",
+    ),
+    Case(
+        "many-sparse-files-add-up",
+        lambda e: raw_image(
+            e,
+            *(rawtar.gnu_sparse(f"s{i}", 100 << 20, [(0, 512)], b"a" * 512) for i in range(3)),
+            compression="none",
+        ),
+        4,
+        "sparse files declare",
+    ),
+    Case(
+        "sparse-map-past-real-size",
+        lambda e: raw_image(e, rawtar.gnu_sparse("sp", 1024, [(1000, 512)], b"a" * 512)),
+        4,
+        "sp: inconsistent sparse map",
+    ),
+    Case(
+        "sparse-map-overlaps",
+        lambda e: raw_image(e, rawtar.gnu_sparse("sp", 4096, [(0, 1024), (512, 512)], b"a" * 1536)),
+        4,
+        "sp: inconsistent sparse map",
+    ),
+    Case(
+        "sparse-map-names-more-than-stored",
+        lambda e: raw_image(e, rawtar.gnu_sparse("sp", 1 << 16, [(0, 4096)], b""), AFTER),
+        4,
+        "sparse map names 4096 bytes of data but 0 are stored",
+    ),
+    Case(
+        "old-gnu-sparse-extension-missing",
+        lambda e: oci(
+            e.base / "image.tar",
+            Draft([rawtar.gnu_sparse("sp", 1024, [(0, 512)], b"", extended=True)], "none"),
+        ),
+        4,
+        "sparse map cut short",
+    ),
+    Case(
+        "pax-sparse-map-of-a-billion-segments",
+        lambda e: raw_image(
+            e,
+            rawtar.pax(SPARSE_1_0 | {"GNU.sparse.realsize": "1024"}),
+            rawtar.header("GNUSparseFile.0/f", size=512) + rawtar.pad(b"1000000000\n"),
+        ),
+        4,
+        "sparse map of 1000000000 segments is too large",
+    ),
+    Case(
+        "sparse-file-written-as-holes",
+        lambda e: raw_image(
+            e,
+            rawtar.gnu_sparse("sp", 1 << 20, [(0, 512), ((1 << 20) - 512, 512)], SPARSE_DATA),
+            rawtar.pax_sparse("px", 1 << 20, [(4096, 512)], b"p" * 512),
+            compression="zstd",  # 2 MiB of real size must fit what the blob can hold
+        ),
+        0,
+        "",
+        lambda e: check_sparse(e),
+    ),
+    # --- the outer archive's own headers ---
+    Case(
+        "archive-member-negative-size",
+        lambda e: outer_with(e, rawtar.header("junk", size=-1024)),
+        4,
+        "junk: negative size -1024",
+    ),
+    Case(
+        "archive-member-larger-than-archive",
+        lambda e: outer_with(e, rawtar.header("junk", size=2**40)),
+        4,
+        "more than the archive can hold",
+    ),
+    # --- JSON nesting (issue 10, 6) ---
+    Case("deep-json-index", lambda e: with_index(e, deep_json(1000)), 4, "nested more than 64"),
+    Case("deep-json-manifest", lambda e: deep_manifest(e), 4, "nested more than 64"),
+    Case("deep-json-config", lambda e: deep_config(e, b"[" * 1000 + b"]" * 1000), 4, "nested"),
+    Case(
+        "deep-labels-900",
+        lambda e: deep_config(e, b'{"Labels":' + b'{"a":' * 900 + b"1" + b"}" * 901),
+        4,
+        "nested more than 64",
+    ),
+    Case(
+        "deep-docker-manifest",
+        lambda e: write_tar({"manifest.json": deep_json(1000)}, e.base / "image.docker.tar"),
+        4,
+        "nested more than 64",
+    ),
+    Case(
+        "unbalanced-deep-json-index",
+        lambda e: with_index(e, b"[" * 1000 + b"}" + b"]" * 999),
+        4,
+        "invalid JSON",
+    ),
     Case("gnu-longname-bomb", lambda e: metadata_bomb(e, "gnu"), 4, "too large", plain=False),
     # --- digests, sizes, blobs ---
     Case(
@@ -949,10 +1182,9 @@ def assert_listing(path: Path, names: list[str]) -> None:
 
 
 def assert_marker(env: Env) -> None:
-    marker = env.dest / MARKER
-    assert not marker.is_symlink()
-    assert marker.is_file()
-    assert b"manifest_digest" in marker.read_bytes()
+    """The record of what the directory holds is its xattr, not a file in the tree."""
+    marker = read_marker(env.dest)
+    assert marker is not None and "manifest_digest" in marker, marker
 
 
 # -- the harness -------------------------------------------------------------------------
