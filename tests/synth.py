@@ -16,6 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# The record file earlier versions wrote at the root of an unpacked tree; today a
+# file of that name is image content like any other.
+LEGACY_MARKER = ".ocislim-unpack.json"
+
 
 @dataclass
 class M:

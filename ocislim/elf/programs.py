@@ -13,10 +13,6 @@ from collections.abc import Iterable, Mapping
 from ocislim.elf.elfinfo import ELF_MAGIC
 from ocislim.elf.rootpath import RootFS, join, tidy
 from ocislim.image.models import DEFAULT_PATH
-from ocislim.layers.unpack import MARKER
-
-# Files the unpacker leaves at the root for itself.
-IGNORED_ROOT_FILES = frozenset({MARKER})
 
 
 def env_map(env: Iterable[str] | Mapping[str, str]) -> dict[str, str]:
@@ -78,8 +74,6 @@ def find_elf_objects(rootfs: RootFS) -> list[str]:
         except OSError:
             continue
         for entry in entries:
-            if directory == "/" and entry.name in IGNORED_ROOT_FILES:
-                continue
             path = join(directory, entry.name)
             try:
                 if entry.is_dir(follow_symlinks=False):

@@ -205,14 +205,12 @@ class DiskTree:
     """A :class:`TreeView` of a directory on disk that is an image's root.
 
     Paths are looked up with ``lstat`` one component at a time by the walk, so no
-    lookup follows a symlink out of the directory.  Paths in ``hidden`` look
-    absent (files the unpacker keeps for itself).  Uncached; wrap it in a
+    lookup follows a symlink out of the directory.  Uncached; wrap it in a
     :class:`PathResolver` for repeated walks.
     """
 
-    def __init__(self, root: Path | str, hidden: Collection[str] = ()) -> None:
+    def __init__(self, root: Path | str) -> None:
         self.root = os.path.abspath(root)
-        self._hidden = frozenset(hidden)
 
     def host(self, path: str) -> str:
         """Host path of an in-image path; only safe for a path resolved first."""
@@ -220,8 +218,6 @@ class DiskTree:
 
     def mode(self, path: str) -> int | None:
         """``st_mode`` of what is at ``path`` (not followed), or None when absent."""
-        if path in self._hidden:
-            return None
         try:
             return os.lstat(self.host(path)).st_mode
         except (OSError, ValueError):

@@ -27,9 +27,6 @@ from ocislim.layers.tree import FileTree
 from ocislim.progress import NULL_PROGRESS, Progress
 
 MARKER_XATTR = "user.ocislim.unpack"
-# The file name earlier versions wrote into the tree; nothing writes it now, and
-# a file of that name in an image is the image's own.
-MARKER = ".ocislim-unpack.json"
 _MAX_MARKER = 1 << 12
 
 

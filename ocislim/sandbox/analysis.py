@@ -23,13 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 from ocislim.layers.pathwalk import DiskTree, PathResolver
 from ocislim.layers.pathwalk import TreeView as TreeView  # re-exported: the view analyse reads
 from ocislim.layers.pathwalk import resolve as resolve  # re-exported for run-time file lookups
-from ocislim.layers.unpack import MARKER
 from ocislim.sandbox.syscalls import (
     AT_SYMLINK_FOLLOW,
     AT_SYMLINK_NOFOLLOW,
@@ -42,16 +40,12 @@ from ocislim.sandbox.syscalls import (
 )
 from ocislim.sandbox.tracer import Event, ExecEvent, ExitEvent, SpawnEvent, SyscallEvent
 
-UNPACK_MARKER = "/" + MARKER
 MAX_PROCESS_LABEL = 200
 BEFORE_EXEC = "(sandbox, before exec)"
 
 
-class DirTree(DiskTree):
-    """A :class:`TreeView` of an unpacked rootfs on disk; the unpack marker is invisible."""
-
-    def __init__(self, root: Path) -> None:
-        super().__init__(root, hidden=(UNPACK_MARKER,))
+# An unpacked rootfs on disk as a TreeView (ocislim keeps its record outside the tree).
+DirTree = DiskTree
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ from typing import Any
 
 from ocislim.layers.pathwalk import resolve
 from ocislim.layers.tree import Entry, FileTree
-from ocislim.layers.unpack import MARKER
 from ocislim.sandbox import PROBE_DIR, RUNTIME_ETC_FILES
 from ocislim.slim.patterns import PatternSet
 
@@ -45,8 +44,8 @@ _REASON_ORDER = {
 
 # Mount points whose content the runtime provides (the directories themselves may stay).
 RUNTIME_TREES = ("/proc", "/sys", "/dev")
-# The sandbox's probe directory and the unpacker's marker are never image content.
-OCISLIM_PATHS = (PROBE_DIR, "/" + MARKER)
+# The sandbox's probe directory is never image content.
+OCISLIM_PATHS = (PROBE_DIR,)
 
 
 def never_kept(path: str) -> str | None:

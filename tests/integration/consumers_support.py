@@ -74,15 +74,13 @@ def tree_signature(path: Path) -> dict[str, tuple[Any, ...]]:
     }
 
 
-def disk_signature(root: Path, ignore: tuple[str, ...] = ()) -> dict[str, tuple[Any, ...]]:
+def disk_signature(root: Path) -> dict[str, tuple[Any, ...]]:
     """Paths, types, modes, owners, content digests and link targets of a directory tree."""
     out: dict[str, tuple[Any, ...]] = {}
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
             rel = "/" + os.path.relpath(full, root)
-            if rel in ignore:
-                continue
             st = os.lstat(full)
             if os.path.islink(full):
                 out[rel] = ("symlink", st.st_uid, st.st_gid, os.readlink(full))

@@ -22,7 +22,7 @@ import pytest
 from ocislim.image import open_image
 from ocislim.inspect.diff import diff
 from ocislim.inspect.xray import xray
-from ocislim.layers.unpack import MARKER, unpack
+from ocislim.layers.unpack import unpack
 from tests.clirun import run_cli
 from tests.images import fixture_image
 from tests.tools import require_tool
@@ -56,8 +56,6 @@ def disk_tree(root: Path) -> dict[str, tuple[Any, ...]]:
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
             rel = "/" + os.path.relpath(full, root)
-            if rel == "/" + MARKER:
-                continue
             st = os.lstat(full)
             if stat.S_ISLNK(st.st_mode):
                 kind, content = "symlink", os.readlink(full)

@@ -47,7 +47,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from ocislim.layers.unpack import MARKER, read_marker
+from ocislim.layers.unpack import read_marker
 from tests import rawtar
 from tests.clirun import (
     REPO,
@@ -59,7 +59,7 @@ from tests.clirun import (
     snapshot,
 )
 from tests.oci_build import Draft, compress, jdump, oci, write_layout
-from tests.synth import M, layer, sha, write_tar
+from tests.synth import LEGACY_MARKER, M, layer, sha, write_tar
 
 SECRET = b"canary-secret-7f3a9c"
 
@@ -800,24 +800,24 @@ CASES: list[Case] = [
     # The name earlier versions wrote their marker to is the image's like any other.
     Case(
         "marker-name-is-symlink",
-        lambda e: layers_image(e, [M(MARKER, "symlink", link=e.cabs + "/secret")]),
+        lambda e: layers_image(e, [M(LEGACY_MARKER, "symlink", link=e.cabs + "/secret")]),
         0,
         "",
-        lambda e: (assert_marker(e), is_link(e.dest / MARKER, e.cabs + "/secret")),
+        lambda e: (assert_marker(e), is_link(e.dest / LEGACY_MARKER, e.cabs + "/secret")),
     ),
     Case(
         "marker-name-is-directory",
-        lambda e: layers_image(e, [M(MARKER, "dir"), M(MARKER + "/x")]),
+        lambda e: layers_image(e, [M(LEGACY_MARKER, "dir"), M(LEGACY_MARKER + "/x")]),
         0,
         "",
-        lambda e: (assert_marker(e), landed(e, f"/{MARKER}/x", b"")),
+        lambda e: (assert_marker(e), landed(e, f"/{LEGACY_MARKER}/x", b"")),
     ),
     Case(
         "marker-name-is-a-file",
-        lambda e: layers_image(e, [M(MARKER, data=b"the image's own")]),
+        lambda e: layers_image(e, [M(LEGACY_MARKER, data=b"the image's own")]),
         0,
         "",
-        lambda e: (assert_marker(e), landed(e, "/" + MARKER, b"the image's own")),
+        lambda e: (assert_marker(e), landed(e, "/" + LEGACY_MARKER, b"the image's own")),
     ),
     # --- malformed header values ---
     Case("nul-in-pax-path", lambda e: layers_image(e, [M("x", pax={"path": "a\x00b"})]), 5, "NUL"),

@@ -23,9 +23,9 @@ from ocislim.errors import ImageError
 from ocislim.image import open_image
 from ocislim.layers.merge import merge
 from ocislim.layers.tree import FileTree
-from ocislim.layers.unpack import MARKER, unpack
+from ocislim.layers.unpack import unpack
 from tests.oci_build import Draft, oci
-from tests.synth import M, layer, tree_of
+from tests.synth import LEGACY_MARKER, M, layer, tree_of
 from tests.tools import require_tool
 
 IS_ROOT = os.geteuid() == 0
@@ -57,7 +57,7 @@ def unpacked(tmp: Path, *layers: list[M] | bytes) -> Path:
 def disk(tmp: Path, *layers: list[M]) -> dict[str, tuple[str, int, bytes | str]]:
     """The unpacked tree as ``{path: (kind, mode, content)}``; nothing of ocislim's is in it."""
     tree = tree_of(unpacked(tmp, *layers))
-    assert "/" + MARKER not in tree
+    assert "/" + LEGACY_MARKER not in tree
     return tree
 
 

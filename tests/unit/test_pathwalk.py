@@ -14,9 +14,9 @@ from ocislim.errors import UnsafeArchiveError
 from ocislim.layers import pathwalk
 from ocislim.layers.pathwalk import MAX_SYMLINKS, DiskTree, PathResolver, TreeView, resolve
 from ocislim.layers.tree import FileTree
-from ocislim.layers.unpack import MARKER
 from ocislim.sandbox.analysis import DirTree
 from ocislim.sandbox.analysis import resolve as analysis_resolve
+from tests.synth import LEGACY_MARKER
 
 # path -> "dir", "file", or "-> target" for a symlink; parents listed first.
 Spec = dict[str, str]
@@ -186,15 +186,13 @@ def test_cached_resolver_answers_as_the_walk(tmp_path: Path) -> None:
         assert cached.resolve(path) is cached.resolve(path)
 
 
-def test_disk_tree_hides_and_never_leaves_its_root(tmp_path: Path) -> None:
+def test_disk_tree_never_leaves_its_root(tmp_path: Path) -> None:
     root = disk_of(IMAGE, tmp_path / "root")
     (tmp_path / "secret").write_text("host")
     os.symlink(str(tmp_path / "secret"), root / "etc/host")
-    disk = DiskTree(root, hidden=("/etc/file",))
-    assert disk.kind("/etc/file") is None
+    disk = DiskTree(root)
     assert disk.kind("/etc") == "dir"
     assert pathwalk.resolve(disk, "/etc/host").status == "missing"
-    # The unpacked rootfs's own marker is not image content to the trace analysis.
-    (root / MARKER).write_text("")
-    assert DiskTree(root).kind("/" + MARKER) == "file"
-    assert DirTree(root).kind("/" + MARKER) is None
+    # A file named like the record earlier versions wrote is the image's own now.
+    (root / LEGACY_MARKER).write_text("")
+    assert DirTree(root).kind("/" + LEGACY_MARKER) == "file"

@@ -26,6 +26,7 @@ from ocislim.sandbox.syscalls import (
     path_syscalls_by_number,
 )
 from ocislim.sandbox.tracer import ExecEvent, ExitEvent, PathFact, SpawnEvent, SyscallEvent
+from tests.synth import LEGACY_MARKER
 
 X86 = OPEN_FLAGS["x86_64"]
 ENOENT = -2
@@ -212,10 +213,10 @@ def test_dir_tree_reads_a_real_directory_without_leaving_it(tmp_path: Path) -> N
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
     (tmp_path / "etc" / "escape").symlink_to("/../../../../etc/shadow")
-    (tmp_path / ".ocislim-unpack.json").write_text("{}")
+    (tmp_path / LEGACY_MARKER).write_text("{}")
     tree = DirTree(tmp_path)
     assert tree.kind("/etc/passwd") == "file"
-    assert tree.kind("/.ocislim-unpack.json") is None
+    assert tree.kind("/" + LEGACY_MARKER) == "file"  # the image's own file, not ocislim's
     res = resolve(tree, "/etc/escape")
     assert (res.path, res.status) == ("/etc/shadow", "missing")
 
