@@ -220,9 +220,12 @@ class _DecompressingReader:
 
     def _decode(self, data: bytes) -> bytes:
         try:
+            out: bytes
             if self._pieces is not None:
-                return self._dec.decompress(data)  # bounded by the piece it is given
-            return self._dec.decompress(data, _STEP_OUTPUT)
+                out = self._dec.decompress(data)  # bounded by the piece it is given
+            else:
+                out = self._dec.decompress(data, _STEP_OUTPUT)
+            return out
         except _DECODE_ERRORS as exc:
             raise CompressionError(
                 f"{self._what}: corrupt {self._algorithm} data ({exc})"

@@ -36,7 +36,8 @@ _DECIMAL = re.compile(r"[0-9]+")
 def _subsequent(message: str) -> Exception:
     # SubsequentHeaderError is the one tarfile always reports as a ReadError
     # (typeshed omits that undocumented class, hence the ignore).
-    return tarfile.SubsequentHeaderError(message)  # type: ignore[attr-defined]
+    error: Exception = tarfile.SubsequentHeaderError(message)  # type: ignore[attr-defined]
+    return error
 
 
 class BoundedTarInfo(tarfile.TarInfo):
@@ -51,7 +52,8 @@ class BoundedTarInfo(tarfile.TarInfo):
         if self.type in _METADATA_TYPES and self.size > MAX_METADATA_HEADER:
             raise _subsequent(f"extended header of {self.size} bytes is too large")
         try:
-            return super()._proc_member(tarfile_)  # type: ignore[misc]
+            member: tarfile.TarInfo = super()._proc_member(tarfile_)  # type: ignore[misc]
+            return member
         except (ValueError, IndexError) as exc:
             raise _subsequent(f"malformed header ({exc})") from None
 

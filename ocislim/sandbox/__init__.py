@@ -27,7 +27,7 @@ from ocislim.sandbox.analysis import (
     TreeView,
     resolve,
 )
-from ocislim.sandbox.config import DEFAULT_TMPFS_SIZE, parse_size, run_spec
+from ocislim.sandbox.config import parse_size, run_spec
 from ocislim.sandbox.control import (
     HTTP_WAIT,
     AfterHttp,
@@ -37,7 +37,7 @@ from ocislim.sandbox.control import (
     RunController,
     gate_probe,
 )
-from ocislim.sandbox.namespaces import PROBE_DIR, RUNTIME_ETC_FILES
+from ocislim.sandbox.namespaces import DEFAULT_TMPFS_SIZE, PROBE_DIR, RUNTIME_ETC_FILES
 from ocislim.sandbox.runner import run
 from ocislim.sandbox.spec import Probe, RunResult, RunSpec
 from ocislim.sandbox.syscalls import native_arch
