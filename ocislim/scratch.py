@@ -27,7 +27,7 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -77,30 +77,37 @@ def make_dir(parent: str | os.PathLike[str], prefix: str, mode: int = 0o700) -> 
     calls :func:`release`).  Raises :class:`OutputError` naming the path when
     it cannot be created.
     """
-    parent = Path(parent)
-    sweep(parent)
-    path = parent / _name(prefix)
-    try:
-        os.mkdir(path, mode)
-        _lock(path, directory=True)
-    except OSError as exc:
-        with suppress(OSError):
-            os.rmdir(path)
-        raise OutputError(f"{path}: cannot create ({exc.strerror})") from None
-    return path
+    return _create(parent, prefix, lambda p: os.mkdir(p, mode), os.rmdir, directory=True)
 
 
 def make_file(parent: str | os.PathLike[str], prefix: str) -> Path:
     """Create (empty, mode 0600) and lock a new scratch file in ``parent``, after sweeping it."""
+
+    def create(path: Path) -> None:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+
+    return _create(parent, prefix, create, os.unlink, directory=False)
+
+
+def _create(
+    parent: str | os.PathLike[str],
+    prefix: str,
+    create: Callable[[Path], None],
+    undo: Callable[[Path], None],
+    *,
+    directory: bool,
+) -> Path:
+    """Sweep ``parent``, then ``create`` a new owner-named path there and lock it;
+    on failure ``undo`` what was made and raise :class:`OutputError` naming it."""
     parent = Path(parent)
     sweep(parent)
     path = parent / _name(prefix)
     try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        _lock(path, directory=False)
+        create(path)
+        _lock(path, directory=directory)
     except OSError as exc:
         with suppress(OSError):
-            os.unlink(path)
+            undo(path)
         raise OutputError(f"{path}: cannot create ({exc.strerror})") from None
     return path
 

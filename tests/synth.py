@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import os
+import stat
 import tarfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -171,18 +173,22 @@ def docker_archive(tmp: Path, layers: list[bytes], tag: str = "demo:latest") -> 
     return write_tar(files, tmp / "image.docker.tar")
 
 
-def tree_of(root: Path) -> dict[str, tuple[str, int, bytes | str]]:
-    """``{relative path: (kind, mode, content or link target)}`` of a directory tree."""
-    out: dict[str, tuple[str, int, bytes | str]] = {}
+def walk_disk(root: Path) -> Iterator[tuple[str, str, os.stat_result]]:
+    """``(in-tree path, host path, lstat)`` of every entry below ``root`` (links not followed)."""
     for dirpath, dirnames, filenames in os.walk(root):
         for name in dirnames + filenames:
             full = os.path.join(dirpath, name)
-            rel = "/" + os.path.relpath(full, root)
-            st = os.lstat(full)
-            if os.path.islink(full):
-                out[rel] = ("symlink", 0, os.readlink(full))
-            elif os.path.isdir(full):
-                out[rel] = ("dir", st.st_mode & 0o7777, b"")
-            else:
-                out[rel] = ("file", st.st_mode & 0o7777, Path(full).read_bytes())
+            yield "/" + os.path.relpath(full, root), full, os.lstat(full)
+
+
+def tree_of(root: Path) -> dict[str, tuple[str, int, bytes | str]]:
+    """``{relative path: (kind, mode, content or link target)}`` of a directory tree."""
+    out: dict[str, tuple[str, int, bytes | str]] = {}
+    for rel, full, st in walk_disk(root):
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = ("symlink", 0, os.readlink(full))
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = ("dir", st.st_mode & 0o7777, b"")
+        else:
+            out[rel] = ("file", st.st_mode & 0o7777, Path(full).read_bytes())
     return out

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import os
+import stat
 import tarfile
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -17,6 +18,7 @@ from ocislim.layers.merge import merge
 from ocislim.layers.tree import Entry
 from tests import oci_schema
 from tests.images import fixture_image
+from tests.synth import walk_disk
 
 # What the python-app fixture's program prints.
 APP_OUTPUT = '{"app": "ocislim-fixture", "cwd": "/app", "version": "1.0.0"}'
@@ -77,18 +79,14 @@ def tree_signature(path: Path) -> dict[str, tuple[Any, ...]]:
 def disk_signature(root: Path) -> dict[str, tuple[Any, ...]]:
     """Paths, types, modes, owners, content digests and link targets of a directory tree."""
     out: dict[str, tuple[Any, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            rel = "/" + os.path.relpath(full, root)
-            st = os.lstat(full)
-            if os.path.islink(full):
-                out[rel] = ("symlink", st.st_uid, st.st_gid, os.readlink(full))
-            elif os.path.isdir(full):
-                out[rel] = ("dir", st.st_mode & 0o7777, st.st_uid, st.st_gid)
-            else:
-                digest = hashlib.sha256(Path(full).read_bytes()).hexdigest()
-                out[rel] = ("file", st.st_mode & 0o7777, st.st_uid, st.st_gid, digest)
+    for rel, full, st in walk_disk(root):
+        if stat.S_ISLNK(st.st_mode):
+            out[rel] = ("symlink", st.st_uid, st.st_gid, os.readlink(full))
+        elif stat.S_ISDIR(st.st_mode):
+            out[rel] = ("dir", st.st_mode & 0o7777, st.st_uid, st.st_gid)
+        else:
+            digest = hashlib.sha256(Path(full).read_bytes()).hexdigest()
+            out[rel] = ("file", st.st_mode & 0o7777, st.st_uid, st.st_gid, digest)
     return out
 
 

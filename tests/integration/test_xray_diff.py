@@ -25,6 +25,7 @@ from ocislim.inspect.xray import xray
 from ocislim.layers.unpack import unpack
 from tests.clirun import run_cli
 from tests.images import fixture_image
+from tests.synth import walk_disk
 from tests.tools import require_tool
 
 pytestmark = pytest.mark.integration
@@ -52,27 +53,23 @@ def unpacked(tmp_path_factory: pytest.TempPathFactory) -> Any:
 def disk_tree(root: Path) -> dict[str, tuple[Any, ...]]:
     """``{path: (kind, mode, uid, gid, content, size, inode)}`` for every entry below ``root``."""
     out: dict[str, tuple[Any, ...]] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            full = os.path.join(dirpath, name)
-            rel = "/" + os.path.relpath(full, root)
-            st = os.lstat(full)
-            if stat.S_ISLNK(st.st_mode):
-                kind, content = "symlink", os.readlink(full)
-            elif stat.S_ISDIR(st.st_mode):
-                kind, content = "dir", None
-            elif stat.S_ISREG(st.st_mode):
-                digest = hashlib.sha256()
-                with open(full, "rb") as fh:
-                    while chunk := fh.read(1 << 20):
-                        digest.update(chunk)
-                kind, content = "file", digest.hexdigest()
-            else:
-                kind, content = "other", None
-            mode = None if kind == "symlink" else stat.S_IMODE(st.st_mode)
-            owner = (st.st_uid, st.st_gid) if AS_ROOT else (None, None)
-            size = st.st_size if kind == "file" else 0
-            out[rel] = (kind, mode, *owner, content, size, st.st_ino)
+    for rel, full, st in walk_disk(root):
+        if stat.S_ISLNK(st.st_mode):
+            kind, content = "symlink", os.readlink(full)
+        elif stat.S_ISDIR(st.st_mode):
+            kind, content = "dir", None
+        elif stat.S_ISREG(st.st_mode):
+            digest = hashlib.sha256()
+            with open(full, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+            kind, content = "file", digest.hexdigest()
+        else:
+            kind, content = "other", None
+        mode = None if kind == "symlink" else stat.S_IMODE(st.st_mode)
+        owner = (st.st_uid, st.st_gid) if AS_ROOT else (None, None)
+        size = st.st_size if kind == "file" else 0
+        out[rel] = (kind, mode, *owner, content, size, st.st_ino)
     return out
 
 
