@@ -12,11 +12,15 @@ import io
 import json
 import os
 import stat
+import struct
 import tarfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import zstandard
 
 # The record file earlier versions wrote at the root of an unpacked tree; today a
 # file of that name is image content like any other.
@@ -192,3 +196,45 @@ def tree_of(root: Path) -> dict[str, tuple[str, int, bytes | str]]:
         else:
             out[rel] = ("file", st.st_mode & 0o7777, Path(full).read_bytes())
     return out
+
+
+ZEROS = 256 << 20  # uncompressed bytes; gzip makes ~250 KB of them, zstd a few KB
+_MB = 1 << 20
+_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0
+
+
+def zero_layer(size: int, algorithm: str) -> tuple[bytes, str]:
+    """A layer holding one file of ``size`` zero bytes, compressed; and its diff_id.
+
+    Everything after the file's tar header is zeros, so the compressed stream is
+    built from one compressed megabyte repeated (gzip: a full flush resets the
+    deflate state, making each repetition byte-identical), which keeps this fast.
+    """
+    info = tarfile.TarInfo("zeros")
+    info.size = size
+    header = info.tobuf(tarfile.PAX_FORMAT)
+    total = len(header) + size + 2 * tarfile.BLOCKSIZE
+    total += -total % tarfile.RECORDSIZE
+    chunks, tail = divmod(total - len(header), _MB)
+    zeros = bytes(_MB)
+    hasher = hashlib.sha256(header)
+    crc = zlib.crc32(header)
+    for _ in range(chunks):
+        hasher.update(zeros)
+        crc = zlib.crc32(zeros, crc)
+    hasher.update(bytes(tail))
+    crc = zlib.crc32(bytes(tail), crc)
+    if algorithm == "gzip":
+        deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
+        head = deflate.compress(header) + deflate.flush(zlib.Z_FULL_FLUSH)
+        piece = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
+        end = deflate.compress(bytes(tail)) + deflate.flush()
+        trailer = struct.pack("<II", crc, total & 0xFFFFFFFF)
+        blob = _GZIP_HEADER + head + piece * chunks + end + trailer
+    else:
+        zstd = zstandard.ZstdCompressor(level=3).compressobj()
+        parts = [zstd.compress(header)]
+        parts += [zstd.compress(zeros) for _ in range(chunks)]
+        parts += [zstd.compress(bytes(tail)), zstd.flush()]
+        blob = b"".join(parts)
+    return blob, "sha256:" + hasher.hexdigest()

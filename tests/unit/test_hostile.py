@@ -27,25 +27,21 @@ SIGINT or SIGTERM must leave nothing behind.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
 import shutil
 import signal
 import stat
-import struct
 import subprocess
 import sys
 import tarfile
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import zstandard
 
 from ocislim.layers.unpack import read_marker
 from tests import rawtar
@@ -59,7 +55,7 @@ from tests.clirun import (
     snapshot,
 )
 from tests.oci_build import Draft, compress, jdump, oci, write_layout
-from tests.synth import LEGACY_MARKER, M, layer, sha, write_tar
+from tests.synth import LEGACY_MARKER, ZEROS, M, layer, sha, write_tar, zero_layer
 
 SECRET = b"canary-secret-7f3a9c"
 
@@ -1262,47 +1258,6 @@ except SystemExit as exc:
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"code": code, "growth_kib": peak - base}))
 """
-
-ZEROS = 256 << 20  # uncompressed bytes; gzip makes ~250 KB of them, zstd a few KB
-_MB = 1 << 20
-_GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0
-
-
-def zero_layer(size: int, algorithm: str) -> tuple[bytes, str]:
-    """A layer holding one file of ``size`` zero bytes, compressed; and its diff_id.
-
-    Everything after the file's tar header is zeros, so the compressed stream is
-    built from one compressed megabyte repeated (gzip: a full flush resets the
-    deflate state, making each repetition byte-identical), which keeps this fast.
-    """
-    info = tarfile.TarInfo("zeros")
-    info.size = size
-    header = info.tobuf(tarfile.PAX_FORMAT)
-    total = len(header) + size + 2 * tarfile.BLOCKSIZE
-    total += -total % tarfile.RECORDSIZE
-    chunks, tail = divmod(total - len(header), _MB)
-    zeros = bytes(_MB)
-    hasher = hashlib.sha256(header)
-    crc = zlib.crc32(header)
-    for _ in range(chunks):
-        hasher.update(zeros)
-        crc = zlib.crc32(zeros, crc)
-    hasher.update(bytes(tail))
-    crc = zlib.crc32(bytes(tail), crc)
-    if algorithm == "gzip":
-        deflate = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_RLE)
-        head = deflate.compress(header) + deflate.flush(zlib.Z_FULL_FLUSH)
-        piece = deflate.compress(zeros) + deflate.flush(zlib.Z_FULL_FLUSH)
-        end = deflate.compress(bytes(tail)) + deflate.flush()
-        trailer = struct.pack("<II", crc, total & 0xFFFFFFFF)
-        blob = _GZIP_HEADER + head + piece * chunks + end + trailer
-    else:
-        zstd = zstandard.ZstdCompressor(level=3).compressobj()
-        parts = [zstd.compress(header)]
-        parts += [zstd.compress(zeros) for _ in range(chunks)]
-        parts += [zstd.compress(bytes(tail)), zstd.flush()]
-        blob = b"".join(parts)
-    return blob, "sha256:" + hasher.hexdigest()
 
 
 @pytest.mark.parametrize(

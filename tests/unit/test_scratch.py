@@ -37,8 +37,7 @@ from tests.clirun import (
     run_cli,
 )
 from tests.oci_build import Draft, oci
-from tests.synth import M, layer
-from tests.unit.test_hostile import ZEROS, zero_layer
+from tests.synth import ZEROS, M, layer, zero_layer
 
 SCRATCH = re.compile(r"ocislim-[a-z]+-[0-9a-f]{8}-[0-9]+-[0-9a-f]{8}$")
 
