@@ -213,6 +213,29 @@ def build_options(fn: F) -> F:
             metavar="FILE",
             help="Also write a seccomp profile of the observed system calls.",
         ),
+        click.option(
+            "--package-db",
+            type=click.Choice(["trim", "keep", "drop"]),
+            default="trim",
+            show_default=True,
+            help="Package databases: trimmed to what is kept, kept whole, or left out.",
+        ),
+        click.option(
+            "--removed-list",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Write every removed path, one a line.",
+        ),
+        click.option(
+            "--sbom",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Write an SBOM of the slim image (.spdx.json or .cdx.json).",
+            **multi,
+        ),
+        click.option(
+            "--html", type=click.Path(dir_okay=False), metavar="FILE", help="HTML report."
+        ),
         click.option("--http-probe/--no-http-probe", default=None, help="Default: if ports."),
         click.option(
             "--http-probe-cmd", metavar="METHOD:PATH", help="HTTP probe request.", **multi
@@ -306,10 +329,10 @@ def parse_command_list(value: str | None) -> list[str] | None:
 def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
     """BuildOptions from the ``build`` command's flags (click parameter names)."""
     from ocislim.image.mutate import ConfigOverrides
+    from ocislim.sandbox import parse_size
     from ocislim.slim.options import BuildOptions, OutputOptions, RunOptions
     from ocislim.slim.probes import ProbeOptions
     from ocislim.slim.rules import KeepOptions
-    from ocislim.sandbox import parse_size
 
     ports: list[int] = []
     for item in (flags.get("http_probe_ports") or "").replace(" ", "").split(","):
@@ -326,6 +349,10 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
         tag=flags.get("tag"),
         report=Path(flags["report"]) if flags.get("report") else None,
         seccomp_profile=Path(flags["seccomp_profile"]) if flags.get("seccomp_profile") else None,
+        package_db=flags.get("package_db") or "trim",
+        removed_list=Path(flags["removed_list"]) if flags.get("removed_list") else None,
+        sboms=tuple(Path(f) for f in flags.get("sbom") or ()),
+        html=Path(flags["html"]) if flags.get("html") else None,
     )
     run_options = RunOptions(
         command=tuple(flags.get("command") or ()),

@@ -90,8 +90,12 @@ def build_report(
     seccomp_path: Path | None,
     keep_from: Path | None,
     notes: list[str],
+    packages: dict[str, Any] | None = None,
+    removed: list[dict[str, Any]] | None = None,
+    removed_dirs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The report object (see ``report.schema.json`` for every key)."""
+    """The report object (see ``report.schema.json`` for every key; ``packages``,
+    ``removed`` and ``removed_dirs`` are left out when None)."""
     layers_size = sum(layer.descriptor.size for layer in image.layers)
     source = {
         "image": str(image.source),
@@ -116,7 +120,12 @@ def build_report(
         **output_stats,
     }
     last = verification.rounds[-1].outcome if verification.rounds else None
-    return {
+    extra: dict[str, Any] = {
+        k: v
+        for k, v in (("packages", packages), ("removed", removed), ("removed_dirs", removed_dirs))
+        if v is not None
+    }
+    return extra | {
         "version": REPORT_VERSION,
         "ocislim": __version__,
         "source": source,
