@@ -197,6 +197,46 @@ def sandbox_options(fn: F) -> F:
     return _apply(fn, options)
 
 
+def _sbom_names(ctx: Any, param: Any, value: tuple[Path, ...]) -> tuple[Path, ...]:
+    for path in value:
+        if not str(path).endswith((".spdx.json", ".cdx.json")):
+            raise click.BadParameter(f"{path}: the name must end in .spdx.json or .cdx.json")
+    return value
+
+
+def sbom_options(fn: F) -> F:
+    """The ``sbom`` command's flags."""
+    options = [
+        click.option(
+            "-o",
+            "--output",
+            "outputs",
+            required=True,
+            multiple=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            callback=_sbom_names,
+            metavar="FILE",
+            help="SBOM file: .spdx.json (SPDX 2.3) or .cdx.json (CycloneDX 1.5); repeatable.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
+    ]
+    return _apply(fn, options)
+
+
+def report_options(fn: F) -> F:
+    """The ``report`` command's flags."""
+    options = [
+        click.option(
+            "--html",
+            required=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Write the report as one self-contained HTML page.",
+        ),
+    ]
+    return _apply(fn, options)
+
+
 def build_options(fn: F) -> F:
     """The ``build`` command's own flags (the run options come from ``sandbox_options``)."""
     multi: dict[str, Any] = {"multiple": True}

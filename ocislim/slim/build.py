@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import Any
 
 from ocislim.errors import OutputError, VerificationError
+from ocislim.htmlreport import write_html
 from ocislim.image.mutate import default_tag, flattened_config
-from ocislim.image.source import Image
+from ocislim.image.source import Image, open_image
 from ocislim.image.writer import WrittenImage, check_destination, write_image
 from ocislim.layers.extract import remove_tree
 from ocislim.layers.merge import merge, spool_contents, spooled_data
@@ -50,7 +51,7 @@ from ocislim.layers.unpack import unpack
 from ocislim.layers.writer import write_tree_layer
 from ocislim.outputs import write_text_atomic
 from ocislim.progress import NULL_PROGRESS, Nested, Progress
-from ocislim.slim import pkgdb
+from ocislim.slim import pkgdb, sbom
 from ocislim.slim import report as report_mod
 from ocislim.slim.keeper import Keeper, first_seeds
 from ocislim.slim.materialize import SlimRoot
@@ -165,7 +166,7 @@ def build(image: Image, options: BuildOptions, progress: Progress = NULL_PROGRES
         ("--seccomp-profile", options.output.seccomp_profile),
         ("--removed-list", options.output.removed_list),
         ("--html", options.output.html),
-        *(("--sbom", sbom) for sbom in options.output.sboms),
+        *(("--sbom", path) for path in options.output.sboms),
     ):
         if side is not None and not Path(os.path.abspath(side)).parent.is_dir():
             raise OutputError(f"{flag} {side}: no such directory")
@@ -329,6 +330,11 @@ def _write(
     tag = out.tag or default_tag(image)
     progress.stage("write", f"{out.fmt} {dest}")
     written = write_image(dest, out.fmt, config_raw, [layer], tag, [image.source])
+    if out.sboms:
+        progress.stage("write", f"SBOM of {dest.name}")
+        with open_image(written.path) as slim_image:
+            inventory = sbom.inventory(slim_image, accounting, Nested(progress, "write"))
+        sbom.write_sboms(inventory, [Path(os.path.abspath(p)) for p in out.sboms])
     seccomp_path = _abspath(out.seccomp_profile)
     if seccomp_path is not None:
         data = seccomp_profile(verified.syscalls, verified.arch)
@@ -388,6 +394,8 @@ def _report(
         removed_dirs=pkgdb.removed_dirs(removed),
     )
     report_mod.write_json_atomic(report_path, report)
+    if out.html is not None:
+        write_html(report, Path(os.path.abspath(out.html)))
     if out.removed_list is not None:
         lines = "".join(f"{item['path']}\n" for item in removed)
         write_text_atomic(Path(os.path.abspath(out.removed_list)), lines)
