@@ -366,6 +366,7 @@ def _apk(ledger: _Ledger, mode: str) -> None:
         folder = ""
         files = kept = 0
         trimmed: list[str] = []
+        owned: list[str] = []
         skipping = False
         for line in lines:
             tag, value = line[:2], line[2:]
@@ -383,7 +384,7 @@ def _apk(ledger: _Ledger, mode: str) -> None:
                 canonical, _, is_kept = ledger.locate(path)
                 files += 1
                 if canonical is not None:
-                    ledger.own(canonical, f"apk:{name}")
+                    owned.append(canonical)
                 kept += is_kept
                 skipping = not is_kept
                 if skipping:
@@ -395,7 +396,10 @@ def _apk(ledger: _Ledger, mode: str) -> None:
             trimmed.append(line)
         if not name:
             continue
-        ledger.packages.append(PackageAccount("apk", name, version, arch, files, kept))
+        account = PackageAccount("apk", name, version, arch, files, kept)
+        for path in owned:
+            ledger.own(path, account.key)
+        ledger.packages.append(account)
         if kept:
             out.append("\n".join(trimmed) + "\n")
     if mode == "keep":

@@ -195,3 +195,43 @@ def test_replaced_content_keeps_the_header_and_is_deterministic() -> None:
             blobs[info.name] = (info.mode, tar.extractfile(info).read() if info.isfile() else b"")  # type: ignore[union-attr]
     assert blobs["usr/bin/hello"] == (0o755, b"new!!!!")
     assert blobs["usr/bin/gone"] == (0o755, b"gone")
+
+
+APK_DB = b"""C:Q1abc=
+P:musl
+V:1.2.4-r2
+A:x86_64
+F:lib
+R:ld-musl-x86_64.so.1
+a:0:0:755
+Z:Q1xyz=
+R:libc.musl-x86_64.so.1
+a:0:0:777
+Z:Q1lnk=
+
+P:busybox
+V:1.36.1-r5
+A:x86_64
+F:bin
+R:busybox
+Z:Q1bb=
+"""
+
+
+def test_apk_installed_keeps_kept_packages_with_trimmed_files() -> None:
+    members = [
+        M("lib/apk/db/installed", data=APK_DB),
+        M("lib/ld-musl-x86_64.so.1", data=b"ELF", mode=0o755),
+        M("lib/libc.musl-x86_64.so.1", "symlink", link="ld-musl-x86_64.so.1"),
+        M("bin/busybox", data=b"ELF", mode=0o755),
+    ]
+    tree = tree_from(members)
+    data = {"/" + m.name: m.data for m in members if m.kind == "file"}
+    acc = pkgdb.account(tree, {"/", "/lib", "/lib/ld-musl-x86_64.so.1"}, data.get)
+    states = {p.key: (p.state, p.kept, p.files) for p in acc.packages}
+    assert states == {"apk:musl:x86_64": ("partial", 1, 2), "apk:busybox:x86_64": ("removed", 0, 1)}
+    text = acc.replaced["/lib/apk/db/installed"].decode()
+    assert "P:busybox" not in text
+    assert "R:ld-musl-x86_64.so.1\na:0:0:755\nZ:Q1xyz=" in text
+    assert "libc.musl" not in text and "Q1lnk=" not in text
+    assert acc.owners["/bin/busybox"] == "apk:busybox:x86_64"
