@@ -273,4 +273,6 @@ showing <span id="shown">{len(rows)}</span> of {_num(len(rows), key="kept-rows")
 
 def write_html(report: dict[str, Any], path: Path) -> None:
     """Write the page for ``report`` to ``path`` (atomic)."""
-    write_text_atomic(path, render(report))
+    # Names that are not UTF-8 come back from JSON as lone surrogates: show them escaped.
+    text = render(report).encode("utf-8", "backslashreplace").decode("utf-8")
+    write_text_atomic(path, text)

@@ -397,7 +397,7 @@ def _report(
     if out.html is not None:
         write_html(report, Path(os.path.abspath(out.html)))
     if out.removed_list is not None:
-        lines = "".join(f"{item['path']}\n" for item in removed)
+        lines = "".join(f"{pkgdb.printable(str(item['path']))}\n" for item in removed)
         write_text_atomic(Path(os.path.abspath(out.removed_list)), lines)
     if written is None:
         raise VerificationError(f"{verified.verification.failure()} (report: {report_path})")

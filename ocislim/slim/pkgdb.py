@@ -577,6 +577,16 @@ def removed_dirs(items: list[dict[str, object]], depth: int = 3) -> list[dict[st
     return [{"path": p, "paths": n, "size": b} for p, (n, b) in ordered]
 
 
+def printable(path: str) -> str:
+    """``path`` for a one-path-a-line list: bytes that are not UTF-8 are shown as
+    ``\\xNN`` and a newline as ``\\n``, so every line is one path."""
+    try:
+        raw = path.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raw = path.encode("utf-8", "backslashreplace")
+    return raw.decode("utf-8", "backslashreplace").replace("\n", "\\n")
+
+
 def report_json(accounting: Accounting) -> dict[str, object]:
     """The report's ``packages`` object."""
     return {

@@ -383,3 +383,21 @@ def test_screenshot_shows_the_treemap(slimmed: Slimmed, tmp_path: Path) -> None:
     kept = bytes(KEPT_RGB)
     green = sum(1 for row in rows for x in range(0, width * 3, 3) if row[x : x + 3] == kept)
     assert green > 0.02 * width * height, green  # the kept cells of the treemaps
+
+
+@pytest.mark.parametrize("mode", ["keep", "drop"])
+def test_package_db_keep_and_drop(mode: str, tmp_path: Path) -> None:
+    source = fixture_image("curl")
+    built = build(source, tmp_path, "--package-db", mode, "--no-verify")
+    with open_image(built.image) as img:
+        from ocislim.layers.merge import merge
+
+        slim = {e.path: e for e in merge(img).walk()}
+    report = built.report
+    assert report["packages"]["mode"] == mode
+    if mode == "drop":
+        assert not any(p.startswith("/var/lib/dpkg/") for p in slim)
+        return
+    with open_image(source) as img:
+        whole = {e.path: e.size for e in merge(img).walk() if e.path.startswith("/var/lib/dpkg/")}
+    assert {p: slim[p].size for p in whole} == whole  # every database file, untrimmed

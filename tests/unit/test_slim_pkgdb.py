@@ -235,3 +235,9 @@ def test_apk_installed_keeps_kept_packages_with_trimmed_files() -> None:
     assert "R:ld-musl-x86_64.so.1\na:0:0:755\nZ:Q1xyz=" in text
     assert "libc.musl" not in text and "Q1lnk=" not in text
     assert acc.owners["/bin/busybox"] == "apk:busybox:x86_64"
+
+
+def test_printable_paths_stay_one_a_line() -> None:
+    assert pkgdb.printable("/usr/bin/ls") == "/usr/bin/ls"
+    assert pkgdb.printable("/a\nb") == "/a\\nb"
+    assert pkgdb.printable(b"/caf\xe9".decode("utf-8", "surrogateescape")) == "/caf\\xe9"
