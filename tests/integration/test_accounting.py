@@ -401,3 +401,24 @@ def test_package_db_keep_and_drop(mode: str, tmp_path: Path) -> None:
     with open_image(source) as img:
         whole = {e.path: e.size for e in merge(img).walk() if e.path.startswith("/var/lib/dpkg/")}
     assert {p: slim[p].size for p in whole} == whole  # every database file, untrimmed
+
+
+def test_xray_and_diff_read_the_trimmed_database(slimmed: Slimmed) -> None:
+    from ocislim.inspect.diff import diff
+    from ocislim.inspect.xray import xray
+
+    present = dpkg_query(slimmed.slim_root)
+    packages = slimmed.built.report["packages"]["list"]
+    partial = {p["name"]: p for p in packages if p["manager"] == "dpkg" and p["state"] == "partial"}
+    with open_image(slimmed.built.image) as img:
+        managers = {m["name"]: m for m in xray(img, top=1)["package_managers"]}
+    assert managers["dpkg"]["packages"] == len(present)
+    assert managers["dpkg"]["partial"] == len(partial)
+    with open_image(fixture_image(slimmed.name)) as a, open_image(slimmed.built.image) as b:
+        apt = diff(a, b, ["apt"])["packages"]["apt"]
+    before = dpkg_query(slimmed.source_root)
+    assert {p["name"] for p in apt["removed"]} == before.keys() - present.keys()
+    changed = {p["name"]: p for p in apt["changed"]}
+    assert set(changed) == set(partial)
+    for name, p in changed.items():
+        assert (p["kept"], p["removed"]) == (partial[name]["kept"], partial[name]["removed"])
