@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -27,8 +28,10 @@ from ocislim.cliflags import (
     image_options,
     options_from_flags,
     quiet_option,
+    report_options,
     run_spec_from_flags,
     sandbox_options,
+    sbom_options,
     xray_options,
 )
 from ocislim.errors import OcislimError, OutputError
@@ -175,49 +178,14 @@ def inspect(image: str, ref: str | None, platform: str | None, as_json: bool, qu
     Every layer is read once (and verified) to count entries and bytes.
     """
     from ocislim.inspect.describe import describe
+    from ocislim.inspect.describe_text import render_text
 
     with _open(image, ref, platform) as img:
         info = describe(img, StderrProgress(quiet or as_json))
     if as_json:
         emit_json(info)
-        return
-    cfg = info["config"]
-    lines = [
-        f"Image:     {info['source']} ({info['format']})",
-        f"Reference: {info['reference'] or '-'}",
-        f"Platform:  {info['platform']}",
-        f"Manifest:  {info['manifest_digest']}",
-        f"Config:    {info['config_digest']}",
-        f"Size:      {human_size(info['size'])} compressed, "
-        f"{human_size(info['uncompressed_size'])} uncompressed",
-        "",
-        f"{'#':>2}  {'DIGEST':<19}  {'COMPRESSED':>10}  {'UNCOMPRESSED':>12}  {'ENTRIES':>7}  TYPE",
-    ]
-    for i, layer in enumerate(info["layers"]):
-        lines.append(
-            f"{i:>2}  {layer['digest'][:19]:<19}  {human_size(layer['size']):>10}  "
-            f"{human_size(layer['uncompressed_size']):>12}  {layer['entries']:>7}  "
-            f"{layer['media_type'].rsplit('.', 1)[-1]}"
-        )
-    lines += [
-        "",
-        f"Entrypoint: {json.dumps(cfg['entrypoint'])}",
-        f"Cmd:        {json.dumps(cfg['cmd'])}",
-        f"WorkingDir: {cfg['working_dir'] or '-'}",
-        f"User:       {cfg['user'] or '-'}",
-        f"Ports:      {', '.join(cfg['exposed_ports']) or '-'}",
-        f"Volumes:    {', '.join(cfg['volumes']) or '-'}",
-        "Env:",
-        *[f"  {e}" for e in cfg["env"]],
-        "Labels:",
-        *[f"  {k}={v}" for k, v in sorted(cfg["labels"].items())],
-        "History:",
-        *[
-            f"  {'(empty) ' if h['empty_layer'] else ''}{(h['created_by'] or '').strip()[:100]}"
-            for h in info["history"]
-        ],
-    ]
-    click.echo("\n".join(lines))
+    else:
+        click.echo(render_text(info))
 
 
 @main.command()
@@ -498,3 +466,34 @@ def build(image: str, quiet: bool, as_json: bool, **flags: Any) -> None:
         emit_json(result.summary())
     else:
         click.echo(render_summary(result.summary()), nl=False)
+
+
+@main.command()
+@click.argument("image", metavar="IMAGE")
+@sbom_options
+@image_options
+@quiet_option
+@handle_errors
+def sbom(image: str, outputs: tuple[Path, ...], as_json: bool, quiet: bool, **flags: Any) -> None:
+    """Write SBOMs of IMAGE: packages (whole or partial), files with SHA-256, identity."""
+    from ocislim.slim import sbom as sbom_mod
+
+    with _open(image, flags["ref"], flags["platform"]) as img:
+        inventory = sbom_mod.inventory(img, progress=StderrProgress(quiet or as_json))
+    sbom_mod.write_sboms(inventory, list(outputs))
+    if as_json:
+        emit_json(sbom_mod.summary(inventory))
+    elif not quiet:
+        click.echo(f"{len(inventory.packages)} packages, {len(inventory.files)} files", err=True)
+
+
+@main.command()
+@click.argument("report", metavar="REPORT.json", type=click.Path(dir_okay=False))
+@report_options
+@handle_errors
+def report(report: str, html: str) -> None:
+    """Render a build report (slim.report.json) as one self-contained HTML page."""
+    from ocislim.htmlreport import write_html
+    from ocislim.slim.report import load
+
+    write_html(load(Path(report)), Path(html))

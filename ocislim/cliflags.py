@@ -197,6 +197,46 @@ def sandbox_options(fn: F) -> F:
     return _apply(fn, options)
 
 
+def _sbom_names(ctx: Any, param: Any, value: tuple[Path, ...]) -> tuple[Path, ...]:
+    for path in value:
+        if not str(path).endswith((".spdx.json", ".cdx.json")):
+            raise click.BadParameter(f"{path}: the name must end in .spdx.json or .cdx.json")
+    return value
+
+
+def sbom_options(fn: F) -> F:
+    """The ``sbom`` command's flags."""
+    options = [
+        click.option(
+            "-o",
+            "--output",
+            "outputs",
+            required=True,
+            multiple=True,
+            type=click.Path(dir_okay=False, path_type=Path),
+            callback=_sbom_names,
+            metavar="FILE",
+            help="SBOM file: .spdx.json (SPDX 2.3) or .cdx.json (CycloneDX 1.5); repeatable.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
+    ]
+    return _apply(fn, options)
+
+
+def report_options(fn: F) -> F:
+    """The ``report`` command's flags."""
+    options = [
+        click.option(
+            "--html",
+            required=True,
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Write the report as one self-contained HTML page.",
+        ),
+    ]
+    return _apply(fn, options)
+
+
 def build_options(fn: F) -> F:
     """The ``build`` command's own flags (the run options come from ``sandbox_options``)."""
     multi: dict[str, Any] = {"multiple": True}
@@ -212,6 +252,29 @@ def build_options(fn: F) -> F:
             type=click.Path(dir_okay=False),
             metavar="FILE",
             help="Also write a seccomp profile of the observed system calls.",
+        ),
+        click.option(
+            "--package-db",
+            type=click.Choice(["trim", "keep", "drop"]),
+            default="trim",
+            show_default=True,
+            help="Package databases: trimmed to what is kept, kept whole, or left out.",
+        ),
+        click.option(
+            "--removed-list",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Write every removed path, one a line.",
+        ),
+        click.option(
+            "--sbom",
+            type=click.Path(dir_okay=False),
+            metavar="FILE",
+            help="Write an SBOM of the slim image (.spdx.json or .cdx.json).",
+            **multi,
+        ),
+        click.option(
+            "--html", type=click.Path(dir_okay=False), metavar="FILE", help="HTML report."
         ),
         click.option("--http-probe/--no-http-probe", default=None, help="Default: if ports."),
         click.option(
@@ -326,6 +389,10 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
         tag=flags.get("tag"),
         report=Path(flags["report"]) if flags.get("report") else None,
         seccomp_profile=Path(flags["seccomp_profile"]) if flags.get("seccomp_profile") else None,
+        package_db=flags.get("package_db") or "trim",
+        removed_list=Path(flags["removed_list"]) if flags.get("removed_list") else None,
+        sboms=tuple(Path(f) for f in flags.get("sbom") or ()),
+        html=Path(flags["html"]) if flags.get("html") else None,
     )
     run_options = RunOptions(
         command=tuple(flags.get("command") or ()),

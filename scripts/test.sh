@@ -26,7 +26,7 @@ PACKAGES=(
     python3 python3-venv ca-certificates debian-archive-keyring
     mmdebstrap umoci skopeo podman runc uidmap
     pax-utils strace gcc gcc-multilib libc6-dev musl-tools
-    golang-github-opencontainers-image-spec-dev
+    golang-github-opencontainers-image-spec-dev chromium
 )
 
 step() { echo "== $* (${SECONDS}s)" >&2; }

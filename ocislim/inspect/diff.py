@@ -134,18 +134,35 @@ def diff_files(scan_a: ImageScan, scan_b: ImageScan) -> dict[str, list[dict[str,
     return {"added": added, "removed": removed, "modified": modified}
 
 
-def diff_packages(before: dict[str, str], after: dict[str, str]) -> dict[str, list[dict[str, str]]]:
-    """``{"added": [{name, version}], "removed": [...], "changed": [{name, from, to}]}``."""
+def diff_packages(
+    before: dict[str, str],
+    after: dict[str, str],
+    partial_before: dict[str, tuple[int, int]] | None = None,
+    partial_after: dict[str, tuple[int, int]] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """``{"added": [{name, version}], "removed": [...], "changed": [{name, from, to}]}``.
+
+    A package in both whose version is the same but that B keeps in part (a trimmed
+    database's ``Ocislim-Partial`` mark, ``partial_*``: name -> (kept, files)) and A
+    does not, or with other counts, is ``changed`` too, with B's ``kept`` and
+    ``removed`` file counts (changed entries of a partial package carry them as well).
+    """
+    pa, pb = partial_before or {}, partial_after or {}
+    changed: list[dict[str, Any]] = []
+    for n in sorted(before.keys() & after.keys()):
+        if before[n] == after[n] and pa.get(n) == pb.get(n):
+            continue
+        entry: dict[str, Any] = {"name": n, "from": before[n], "to": after[n]}
+        if n in pb:
+            kept, files = pb[n]
+            entry |= {"kept": kept, "removed": files - kept}
+        changed.append(entry)
     return {
         "added": [{"name": n, "version": after[n]} for n in sorted(after.keys() - before.keys())],
         "removed": [
             {"name": n, "version": before[n]} for n in sorted(before.keys() - after.keys())
         ],
-        "changed": [
-            {"name": n, "from": before[n], "to": after[n]}
-            for n in sorted(before.keys() & after.keys())
-            if before[n] != after[n]
-        ],
+        "changed": changed,
     }
 
 
@@ -248,7 +265,9 @@ def diff(
             manager = PACKAGE_TYPES[t]
             before = (pa[manager].packages if manager in pa else None) or {}
             after = (pb[manager].packages if manager in pb else None) or {}
-            result: dict[str, Any] = diff_packages(before, after)
+            partial_a = pa[manager].partial if manager in pa else {}
+            partial_b = pb[manager].partial if manager in pb else {}
+            result: dict[str, Any] = diff_packages(before, after, partial_a, partial_b)
             if any(result.values()):
                 differing.append(t)
             result["in_a"] = manager in pa
@@ -309,7 +328,7 @@ def render_text(rep: dict[str, Any]) -> str:
             continue
         rows = [["+", p["name"], "", p["version"]] for p in result["added"]]
         rows += [["-", p["name"], p["version"], ""] for p in result["removed"]]
-        rows += [["~", p["name"], p["from"], p["to"]] for p in result["changed"]]
+        rows += [["~", p["name"], p["from"], p["to"] + _part(p)] for p in result["changed"]]
         rows.sort(key=lambda r: str(r[1]))
         title = (
             f"Packages ({kind}): {len(result['added'])} added, {len(result['removed'])} "
@@ -347,6 +366,11 @@ def render_text(rep: dict[str, Any]) -> str:
     else:
         lines.append("Differences in: " + ", ".join(rep["differences"]))
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _part(p: dict[str, Any]) -> str:
+    """`` (kept K, removed R files)`` for a package kept in part."""
+    return f" (kept {p['kept']}, removed {p['removed']} files)" if "kept" in p else ""
 
 
 def _show(value: Any) -> str:

@@ -40,6 +40,8 @@ class PackageDb:
     manager: str
     databases: list[str]
     packages: dict[str, str] | None = field(default_factory=dict)
+    # Packages an ``ocislim build`` kept in part: name -> (files kept, files listed).
+    partial: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def count(self) -> int | None:
@@ -94,6 +96,34 @@ def parse_dpkg_status(text: str, require_status: bool = True) -> dict[str, str]:
             continue
         items.append((name, record.get("Architecture", ""), record.get("Version", "")))
     return _keyed(items)
+
+
+PARTIAL_FIELD = "Ocislim-Partial"
+_PARTIAL_RE = re.compile(r"kept (\d+) of (\d+) files")
+
+
+def parse_dpkg_partial(text: str) -> dict[str, tuple[int, int]]:
+    """Packages a trimmed dpkg status marks as kept in part (``Ocislim-Partial: kept K
+    of N files``): ``{name: (K, N)}``, names keyed as :func:`parse_dpkg_status` does."""
+    items = []
+    marks: dict[tuple[str, str], tuple[int, int]] = {}
+    for record in _stanzas(text):
+        name = record.get("Package")
+        if not name or record.get("Status", "").split()[-1:] != ["installed"]:
+            continue
+        arch = record.get("Architecture", "")
+        items.append((name, arch, ""))
+        match = _PARTIAL_RE.search(record.get(PARTIAL_FIELD, ""))
+        if match:
+            marks[(name, arch)] = (int(match.group(1)), int(match.group(2)))
+    counts: dict[str, int] = {}
+    for name, _, _ in items:
+        counts[name] = counts.get(name, 0) + 1
+    return {
+        (name if counts[name] == 1 or not arch else f"{name}:{arch}"): marks[(name, arch)]
+        for name, arch, _ in items
+        if (name, arch) in marks
+    }
 
 
 def parse_apk_installed(text: str) -> dict[str, str]:
@@ -166,8 +196,10 @@ def find_packages(image: ImageScan) -> dict[str, PackageDb]:
     if status is not None or status_d:
         packages: dict[str, str] = {}
         databases = []
+        partial: dict[str, tuple[int, int]] = {}
         if status is not None:
             packages.update(parse_dpkg_status(_text(status)))
+            partial = parse_dpkg_partial(_text(status))
             databases.append(DPKG_STATUS)
         for path in status_d:
             data = image.file_bytes(path, follow=False)
@@ -175,7 +207,7 @@ def find_packages(image: ImageScan) -> dict[str, PackageDb]:
                 packages.update(parse_dpkg_status(_text(data), require_status=False))
         if status_d:
             databases.append(DPKG_STATUS_DIR)
-        found["dpkg"] = PackageDb("dpkg", databases, dict(sorted(packages.items())))
+        found["dpkg"] = PackageDb("dpkg", databases, dict(sorted(packages.items())), partial)
 
     for path in APK_DATABASES:
         data = image.file_bytes(path)

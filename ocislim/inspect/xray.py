@@ -111,6 +111,8 @@ def report(image: Image, result: ImageScan) -> dict[str, Any]:
         "ca_bundles": contents.ca_bundles(result),
         "package_managers": [
             {"name": db.manager, "databases": db.databases, "packages": db.count}
+            # dpkg entries of a trimmed database may be marked as kept in part
+            | ({"partial": len(db.partial)} if db.manager == "dpkg" else {})
             for db in packages.values()
         ],
         "users": [
@@ -205,12 +207,19 @@ def render_text(rep: dict[str, Any], top: int = 10) -> str:
         table(["PATH", "SIZE", "CERTIFICATES"], rows, right=(1, 2)) if rows else ["none"],
     )
     rows = [
-        [p["name"], "?" if p["packages"] is None else p["packages"], ", ".join(p["databases"])]
+        [
+            p["name"],
+            "?" if p["packages"] is None else p["packages"],
+            p.get("partial", 0),
+            ", ".join(p["databases"]),
+        ]
         for p in rep["package_managers"]
     ]
     lines += section(
         "Package managers",
-        table(["MANAGER", "PACKAGES", "DATABASE"], rows, right=(1,)) if rows else ["none"],
+        table(["MANAGER", "PACKAGES", "PARTIAL", "DATABASE"], rows, right=(1, 2))
+        if rows
+        else ["none"],
     )
     rows = [[u["name"], u["uid"], u["gid"], u["home"], u["shell"]] for u in rep["users"]]
     lines += section(

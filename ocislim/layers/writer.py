@@ -11,8 +11,9 @@ names or timestamps.
 from __future__ import annotations
 
 import copy
+import io
 import tarfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -55,12 +56,17 @@ def write_layer(
     out: BinaryIO,
     compression: str,
     level: int | None = None,
+    replaced: Mapping[str, bytes] | None = None,
 ) -> WrittenLayer:
     """Write a layer tar of ``entries`` (root ``/`` skipped) to ``out``, compressed.
 
-    ``open_data`` returns the bytes of a regular file.  Returns the digests;
-    ``out`` is left open and positioned at the end of what was written.
+    ``open_data`` returns the bytes of a regular file.  ``replaced`` maps the paths
+    of regular files to new content, written under the entry's original header with
+    only its size changed (such a file leaves its hardlink group: it is written on its
+    own).  Returns the digests; ``out`` is left open and positioned at the end of what
+    was written.
     """
+    replaced = replaced or {}
     blob = HashingWriter(out)
     compressor = open_compressor(blob, compression, level)
     diff = HashingWriter(compressor)
@@ -73,6 +79,13 @@ def write_layer(
                 continue
             info = _header(entry)
             count += 1
+            new = replaced.get(entry.path) if entry.data is not None else None
+            if new is not None:
+                info.type = tarfile.REGTYPE
+                info.size = len(new)
+                info.linkname = ""
+                tar.addfile(info, io.BytesIO(new))
+                continue
             if entry.inode in first_path and not entry.is_dir:
                 info.type = tarfile.LNKTYPE
                 info.linkname = first_path[entry.inode].lstrip("/")
@@ -98,14 +111,16 @@ def write_tree_layer(
     compression: str,
     level: int | None,
     scratch: Path,
+    replaced: Mapping[str, bytes] | None = None,
 ) -> OutputLayer:
-    """Write ``entries`` as one layer file in ``scratch``, ready for ``write_image``.
+    """Write ``entries`` as one layer file in ``scratch``, ready for ``write_image``
+    (``replaced`` as for :func:`write_layer`).
 
     The file (``scratch/layer-flat``) must outlive the returned layer's use.
     """
     path = scratch / "layer-flat"
     with open(path, "wb") as out:
-        written = write_layer(entries, open_data, out, compression, level)
+        written = write_layer(entries, open_data, out, compression, level, replaced)
     return OutputLayer(
         written.digest, written.size, written.diff_id, compression, lambda: open(path, "rb")
     )

@@ -37,8 +37,9 @@ from typing import Any
 
 from ocislim import scratch as scratch_paths
 from ocislim.errors import OutputError, VerificationError
+from ocislim.htmlreport import write_html
 from ocislim.image.mutate import default_tag, flattened_config
-from ocislim.image.source import Image
+from ocislim.image.source import Image, open_image
 from ocislim.image.writer import WrittenImage, check_destination, write_image
 from ocislim.layers.merge import merge, spool_contents, spooled_data
 from ocislim.layers.rootfs import holds_image
@@ -47,7 +48,9 @@ from ocislim.layers.stats import content_stats
 from ocislim.layers.tree import FileTree
 from ocislim.layers.unpack import unpack
 from ocislim.layers.writer import write_tree_layer
+from ocislim.outputs import write_text_atomic
 from ocislim.progress import NULL_PROGRESS, Nested, Progress
+from ocislim.slim import pkgdb, sbom
 from ocislim.slim import report as report_mod
 from ocislim.slim.keeper import Keeper, first_seeds
 from ocislim.slim.materialize import SlimRoot
@@ -126,12 +129,15 @@ class Verified:
 
 @dataclass(frozen=True)
 class Written:
-    """``write``: the slim image, its layer's size, and the seccomp profile's path."""
+    """``write``: the slim image, its layer's size, the seccomp profile's path, the plan
+    as written (the verified one plus package-database files) and the package accounting."""
 
     image: WrittenImage
     layer_size: int
     seccomp_path: Path | None
     notes: tuple[str, ...]
+    plan: KeepPlan
+    accounting: pkgdb.Accounting
 
 
 class _Notes:
@@ -157,6 +163,9 @@ def build(image: Image, options: BuildOptions, progress: Progress = NULL_PROGRES
     for flag, side in (
         ("--report", options.output.report),
         ("--seccomp-profile", options.output.seccomp_profile),
+        ("--removed-list", options.output.removed_list),
+        ("--html", options.output.html),
+        *(("--sbom", path) for path in options.output.sboms),
     ):
         if side is not None and not Path(os.path.abspath(side)).parent.is_dir():
             raise OutputError(f"{flag} {side}: no such directory")
@@ -298,13 +307,20 @@ def _write(
     if chosen.note:
         notes(chosen.note)
     compression = chosen.compression or "gzip"
-    entries = verified.plan.entries(unpacked.tree)
+    accounting = _account(unpacked, verified.plan, out.package_db)
+    plan = pkgdb.with_metadata(verified.plan, unpacked.tree, accounting)
+    entries = plan.entries(unpacked.tree)
     wanted = {(e.data.layer, e.data.ordinal) for e in entries if e.data is not None}
     with Spool(scratch) as spool:
         offsets = spool_contents(image, wanted, spool, Nested(progress, "write"))
         progress.stage("write", f"one layer, {len(entries)} entries, {compression}")
         layer = write_tree_layer(
-            entries, spooled_data(spool, offsets), compression, out.level, scratch
+            entries,
+            spooled_data(spool, offsets),
+            compression,
+            out.level,
+            scratch,
+            accounting.replaced,
         )
     total = sum(1 for e in unpacked.tree.walk() if e.path != "/")
     kept = sum(1 for e in entries if e.path != "/")
@@ -313,11 +329,22 @@ def _write(
     tag = out.tag or default_tag(image)
     progress.stage("write", f"{out.fmt} {dest}")
     written = write_image(dest, out.fmt, config_raw, [layer], tag, [image.source])
+    if out.sboms:
+        progress.stage("write", f"SBOM of {dest.name}")
+        with open_image(written.path) as slim_image:
+            inventory = sbom.inventory(slim_image, accounting, Nested(progress, "write"))
+        sbom.write_sboms(inventory, [Path(os.path.abspath(p)) for p in out.sboms])
     seccomp_path = _abspath(out.seccomp_profile)
     if seccomp_path is not None:
         data = seccomp_profile(verified.syscalls, verified.arch)
         report_mod.write_json_atomic(seccomp_path, data)
-    return Written(written, layer.size, seccomp_path, tuple(notes.items))
+    return Written(written, layer.size, seccomp_path, tuple(notes.items), plan, accounting)
+
+
+def _account(unpacked: Unpacked, plan: KeepPlan, mode: str) -> pkgdb.Accounting:
+    """The packages the kept paths leave, read from the source's databases on disk."""
+    read = pkgdb.disk_reader(unpacked.root, unpacked.tree)
+    return pkgdb.account(unpacked.tree, plan.paths, read, mode)
 
 
 def _report(
@@ -335,12 +362,19 @@ def _report(
     out = options.output
     dest = Path(os.path.abspath(out.path))
     report_path = _abspath(out.report) or dest.parent / DEFAULT_REPORT_NAME
-    plan = verified.plan
+    if written is not None:
+        plan, accounting = written.plan, written.accounting
+    else:
+        plan, accounting = verified.plan, _account(unpacked, verified.plan, out.package_db)
+    output_stats = content_stats(unpacked.tree, plan.paths)
+    for path, new in accounting.replaced.items():  # trimmed database files changed size
+        output_stats["content_size"] += len(new) - unpacked.tree.get(path).size  # type: ignore[union-attr]
+    removed = pkgdb.removed(unpacked.tree, plan.paths, accounting.owners)
     notes = [*traced.notes, *planned.notes, *verified.notes, *(written.notes if written else ())]
     report = report_mod.build_report(
         image=image,
         source_stats=content_stats(unpacked.tree),
-        output_stats=content_stats(unpacked.tree, plan.paths),
+        output_stats=output_stats,
         written=written.image if written else None,
         layer_size=written.layer_size if written else None,
         tag=out.tag or default_tag(image),
@@ -354,8 +388,16 @@ def _report(
         seccomp_path=written.seccomp_path if written else None,
         keep_from=options.keep_from,
         notes=notes,
+        packages=pkgdb.report_json(accounting),
+        removed=removed,
+        removed_dirs=pkgdb.removed_dirs(removed),
     )
     report_mod.write_json_atomic(report_path, report)
+    if out.html is not None:
+        write_html(report, Path(os.path.abspath(out.html)))
+    if out.removed_list is not None:
+        lines = "".join(f"{pkgdb.printable(str(item['path']))}\n" for item in removed)
+        write_text_atomic(Path(os.path.abspath(out.removed_list)), lines)
     if written is None:
         raise VerificationError(f"{verified.verification.failure()} (report: {report_path})")
     return BuildResult(written.image, report, report_path, written.seccomp_path)

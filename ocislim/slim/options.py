@@ -39,6 +39,10 @@ class OutputOptions:
     tag: str | None = None
     report: Path | None = None  # None: slim.report.json beside the output
     seccomp_profile: Path | None = None
+    package_db: str = "trim"  # trim | keep | drop (see slim/pkgdb.py)
+    removed_list: Path | None = None  # one removed path a line
+    sboms: tuple[Path, ...] = ()  # .spdx.json or .cdx.json each
+    html: Path | None = None  # the report as one self-contained HTML page
 
     @property
     def layers(self) -> LayerCompression:
@@ -106,6 +110,11 @@ def check_options(options: BuildOptions) -> None:
     if options.verify_rounds < 1:
         raise UsageError("--verify-rounds must be at least 1")
     check_level(out.layers.compression, out.level)
+    if out.package_db not in ("trim", "keep", "drop"):
+        raise UsageError(f"--package-db {out.package_db!r}: choose trim, keep or drop")
+    for sbom in out.sboms:
+        if not str(sbom).endswith((".spdx.json", ".cdx.json")):
+            raise UsageError(f"--sbom {sbom}: the name must end in .spdx.json or .cdx.json")
     if options.keep_from is not None and not Path(options.keep_from).is_file():
         raise InputNotFoundError(f"--keep-from {options.keep_from}: no such file")
 

@@ -90,8 +90,12 @@ def build_report(
     seccomp_path: Path | None,
     keep_from: Path | None,
     notes: list[str],
+    packages: dict[str, Any] | None = None,
+    removed: list[dict[str, Any]] | None = None,
+    removed_dirs: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """The report object (see ``report.schema.json`` for every key)."""
+    """The report object (see ``report.schema.json`` for every key; ``packages``,
+    ``removed`` and ``removed_dirs`` are left out when None)."""
     layers_size = sum(layer.descriptor.size for layer in image.layers)
     source = {
         "image": str(image.source),
@@ -116,7 +120,12 @@ def build_report(
         **output_stats,
     }
     last = verification.rounds[-1].outcome if verification.rounds else None
-    return {
+    extra: dict[str, Any] = {
+        k: v
+        for k, v in (("packages", packages), ("removed", removed), ("removed_dirs", removed_dirs))
+        if v is not None
+    }
+    return extra | {
         "version": REPORT_VERSION,
         "ocislim": __version__,
         "source": source,
@@ -176,11 +185,23 @@ def summary(report: dict[str, Any], report_path: Path) -> dict[str, Any]:
         "report": str(report_path),
         "seccomp_profile": report["seccomp_profile"],
         "timings": report["timings"],
+        "packages": report["packages"]["counts"] if "packages" in report else None,
     }
 
 
 def _size(n: float | None) -> str:
     return "-" if n is None else human_size(n)
+
+
+def _packages_line(counts: dict[str, int] | None) -> list[str]:
+    if not counts or not sum(counts.values()):
+        return []
+    total = sum(counts.values())
+    left = counts["whole"] + counts["partial"]
+    return [
+        f"packages:    {total} -> {left} ({counts['whole']} whole, {counts['partial']} partial; "
+        f"{counts['removed']} removed)"
+    ]
 
 
 def render_summary(short: dict[str, Any]) -> str:
@@ -205,6 +226,7 @@ def render_summary(short: dict[str, Any]) -> str:
         f"compressed:  {_size(src['compressed_size'])} -> {_size(out['compressed_size'])}"
         + (f" ({ratio['compressed_size']:.1%})" if ratio["compressed_size"] is not None else ""),
         f"verified:    {check}",
+        *_packages_line(short.get("packages")),
         f"report:      {short['report']}",
     ]
     if short.get("seccomp_profile"):
