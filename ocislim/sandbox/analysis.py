@@ -41,6 +41,7 @@ from ocislim.sandbox.syscalls import (
 from ocislim.sandbox.tracer import Event, ExecEvent, ExitEvent, SpawnEvent, SyscallEvent
 
 MAX_PROCESS_LABEL = 200
+_UNKNOWN_NS_PID = 1 << 62  # sorts after every real pid
 BEFORE_EXEC = "(sandbox, before exec)"
 
 
@@ -292,7 +293,11 @@ def analyse(
 
 
 def processes(events: Iterable[Event], init_pid: int) -> tuple[Process, ...]:
-    """The program's processes (threads folded in), in order of appearance. Pure."""
+    """The program's processes (threads folded in), in the order they were created. Pure.
+
+    Creation order is the namespace pid's: the tracer may handle a child's fork before
+    its parent's when both stop at once, so the order of spawn events is not it.
+    """
     ns_pid: dict[int, int] = {init_pid: 1}
     parent: dict[int, int] = {}
     argv: dict[int, tuple[str, ...]] = {init_pid: ()}
@@ -310,6 +315,7 @@ def processes(events: Iterable[Event], init_pid: int) -> tuple[Process, ...]:
             argv[event.pid] = event.argv
         elif isinstance(event, ExitEvent) and event.tid == event.pid:
             ended[event.pid] = (event.exit_code, event.signal)
+    order.sort(key=lambda pid: ns_pid[pid] or _UNKNOWN_NS_PID)  # stable: unknowns keep theirs
     out = []
     for pid in order:
         code, sig = ended.get(pid, (None, None))

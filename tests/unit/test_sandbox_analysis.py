@@ -209,6 +209,24 @@ def test_processes_from_spawn_exec_and_exit_events() -> None:
     ]
 
 
+def test_processes_are_in_creation_order_when_a_childs_fork_is_seen_first() -> None:
+    # Parent and child both stop at a fork; the tracer may handle the child's first.
+    init = 100
+    events = [
+        SpawnEvent(1, init, init, 200, 200, 2, "fork", False),
+        SpawnEvent(2, 300, 300, 400, 400, 4, "fork", False),
+        SpawnEvent(3, 200, 200, 300, 300, 3, "fork", False),
+        ExitEvent(4, 300, 300, 0, None),
+        ExitEvent(5, 400, 400, None, 9),
+    ]
+    procs = processes(events, init)
+    assert [(p.pid, p.parent, p.exit_code, p.signal) for p in procs] == [
+        (2, 1, None, None),
+        (3, 2, 0, None),
+        (4, 3, None, 9),
+    ]
+
+
 def test_dir_tree_reads_a_real_directory_without_leaving_it(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\n")
