@@ -96,7 +96,8 @@ def first_seeds(
     note: Callable[[str], None],
 ) -> list[Seed]:
     """The ``analyse`` stage's seeds, in order: traced, the user's ``--include-*``,
-    ``--keep-from``'s kept paths, and what the output config needs."""
+    ``--keep-from``'s kept paths, what the output config needs, and (without
+    ``--keep-from``, whose plan they already shaped) the skeleton and application rules."""
     out_workdir = options.overrides.workdir or config.working_dir or "/"
     seeds = list(traced)
     seeds += user_seeds(options.keep, keeper.tree, keeper.find_program, out_workdir, note)
@@ -104,7 +105,8 @@ def first_seeds(
         why = Reason("rule", detail=str(options.keep_from), flag="--keep-from")
         seeds += [Seed(k["path"], why, follow=False) for k in keep_from["kept"]]
     seeds += _config_seeds(keeper.deps, config, options, out_workdir)
-    seeds += _rule_seeds(keeper, config, options, out_workdir)
+    if keep_from is None:  # a --keep-from plan already holds what these rules kept
+        seeds += _rule_seeds(keeper, config, options, out_workdir)
     return seeds
 
 

@@ -8,6 +8,10 @@ plan's closure and language rules add for them), and the next round runs on
 the extended tree.  Verification passes when a round's results equal the
 source's; it fails when results still differ after the last round or when
 nothing more can be added.  The caller decides what a failure does.
+
+Verification never passes on a source run that did not work: a program or probe
+that could not start (126, 127) or failed in the source run fails verification
+before any round, with one line saying which (:func:`source_failure`).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class Verification:
     max_rounds: int
     rounds: tuple[Round, ...] = ()
     passed: bool | None = None
+    source_error: str | None = None  # the source run did not work: no round ran
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +68,8 @@ class Verification:
 
     def failure(self) -> str:
         """One line: what differed and which paths were involved."""
+        if self.source_error is not None:
+            return self.source_error
         last = self.rounds[-1] if self.rounds else None
         if last is None:
             return "verification did not run"
@@ -96,6 +103,35 @@ def verify_seeds(missing: Sequence[str], misses: Sequence[FileAccess]) -> list[S
     return [Seed(p, Reason("verify", detail=why, access=access.get(p, ()))) for p in missing]
 
 
+CANNOT_START = {126: "could not be executed", 127: "was not found"}
+
+
+def source_failure(baseline: Outcome, plan: ProbePlan) -> str | None:
+    """One line when the source run itself did not work, else None: the program or an
+    exec probe could not start (126/127) or failed, or an HTTP probe got no answer.
+    A program stopped by ocislim at the end of the probes has not failed."""
+    code = baseline.exit_code
+    if code in CANNOT_START:
+        return (
+            f"the program {CANNOT_START[code]} in the source image (exit code {code}); "
+            "nothing to verify"
+        )
+    if code != 0 and not baseline.stopped(plan):
+        return f"the program failed in the source image (exit code {code}); nothing to verify"
+    names = plan.to_json()["exec"]
+    for name, probe_code in zip(names, baseline.exec_codes, strict=False):
+        if probe_code in CANNOT_START:
+            what = CANNOT_START[probe_code]
+            return f"exec probe {name!r} {what} in the source image (exit code {probe_code})"
+        if probe_code != 0:
+            return f"exec probe {name!r} failed in the source image (exit code {probe_code})"
+    for http in baseline.http:
+        if http.status is None:
+            why = f" ({http.error})" if http.error else ""
+            return f"HTTP probe {http.request.describe()} got no answer in the source image{why}"
+    return None
+
+
 RunProbes = Callable[[Path], tuple[Outcome, Sequence[FileAccess]]]
 
 
@@ -116,6 +152,9 @@ def verify(
     outcome and the paths it looked for in vain; ``extend(seeds)`` adds seeds to the
     keep plan and returns the newly kept paths, which are added to ``slim``.
     """
+    broken = source_failure(baseline, plan)
+    if broken is not None:
+        return Verification(True, max_rounds, (), passed=False, source_error=broken)
     rounds: list[Round] = []
     for number in range(1, max_rounds + 1):
         progress.stage("verify", f"round {number}/{max_rounds}")

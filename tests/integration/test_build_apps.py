@@ -45,7 +45,8 @@ def _nginx_stderr(stderr: str) -> str:
 
 _FETCH = """\
 import sys, urllib.request, urllib.error
-req = urllib.request.Request("http://127.0.0.1:%s" + sys.argv[1], headers={"Accept-Encoding": sys.argv[2]})
+url = "http://127.0.0.1:%s" + sys.argv[1]
+req = urllib.request.Request(url, headers={"Accept-Encoding": sys.argv[2]})
 try:
     r = urllib.request.urlopen(req, timeout=10)
 except urllib.error.HTTPError as e:
