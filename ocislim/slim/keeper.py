@@ -32,7 +32,7 @@ from ocislim.slim.apprules import (
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.langrules import LangRules
 from ocislim.slim.options import BuildOptions
-from ocislim.slim.pkgrules import DpkgIndex, PackageRules
+from ocislim.slim.pkgrules import DpkgIndex, PackageRules, PerlDistributions
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
@@ -55,6 +55,7 @@ class Keeper:
         self._runtime = RuntimeRules(tree, self.rules, self.deps.read_text)
         self.packages = DpkgIndex(tree, self.deps.read_text)
         self._pkg = PackageRules(self.packages, self.rules)
+        self._perl = PerlDistributions(self.packages, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -75,6 +76,7 @@ class Keeper:
             *self._lang.seeds(touched),
             *self._runtime.seeds(touched),
             *self._pkg.seeds(touched),
+            *self._perl.seeds(touched),
         ]
         return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
 

@@ -29,6 +29,11 @@ DPKG_INFO = "/var/lib/dpkg/info"
 
 PKG_RULES: tuple[LangRule, ...] = (
     LangRule(
+        "perl-distribution",
+        "a touched Perl module keeps its distribution: the files its Debian package "
+        "installs under @INC",
+    ),
+    LangRule(
         "package-data",
         "a traced file's Debian package keeps its data and configuration "
         "(/usr/share, /etc; documentation left out)",
@@ -107,12 +112,61 @@ def level_keeps(path: str, levels: Collection[str]) -> bool:
     )
 
 
+# Perl's module directories (@INC) of Debian and others.
+PERL_INC = PatternSet(
+    [
+        "/usr/share/perl5/**",
+        "/usr/lib/*/perl5/**",
+        "/usr/lib/*/perl/**",
+        "/usr/share/perl/**",
+        "/usr/lib/*/perl-base/**",
+        "/usr/local/share/perl/**",
+        "/usr/local/lib/*/perl/**",
+        "/usr/lib/perl5/**",
+        "/usr/local/lib/perl5/**",
+    ]
+)
+
+
+class PerlDistributions:
+    """``perl-distribution``: a touched module under @INC keeps the @INC files of the
+    Debian package that owns it (each package once)."""
+
+    def __init__(self, index: DpkgIndex, enabled: Iterable[str]) -> None:
+        self.index = index
+        self.on = "perl-distribution" in set(enabled)
+        self._done: set[str] = set()
+
+    def seeds(self, touched: Iterable[str]) -> list[Seed]:
+        if not self.on:
+            return []
+        out: list[Seed] = []
+        for path in touched:
+            if PERL_INC.match(path) is None:
+                continue
+            package = self.index.owner(path)
+            if package is None or package in self._done:
+                continue
+            self._done.add(package)
+            reason = Reason(
+                "lazy",
+                detail=f"Perl distribution {package} (touched {path})",
+                rule="perl-distribution",
+                by=path,
+            )
+            for member in self.index.files(package):
+                entry = self.index.tree.get(member)
+                if entry is not None and not entry.is_dir and PERL_INC.match(member):
+                    out.append(Seed(member, reason, follow=False))
+        return out
+
+
 class PackageRules:
     """Applies the enabled package levels to touched paths; each package fires once."""
 
     def __init__(self, index: DpkgIndex, enabled: Iterable[str]) -> None:
         self.index = index
-        names = {r.name for r in PKG_RULES}
+        names = {r.name for r in PKG_RULES if r.name.startswith("package-")}
         self.levels = frozenset(enabled) & names
         self._done: set[str] = set()
 
@@ -125,7 +179,7 @@ class PackageRules:
             if package is None or package in self._done:
                 continue
             self._done.add(package)
-            rule = max(self.levels, key=[r.name for r in PKG_RULES].index)
+            rule = max(self.levels, key=[r.name for r in PKG_RULES].index)  # the widest
             reason = Reason(
                 "lazy", detail=f"Debian package {package} (touched {path})", rule=rule, by=path
             )

@@ -41,18 +41,25 @@ _TZ_RUNTIMES = (
     "/usr/share/zoneinfo/**",
     "/etc/localtime",
 )
-_PERL_INC = (
+# Perl's core library (Debian's perl-base, libperl, perl-modules; others' privlib).
+_PERL_CORE = (
     "/usr/lib/*/perl-base",
     "/usr/lib/*/perl/5.*",
     "/usr/share/perl/5.*",
+    "/usr/lib/perl5/core_perl",
+    "/usr/share/perl5/core_perl",
+)
+# Modules installed beside it: Debian's vendor directories, site directories.
+_PERL_VENDOR = (
     "/usr/share/perl5",
     "/usr/lib/*/perl5/5.*",
     "/usr/local/share/perl/5.*",
     "/usr/local/lib/*/perl/5.*",
-    "/usr/lib/perl5",
+    "/usr/lib/perl5/vendor_perl",
     "/usr/share/perl5/vendor_perl",
     "/usr/local/lib/perl5",
 )
+_PERL_INC = (*_PERL_CORE, *_PERL_VENDOR)
 
 
 @dataclass(frozen=True)
@@ -75,10 +82,17 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
     ),
     RuntimeRule(
         "perl-inc",
-        "a Perl that ran keeps its @INC directories (core and vendor modules, their "
-        "auto/ shared objects)",
+        "a Perl that ran keeps its core library (every core module and its auto/ shared "
+        "objects: Encode, POSIX, Data::Dumper, IO::Compress ...)",
         triggers=tuple(f"{d}/**" for d in _PERL_INC),
-        keeps=_PERL_INC,
+        keeps=_PERL_CORE,
+    ),
+    RuntimeRule(
+        "perl-vendor",
+        "a Perl that ran keeps its vendor and site module directories whole (modules "
+        "from distribution packages or CPAN that this run did not load)",
+        triggers=tuple(f"{d}/**" for d in _PERL_INC),
+        keeps=_PERL_VENDOR,
     ),
     RuntimeRule(
         "ruby-stdlib",

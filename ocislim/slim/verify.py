@@ -16,6 +16,7 @@ before any round, with one line saying which (:func:`source_failure`).
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,16 +86,33 @@ class Verification:
 def missing_in_slim(
     misses: Sequence[FileAccess], tree: FileTree, kept: Callable[[str], bool]
 ) -> list[str]:
-    """Paths a slim run looked for in vain that exist in the source tree and are not kept."""
+    """Paths a slim run looked for in vain that exist in the source tree and are not kept;
+    for a failed write or create (``mkdir`` of a new directory) whose path the source
+    lacks too, the nearest source directory above it that is not kept."""
     out = []
     for miss in misses:
         try:
             resolved = tree.resolve(miss.path)
         except UnsafeArchiveError:
             continue  # a symlink loop in the source too
-        if tree.get(resolved) is not None and not kept(resolved):
-            out.append(miss.path)
+        if tree.get(resolved) is not None:
+            if not kept(resolved):
+                out.append(miss.path)
+        elif {"create", "write"} & set(miss.access):
+            above = _source_dir_above(tree, resolved)
+            if above is not None and not kept(above):
+                out.append(above)
     return sorted(set(out))
+
+
+def _source_dir_above(tree: FileTree, path: str) -> str | None:
+    parent = posixpath.dirname(path)
+    while parent != "/":
+        entry = tree.get(parent)
+        if entry is not None:
+            return parent if entry.is_dir else None
+        parent = posixpath.dirname(parent)
+    return None
 
 
 def verify_seeds(missing: Sequence[str], misses: Sequence[FileAccess]) -> list[Seed]:

@@ -1,10 +1,11 @@
 """Real applications slimmed with the defaults and one natural probe: every mode still works.
 
 Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
-Perl program on Debian's CPAN modules, git) is built with ``ocislim build`` and
-the probe a user would give (the HTTP probe of the exposed port, or the image's own
-command), then EVERY mode, not only the probed one, runs with podman on the
-original and on the slim image, and must give the same exit code and output.
+Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE) is built
+with ``ocislim build`` and the probe a user would give (the HTTP probe of the exposed
+port, or the image's own command), then EVERY mode, not only the probed one, runs with
+podman on the original and on the slim image, and must give the same exit code and
+output.
 """
 
 from __future__ import annotations
@@ -155,6 +156,11 @@ APPS = {
             m: run_mode(m)
             for m in ("json", "encode", "time", "digest", "gzip", "dumper", "datetime")
         },
+    ),
+    "java": App(
+        "java-app",
+        (),  # the image's command (hello) runs to its end
+        {m: run_mode(m) for m in ("hello", "time", "digest", "dns", "gzip", "spawn", "props")},
     ),
     "git": App(
         "git-tool",

@@ -12,7 +12,13 @@ from ocislim.slim.apprules import (
     written_seeds,
 )
 from ocislim.slim.keeprules import KEEP_RULES, default_enabled, rule_names
-from ocislim.slim.pkgrules import DpkgIndex, PackageRules, level_keeps, package_summary
+from ocislim.slim.pkgrules import (
+    DpkgIndex,
+    PackageRules,
+    PerlDistributions,
+    level_keeps,
+    package_summary,
+)
 from ocislim.slim.plan import Planner, Reason, Seed
 from ocislim.slim.runtimerules import RuntimeRules
 from tests.synth import M
@@ -182,6 +188,9 @@ def test_a_jvm_that_ran_keeps_its_runtime_image_and_time_zones() -> None:
 def test_perl_keeps_its_inc_and_nginx_its_config_and_document_root() -> None:
     perl = runtime_kept(["/usr/share/perl/5.36/strict.pm"])
     assert {"/usr/lib/x86_64-linux-gnu/perl/5.36/Encode.pm", "/usr/share/perl5/JSON.pm"} <= perl
+    core = runtime_kept(["/usr/share/perl5/JSON.pm"], {"perl-inc"})
+    assert "/usr/lib/x86_64-linux-gnu/perl/5.36/Encode.pm" in core
+    assert "/usr/share/perl5/JSON.pm" not in core  # the vendor directory is perl-vendor's
     nginx = runtime_kept(["/usr/sbin/nginx"], {"web-server"})
     assert {"/etc/nginx/mime.types", "/var/www/site/index.html"} <= nginx
     assert "/var/www/other/index.html" not in nginx
@@ -231,6 +240,25 @@ def test_package_levels_keep_more_of_a_traced_files_package(level: str, extra: s
     summary = package_summary(index, {s.path for s in seeds})
     assert summary["none"] == ["zlib1g"]
     assert summary["whole" if level == "package-whole" else "partly"] == ["git"]
+
+
+def test_a_touched_perl_module_keeps_its_debian_distribution_under_inc() -> None:
+    members = [
+        M("var/lib/dpkg/info/libjson-perl.list",
+          data=b"/usr/share/perl5/JSON.pm\n/usr/share/perl5/JSON/backportPP.pm\n"
+               b"/usr/share/doc/libjson-perl/copyright\n"),
+        M("usr/share/perl5/JSON.pm", data=b"1;"),
+        M("usr/share/perl5/JSON/backportPP.pm", data=b"1;"),
+        M("usr/share/perl5/Other.pm", data=b"1;"),
+        M("usr/share/doc/libjson-perl/copyright", data=b"c"),
+    ]  # fmt: skip
+    index = DpkgIndex(tree_from(members), reader(members))
+    seeds = PerlDistributions(index, {"perl-distribution"}).seeds(["/usr/share/perl5/JSON.pm"])
+    assert {s.path for s in seeds} == {
+        "/usr/share/perl5/JSON.pm",
+        "/usr/share/perl5/JSON/backportPP.pm",
+    }
+    assert PerlDistributions(index, set()).seeds(["/usr/share/perl5/JSON.pm"]) == []
 
 
 def test_level_keeps() -> None:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ocislim.sandbox import HttpRequest, HttpResult
+from ocislim.sandbox import FileAccess, HttpRequest, HttpResult
 from ocislim.slim.probes import Outcome, ProbeOptions, ProbePlan
-from ocislim.slim.verify import source_failure, verify
+from ocislim.slim.verify import missing_in_slim, source_failure, verify
+from tests.synth import M
+from tests.unit.slim_synth import tree_from
 
 
 def plan(exposed: list[str] | None = None, **kw: object) -> ProbePlan:
@@ -70,3 +72,14 @@ def test_a_plan_with_nothing_to_end_it_waits_for_the_program() -> None:
     assert not plan(timeout=3.0).waits_for_exit()
     assert not plan(["8080/tcp"]).waits_for_exit()
     assert not plan(exec_commands=("x",)).waits_for_exit()
+
+
+def test_a_failed_mkdir_in_a_dropped_directory_names_that_directory() -> None:
+    tree = tree_from([M("var/lib/nginx", "dir"), M("etc/x", data=b"x")])
+    misses = [
+        FileAccess("/var/lib/nginx/body", ("create",)),  # mkdir failed: its parent was dropped
+        FileAccess("/var/lib/nginx/proxy", ("stat",)),  # only looked for: not a reason
+        FileAccess("/etc/x", ("read",)),
+    ]
+    assert missing_in_slim(misses, tree, lambda p: p == "/etc/x") == ["/var/lib/nginx"]
+    assert missing_in_slim(misses, tree, lambda p: True) == []
