@@ -32,7 +32,7 @@ from ocislim.slim.apprules import (
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.langrules import LangRules
 from ocislim.slim.options import BuildOptions
-from ocislim.slim.pkgrules import DpkgIndex, PackageRules, PerlDistributions
+from ocislim.slim.pkgrules import DpkgIndex, PackageRules, PerlDistributions, package_summary
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
@@ -83,6 +83,18 @@ class Keeper:
     def plan(self) -> KeepPlan:
         """The plan as it stands (a frozen value; later extensions do not change it)."""
         return self._planner.plan()
+
+    def package_note(self) -> str | None:
+        """One line: how many of the image's Debian packages the plan keeps whole, partly,
+        not at all (None without a dpkg database)."""
+        summary = package_summary(self.packages, self._planner.plan().paths)
+        if not any(summary.values()):
+            return None
+        partly = ", ".join(summary["partly"][:12]) + (" ..." if len(summary["partly"]) > 12 else "")
+        return (
+            f"Debian packages: {len(summary['whole'])} kept whole, {len(summary['partly'])} "
+            f"partly ({partly}), {len(summary['none'])} not at all"
+        )
 
     def find_program(self, name: str) -> str | None:
         """``name`` as the probed program's environment finds it in the image."""
