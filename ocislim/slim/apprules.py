@@ -44,8 +44,8 @@ APP_RULES: tuple[LangRule, ...] = (
     ),
     LangRule(
         "script-commands",
-        "the programs an application's shell script names (found on the image's PATH) "
-        "are kept, run by this probe or not",
+        "the programs an application's scripts name (absolute paths of executables; in "
+        "shell scripts, words found on the image's PATH) are kept, run by this probe or not",
     ),
     LangRule(
         "app-whole",
@@ -238,7 +238,9 @@ def app_candidates(
     return out
 
 
-_SCRIPT_SUFFIXES = (".py", ".js", ".mjs", ".cjs", ".pl", ".pm", ".rb", ".php", ".sh", ".jar")
+_SCRIPT_SUFFIXES = (
+    ".py", ".js", ".mjs", ".cjs", ".pl", ".pm", ".rb", ".php", ".sh", ".jar", ".java",
+)  # fmt: skip
 
 
 def _tokens(args: Sequence[str]) -> list[str]:
@@ -260,18 +262,37 @@ _SHELLS = ("sh", "bash", "dash", "ash", "ksh", "zsh", "busybox")
 _WORD = re.compile(r"(?:^|[\s;|&(`])([A-Za-z0-9_][A-Za-z0-9_.+-]*)")
 
 
+_ABSOLUTE = re.compile(r"(?<![\w.:/-])(/(?:[\w.+-]+/)*[\w.+-]+)")
+
+
 def script_command_seeds(
     scripts: Iterable[str],
     read_text: Callable[[str], str | None],
     find_program: Callable[[str], str | None],
+    is_program: Callable[[str], bool] = lambda path: False,
 ) -> list[Seed]:
-    """The programs on PATH that the shell ``scripts`` name (a word of the script that
-    is a program's name); non-shell files are skipped."""
+    """The programs the application's ``scripts`` name: every absolute path in a script's
+    text that is an executable file of the image (``ProcessBuilder("/bin/echo")``,
+    ``subprocess.run(["/usr/bin/git", ...])``), and in a shell script every word that is
+    a program on the PATH."""
     seeds: list[Seed] = []
     seen: set[str] = set()
     for script in scripts:
         text = read_text(script)
-        if not text or not text.startswith("#!"):
+        if not text:
+            continue
+
+        def add(found: str, script: str = script) -> None:
+            if found != script:
+                why = rule_reason("script-commands", f"named by the script {script}", script)
+                seeds.append(Seed(found, why))
+
+        for path in _ABSOLUTE.findall(text):
+            if path not in seen:
+                seen.add(path)
+                if is_program(path):
+                    add(path)
+        if not text.startswith("#!"):
             continue
         interpreter = text.split("\n", 1)[0][2:].split()
         names = [posixpath.basename(w) for w in interpreter[:2]]
@@ -284,9 +305,8 @@ def script_command_seeds(
                     continue
                 seen.add(word)
                 found = find_program(word)
-                if found is not None and found != script:
-                    why = rule_reason("script-commands", f"named by the script {script}", script)
-                    seeds.append(Seed(found, why))
+                if found is not None:
+                    add(found)
     return seeds
 
 

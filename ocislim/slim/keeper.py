@@ -96,6 +96,14 @@ class Keeper:
             f"partly ({partly}), {len(summary['none'])} not at all"
         )
 
+    def is_program(self, path: str) -> bool:
+        """``path`` names (through links) an executable regular file of the image."""
+        try:
+            entry = self.tree.get(self.tree.resolve(path))
+        except UnsafeArchiveError:
+            return False
+        return entry is not None and entry.kind == "file" and bool(entry.mode & 0o111)
+
     def find_program(self, name: str) -> str | None:
         """``name`` as the probed program's environment finds it in the image."""
         return self.deps.find_program(name, self.env, self.workdir)
@@ -137,7 +145,9 @@ def _rule_seeds(
             seeds += app_seeds(keeper.tree, argv, workdir, keeper.find_program)
     if "script-commands" in keeper.rules:
         scripts = {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
-        seeds += script_command_seeds(sorted(scripts), keeper.deps.read_text, keeper.find_program)
+        seeds += script_command_seeds(
+            sorted(scripts), keeper.deps.read_text, keeper.find_program, keeper.is_program
+        )
     return seeds
 
 

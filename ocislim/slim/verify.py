@@ -121,7 +121,7 @@ def verify_seeds(missing: Sequence[str], misses: Sequence[FileAccess]) -> list[S
     return [Seed(p, Reason("verify", detail=why, access=access.get(p, ()))) for p in missing]
 
 
-CANNOT_START = {126: "could not be executed", 127: "was not found"}
+CANNOT_START = {126: "a command could not be executed", 127: "a command was not found"}
 
 
 def source_failure(baseline: Outcome, plan: ProbePlan) -> str | None:
@@ -131,7 +131,7 @@ def source_failure(baseline: Outcome, plan: ProbePlan) -> str | None:
     code = baseline.exit_code
     if code in CANNOT_START:
         return (
-            f"the program {CANNOT_START[code]} in the source image (exit code {code}); "
+            f"the program exited {code} in the source image ({CANNOT_START[code]}); "
             "nothing to verify"
         )
     if code != 0 and not baseline.stopped(plan):
@@ -140,7 +140,7 @@ def source_failure(baseline: Outcome, plan: ProbePlan) -> str | None:
     for name, probe_code in zip(names, baseline.exec_codes, strict=False):
         if probe_code in CANNOT_START:
             what = CANNOT_START[probe_code]
-            return f"exec probe {name!r} {what} in the source image (exit code {probe_code})"
+            return f"exec probe {name!r} exited {probe_code} in the source image ({what})"
         if probe_code != 0:
             return f"exec probe {name!r} failed in the source image (exit code {probe_code})"
     for http in baseline.http:

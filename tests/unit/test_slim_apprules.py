@@ -138,6 +138,11 @@ def test_script_commands_keep_the_programs_a_shell_script_names() -> None:
     assert sorted(s.path for s in seeds) == ["/bin/gzip", "/usr/bin/git"]  # not the comment
     assert script_command_seeds(["/app/run.py"], {"/app/run.py": "#!/usr/bin/python3\ngit"}.get,
                                 on_path.get) == []  # fmt: skip
+    java = {"/app/Main.java": 'new ProcessBuilder("/bin/echo", "x"); // see /etc/hosts'}
+    seeds = script_command_seeds(
+        ["/app/Main.java"], java.get, on_path.get, {"/bin/echo"}.__contains__
+    )
+    assert [s.path for s in seeds] == ["/bin/echo"]  # an executable it names, not a data file
 
 
 JVM = "usr/lib/jvm/java-17"

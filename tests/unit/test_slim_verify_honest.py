@@ -18,7 +18,9 @@ def plan(exposed: list[str] | None = None, **kw: object) -> ProbePlan:
 
 def test_a_program_that_cannot_start_is_an_error_never_a_pass() -> None:
     p = plan()
-    assert "was not found" in (source_failure(Outcome(127, False, ()), p) or "")
+    assert source_failure(Outcome(127, False, ()), p) == (
+        "the program exited 127 in the source image (a command was not found); nothing to verify"
+    )
     assert "could not be executed" in (source_failure(Outcome(126, False, ()), p) or "")
     assert "failed in the source image (exit code 3)" in (
         source_failure(Outcome(3, False, ()), p) or ""
@@ -30,7 +32,7 @@ def test_a_failing_probe_in_the_source_is_an_error() -> None:
     p = plan(exec_commands=("check",))
     assert source_failure(Outcome(143, False, (0,)), p) is None  # stopped after the probe
     line = source_failure(Outcome(143, False, (127,)), p)
-    assert line == "exec probe 'check' was not found in the source image (exit code 127)"
+    assert line == "exec probe 'check' exited 127 in the source image (a command was not found)"
     assert "failed" in (source_failure(Outcome(0, False, (1,)), p) or "")
     http = plan(["80/tcp"])
     refused = HttpResult(HttpRequest(80, "GET", "/"), None, "refused")
