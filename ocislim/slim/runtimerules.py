@@ -254,11 +254,15 @@ class RuntimeRules:
             entry = self.tree.get(top)
             if entry is None or not entry.is_dir:
                 continue
-            for item in self.tree.walk():
-                if not item.path.startswith(top + "/") or item.is_dir:
-                    continue
-                text = self.read_text(item.path) or ""
-                roots.update(m.group(1).rstrip("/") or "/" for m in _DOC_ROOT.finditer(text))
+            stack = [entry]
+            while stack:  # only the configuration's own subtree
+                node = stack.pop()
+                for child in (node.children or {}).values():
+                    if child.is_dir:
+                        stack.append(child)
+                        continue
+                    text = self.read_text(child.path) or ""
+                    roots.update(m.group(1).rstrip("/") or "/" for m in _DOC_ROOT.finditer(text))
         why = Reason(
             "lazy",
             detail="a document root the server's configuration names",
