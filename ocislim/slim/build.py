@@ -241,6 +241,9 @@ def _analyse(
 ) -> Planned:
     notes = _Notes(progress)
     keeper.extend(first_seeds(keeper, image.config, options, traced.seeds, keep_from, notes))
+    packages = keeper.package_note()
+    if packages is not None:
+        notes(packages)
     return Planned(keeper.plan(), tuple(notes.items))
 
 

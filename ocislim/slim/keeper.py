@@ -2,8 +2,12 @@
 
 A :class:`Keeper` joins the pieces of the plan over the source's merged tree: the
 :class:`~ocislim.slim.plan.Planner` (parents, symlinks, hardlinks), the ELF pass
-(:class:`~ocislim.slim.elfdeps.ElfDeps`) and the language rules
-(:class:`~ocislim.slim.langrules.LangRules`).  The ``analyse`` stage makes one
+(:class:`~ocislim.slim.elfdeps.ElfDeps`), the language rules
+(:class:`~ocislim.slim.langrules.LangRules`), the runtime rules
+(:class:`~ocislim.slim.runtimerules.RuntimeRules`), the package levels
+(:class:`~ocislim.slim.pkgrules.PackageRules`) and the application rules
+(:mod:`ocislim.slim.apprules`: written places, skeleton directories, the
+application's own tree).  The ``analyse`` stage makes one
 and adds :func:`first_seeds`; the ``verify`` stage is the only other one that
 extends it.  Each stage hands on a frozen :class:`~ocislim.slim.plan.KeepPlan`
 (:meth:`Keeper.plan`), never the Keeper.
@@ -18,11 +22,20 @@ from typing import Any
 from ocislim.errors import UnsafeArchiveError
 from ocislim.image.models import ImageConfig
 from ocislim.layers.tree import FileTree
+from ocislim.slim.apprules import (
+    app_candidates,
+    app_seeds,
+    script_command_seeds,
+    skeleton_seeds,
+    written_seeds,
+)
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.langrules import LangRules
 from ocislim.slim.options import BuildOptions
+from ocislim.slim.pkgrules import DpkgIndex, PackageRules, PerlDistributions, package_summary
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.rules import user_seeds
+from ocislim.slim.runtimerules import RuntimeRules
 
 
 class Keeper:
@@ -37,21 +50,59 @@ class Keeper:
         self.workdir = options.run.workdir or config.working_dir or "/"
         rules = select_rules(options.disabled_rules)
         self.deps = ElfDeps(root, tree, self.env, self.workdir, rules)
-        self._lang = LangRules(tree, self.deps.read_text, options.language_rules)
+        self.rules = options.language_rules
+        self._lang = LangRules(tree, self.deps.read_text, self.rules)
+        self._runtime = RuntimeRules(tree, self.rules, self.deps.read_text)
+        self.packages = DpkgIndex(tree, self.deps.read_text)
+        self._pkg = PackageRules(self.packages, self.rules)
+        self._perl = PerlDistributions(self.packages, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
 
     def extend(self, seeds: list[Seed]) -> list[str]:
-        """Keep ``seeds``, what the language rules add for traced and verified paths, and
-        the ELF closure of all of it; returns the newly kept paths."""
-        touched = [s.path for s in seeds if s.reason.source in ("trace", "verify")]
-        widened = self._lang.seeds(_resolved(self.tree, touched))
-        return close_plan(self._planner, [*seeds, *widened], self.deps)
+        """Keep ``seeds``, what the language, runtime and package rules add for traced and
+        verified paths, and the ELF closure of all of it; returns the newly kept paths.
+
+        Traced paths absent from the source (made at run time) are not kept; with
+        ``written-places`` the source directory they were made in is."""
+        seeds, places = written_seeds(self.tree, seeds)
+        if "written-places" not in self.rules:
+            places = []
+        touched = _resolved(
+            self.tree, [s.path for s in seeds if s.reason.source in ("trace", "verify")]
+        )
+        widened = [
+            *self._lang.seeds(touched),
+            *self._runtime.seeds(touched),
+            *self._pkg.seeds(touched),
+            *self._perl.seeds(touched),
+        ]
+        return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
 
     def plan(self) -> KeepPlan:
         """The plan as it stands (a frozen value; later extensions do not change it)."""
         return self._planner.plan()
+
+    def package_note(self) -> str | None:
+        """One line: how many of the image's Debian packages the plan keeps whole, partly,
+        not at all (None without a dpkg database)."""
+        summary = package_summary(self.packages, self._planner.plan().paths)
+        if not any(summary.values()):
+            return None
+        partly = ", ".join(summary["partly"][:12]) + (" ..." if len(summary["partly"]) > 12 else "")
+        return (
+            f"Debian packages: {len(summary['whole'])} kept whole, {len(summary['partly'])} "
+            f"partly ({partly}), {len(summary['none'])} not at all"
+        )
+
+    def is_program(self, path: str) -> bool:
+        """``path`` names (through links) an executable regular file of the image."""
+        try:
+            entry = self.tree.get(self.tree.resolve(path))
+        except UnsafeArchiveError:
+            return False
+        return entry is not None and entry.kind == "file" and bool(entry.mode & 0o111)
 
     def find_program(self, name: str) -> str | None:
         """``name`` as the probed program's environment finds it in the image."""
@@ -67,7 +118,8 @@ def first_seeds(
     note: Callable[[str], None],
 ) -> list[Seed]:
     """The ``analyse`` stage's seeds, in order: traced, the user's ``--include-*``,
-    ``--keep-from``'s kept paths, and what the output config needs."""
+    ``--keep-from``'s kept paths, what the output config needs, and (without
+    ``--keep-from``, whose plan they already shaped) the skeleton and application rules."""
     out_workdir = options.overrides.workdir or config.working_dir or "/"
     seeds = list(traced)
     seeds += user_seeds(options.keep, keeper.tree, keeper.find_program, out_workdir, note)
@@ -75,7 +127,43 @@ def first_seeds(
         why = Reason("rule", detail=str(options.keep_from), flag="--keep-from")
         seeds += [Seed(k["path"], why, follow=False) for k in keep_from["kept"]]
     seeds += _config_seeds(keeper.deps, config, options, out_workdir)
+    if keep_from is None:  # a --keep-from plan already holds what these rules kept
+        seeds += _rule_seeds(keeper, config, options, out_workdir)
     return seeds
+
+
+def _rule_seeds(
+    keeper: Keeper, config: ImageConfig, options: BuildOptions, workdir: str
+) -> list[Seed]:
+    """The skeleton directories and the application's own trees, when their rules are on."""
+    seeds: list[Seed] = []
+    if "skeleton-dirs" in keeper.rules:
+        seeds += skeleton_seeds(keeper.tree, config.volumes or [])
+    argvs = (_entry_argv(config, options), list(options.run.command))
+    if "app-whole" in keeper.rules:
+        for argv in argvs:
+            seeds += app_seeds(keeper.tree, argv, workdir, keeper.find_program)
+    if "script-commands" in keeper.rules:
+        scripts = {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
+        seeds += script_command_seeds(
+            sorted(scripts), keeper.deps.read_text, keeper.find_program, keeper.is_program
+        )
+    return seeds
+
+
+def script_paths(
+    tree: FileTree, argv: list[str], workdir: str, keeper: Keeper
+) -> list[tuple[str, str]]:
+    """The program and scripts ``argv`` names, as in-image paths."""
+    out = []
+    if argv:
+        program = keeper.find_program(argv[0])
+        if program is not None:
+            out.append((program, "program"))
+    for _directory, what in app_candidates(tree, argv, workdir, keeper.find_program):
+        if what.startswith("the script "):
+            out.append((what[len("the script ") :], "script"))
+    return out
 
 
 def _config_seeds(
@@ -98,12 +186,17 @@ def _config_seeds(
     return seeds
 
 
-def _entry_program(deps: ElfDeps, config: ImageConfig, options: BuildOptions) -> str | None:
+def _entry_argv(config: ImageConfig, options: BuildOptions) -> list[str]:
     overrides = options.overrides
-    argv = [
+    return [
         *(overrides.entrypoint if overrides.entrypoint is not None else config.entrypoint or []),
         *(overrides.cmd if overrides.cmd is not None else config.cmd or []),
     ]
+
+
+def _entry_program(deps: ElfDeps, config: ImageConfig, options: BuildOptions) -> str | None:
+    overrides = options.overrides
+    argv = _entry_argv(config, options)
     if not argv:
         return None
     env = [*config.env, *overrides.env]

@@ -16,7 +16,7 @@ from ocislim.image.mutate import ConfigOverrides
 from ocislim.image.outlayers import LayerCompression, check_level, output_compression
 from ocislim.image.writer import FORMATS
 from ocislim.slim.elfdeps import NETWORK_RULES, lazy_rule_names
-from ocislim.slim.langrules import default_enabled, rule_names
+from ocislim.slim.keeprules import default_enabled, rule_names
 from ocislim.slim.probes import ProbeOptions
 from ocislim.slim.rules import KeepOptions
 

@@ -32,6 +32,8 @@ from ocislim.sandbox import (
 
 CONTINUE_AFTER = ("exec", "probe", "timeout", "app-exit")
 DEFAULT_TIMEOUT = 60.0  # --continue-after timeout without --timeout
+# Exit codes of a program ocislim stopped: SIGTERM, or SIGKILL after the grace time.
+STOP_CODES = frozenset({128 + 15, 128 + 9})
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,15 @@ class ProbePlan:
             return codes[: len(self.exec_probes)]
         return codes
 
+    def waits_for_exit(self) -> bool:
+        """Nothing but the program's own exit ends a run of this plan."""
+        return (
+            self.continue_after == "app-exit"
+            and not self.exec_probes
+            and not self.http
+            and self.timeout is None
+        )
+
     def needs_controller(self) -> bool:
         return self.control().needed()
 
@@ -198,12 +209,28 @@ class Outcome:
             http,
         )
 
+    def stopped(self, plan: ProbePlan) -> bool:
+        """The program was stopped by ocislim (SIGTERM, or SIGKILL after the grace time)
+        when the plan ends it at the probes or the timeout."""
+        if self.timed_out and plan.continue_after == "timeout":
+            return True
+        return plan.continue_after != "app-exit" and self.exit_code in STOP_CODES
+
+    def ended_well(self, plan: ProbePlan) -> bool:
+        """Exited 0 by itself, or stopped by ocislim: the same outcome, whichever came
+        first (the result must not depend on timing)."""
+        return self.exit_code == 0 or self.stopped(plan)
+
     def differences(self, slim: Outcome, plan: ProbePlan) -> list[str]:
-        """How ``slim`` (the slim image's run) differs from this (the source's) run."""
+        """How ``slim`` (the slim image's run) differs from this (the source's) run.
+
+        "Stopped by ocislim at the end of the probes (or the timeout)" and "exited 0 by
+        itself" count as the same outcome."""
         out = []
-        if self.exit_code != slim.exit_code:
+        same_end = self.ended_well(plan) and slim.ended_well(plan)
+        if self.exit_code != slim.exit_code and not same_end:
             out.append(f"program exit code {self.exit_code} became {slim.exit_code}")
-        if self.timed_out != slim.timed_out:
+        if self.timed_out != slim.timed_out and not same_end:
             out.append("timed out" if slim.timed_out else "no longer times out")
         for i, (a, b) in enumerate(zip(self.exec_codes, slim.exec_codes, strict=False)):
             if a != b:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -114,19 +115,27 @@ class Prober:
     def run_plan(self, root: Path, progress: Progress, traced: bool = True) -> tuple[Outcome, Any]:
         plan = self.plan
         controller = RunController(plan.control())
+        waiting = _WaitNotice(progress) if plan.waits_for_exit() else None
         try:
             spec = self.spec(root, controller.mounts(), plan.sandbox_probes())
             controller.start()
             count = self.count_syscalls
             result: TraceResult | RunResult
+            if waiting is not None:
+                waiting.start()
             if traced:
                 result = trace(root, spec, progress, count_syscalls=count)
                 run_result = result.run
             else:
                 result = run_result = run(root, spec, progress)
         finally:
+            if waiting is not None:
+                waiting.stop()
             controller.finish()
         for note in controller.notes:
+            if note.startswith("HTTP probes failed: ocislim httpprobe:") and "/proc/" in note:
+                # the program ended before its namespaces could be joined
+                note = f"HTTP probes not sent: the program ended (exit code {run_result.exit_code})"
             self.note(note)
         outcome = Outcome(
             run_result.exit_code,
@@ -163,3 +172,34 @@ class Prober:
         if result.syscalls:
             self.syscalls.update(result.syscalls)
         return outcome, result.report.misses
+
+
+class _WaitNotice:
+    """Says on stderr (the progress receiver) that the build waits for the program to
+    exit by itself, at once and every :data:`WAIT_NOTICE_EVERY` seconds."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._waited = 0.0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        self._progress.note(WAIT_NOTICE)
+        while not self._done.wait(WAIT_NOTICE_EVERY):
+            self._waited += WAIT_NOTICE_EVERY
+            self._progress.note(f"still waiting for the program to exit ({self._waited:.0f} s)")
+
+
+WAIT_NOTICE_EVERY = 30.0
+WAIT_NOTICE = (
+    "waiting for the program to exit by itself (no --exec, HTTP port or --timeout given; "
+    "stop it with --timeout SECONDS)"
+)

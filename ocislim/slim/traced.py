@@ -14,10 +14,11 @@ from ocislim.slim.plan import Reason, Seed
 
 def trace_seeds(report: FileReport) -> list[Seed]:
     """One seed per (path, program), sorted so; a final symlink is kept as the link (and
-    its target through the plan's symlink rule)."""
+    its target through the plan's symlink rule).  Paths the run created (absent from
+    the image) are seeds too: the keeper keeps the directory they were made in."""
     seeds = []
     for program, category, access in report.by_program:
-        if category == "files":
+        if category in ("files", "created"):
             reason = Reason("trace", process=program, access=access.access)
             seeds.append(Seed(access.path, reason, follow=False))
     return seeds

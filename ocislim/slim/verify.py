@@ -8,10 +8,15 @@ plan's closure and language rules add for them), and the next round runs on
 the extended tree.  Verification passes when a round's results equal the
 source's; it fails when results still differ after the last round or when
 nothing more can be added.  The caller decides what a failure does.
+
+Verification never passes on a source run that did not work: a program or probe
+that could not start (126, 127) or failed in the source run fails verification
+before any round, with one line saying which (:func:`source_failure`).
 """
 
 from __future__ import annotations
 
+import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +57,7 @@ class Verification:
     max_rounds: int
     rounds: tuple[Round, ...] = ()
     passed: bool | None = None
+    source_error: str | None = None  # the source run did not work: no round ran
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -63,6 +69,8 @@ class Verification:
 
     def failure(self) -> str:
         """One line: what differed and which paths were involved."""
+        if self.source_error is not None:
+            return self.source_error
         last = self.rounds[-1] if self.rounds else None
         if last is None:
             return "verification did not run"
@@ -78,22 +86,68 @@ class Verification:
 def missing_in_slim(
     misses: Sequence[FileAccess], tree: FileTree, kept: Callable[[str], bool]
 ) -> list[str]:
-    """Paths a slim run looked for in vain that exist in the source tree and are not kept."""
+    """Paths a slim run looked for in vain that exist in the source tree and are not kept;
+    for a failed write or create (``mkdir`` of a new directory) whose path the source
+    lacks too, the nearest source directory above it that is not kept."""
     out = []
     for miss in misses:
         try:
             resolved = tree.resolve(miss.path)
         except UnsafeArchiveError:
             continue  # a symlink loop in the source too
-        if tree.get(resolved) is not None and not kept(resolved):
-            out.append(miss.path)
+        if tree.get(resolved) is not None:
+            if not kept(resolved):
+                out.append(miss.path)
+        elif {"create", "write"} & set(miss.access):
+            above = _source_dir_above(tree, resolved)
+            if above is not None and not kept(above):
+                out.append(above)
     return sorted(set(out))
+
+
+def _source_dir_above(tree: FileTree, path: str) -> str | None:
+    parent = posixpath.dirname(path)
+    while parent != "/":
+        entry = tree.get(parent)
+        if entry is not None:
+            return parent if entry.is_dir else None
+        parent = posixpath.dirname(parent)
+    return None
 
 
 def verify_seeds(missing: Sequence[str], misses: Sequence[FileAccess]) -> list[Seed]:
     access = {m.path: m.access for m in misses}
     why = "looked up by the slim image's run"
     return [Seed(p, Reason("verify", detail=why, access=access.get(p, ()))) for p in missing]
+
+
+CANNOT_START = {126: "a command could not be executed", 127: "a command was not found"}
+
+
+def source_failure(baseline: Outcome, plan: ProbePlan) -> str | None:
+    """One line when the source run itself did not work, else None: the program or an
+    exec probe could not start (126/127) or failed, or an HTTP probe got no answer.
+    A program stopped by ocislim at the end of the probes has not failed."""
+    code = baseline.exit_code
+    if code in CANNOT_START:
+        return (
+            f"the program exited {code} in the source image ({CANNOT_START[code]}); "
+            "nothing to verify"
+        )
+    if code != 0 and not baseline.stopped(plan):
+        return f"the program failed in the source image (exit code {code}); nothing to verify"
+    names = plan.to_json()["exec"]
+    for name, probe_code in zip(names, baseline.exec_codes, strict=False):
+        if probe_code in CANNOT_START:
+            what = CANNOT_START[probe_code]
+            return f"exec probe {name!r} exited {probe_code} in the source image ({what})"
+        if probe_code != 0:
+            return f"exec probe {name!r} failed in the source image (exit code {probe_code})"
+    for http in baseline.http:
+        if http.status is None:
+            why = f" ({http.error})" if http.error else ""
+            return f"HTTP probe {http.request.describe()} got no answer in the source image{why}"
+    return None
 
 
 RunProbes = Callable[[Path], tuple[Outcome, Sequence[FileAccess]]]
@@ -116,6 +170,9 @@ def verify(
     outcome and the paths it looked for in vain; ``extend(seeds)`` adds seeds to the
     keep plan and returns the newly kept paths, which are added to ``slim``.
     """
+    broken = source_failure(baseline, plan)
+    if broken is not None:
+        return Verification(True, max_rounds, (), passed=False, source_error=broken)
     rounds: list[Round] = []
     for number in range(1, max_rounds + 1):
         progress.stage("verify", f"round {number}/{max_rounds}")

@@ -36,6 +36,12 @@ EXPECTED: dict[str, tuple[int, list[str] | None, list[str] | None, str, list[str
     "node": (2, None, ["node", "-e", "console.log(1)"], "", []),
     "http-server": (2, None, ["python3", "-m", "http.server", "8080"], "", ["8080/tcp"]),
     "demo": (2, ["/demo/hello.sh"], None, "/demo", []),
+    "flask-app": (3, None, ["python3", "/app/app.py"], "/app", ["8080/tcp"]),
+    "express-app": (3, None, ["node", "/app/server.js"], "/app", ["3000/tcp"]),
+    "nginx-site": (3, None, ["nginx", "-g", "daemon off;"], "", ["80/tcp"]),
+    "perl-tool": (3, ["perl", "/app/tool.pl"], ["json"], "", []),
+    "git-tool": (3, ["/app/gitmodes.sh"], ["init"], "", []),
+    "java-app": (3, ["java", "/app/Main.java"], ["hello"], "", []),
 }
 
 

@@ -1,0 +1,327 @@
+"""Rules about the application itself and the places it writes, as switchable data.
+
+Each rule is a :class:`~ocislim.slim.langrules.LangRule` (name, description,
+default) and every path it keeps carries ``Reason("lazy", rule=NAME)``:
+
+- ``written-places``: every directory the traced program created something in
+  (the nearest directory of the source image above a created path), and every
+  existing path it wrote, created or deleted, is kept (with its original header);
+  a program that writes its state, logs or cache there finds the place again.
+- ``skeleton-dirs``: the standard writable directories present in the source
+  (:data:`SKELETON_DIRS`) and the config's ``Volumes`` mount points stay as
+  (empty) directories with their original modes.
+- ``app-whole``: the directory tree holding the entrypoint's script or program,
+  and the WorkingDir when it is not ``/``, is kept whole, up to a boundary: a
+  system directory (:data:`SYSTEM_DIRS`) or a package root (:data:`PACKAGE_ROOTS`)
+  is never kept whole, only the directory below it on the way to the script.
+
+Pure: every function depends on the merged tree and the values given.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+from collections.abc import Callable, Iterable, Sequence
+
+from ocislim.errors import UnsafeArchiveError
+from ocislim.layers.tree import FileTree
+from ocislim.slim.langrules import LangRule
+from ocislim.slim.patterns import PatternSet
+from ocislim.slim.plan import Reason, Seed
+
+APP_RULES: tuple[LangRule, ...] = (
+    LangRule(
+        "written-places",
+        "directories the traced program created something in, and existing files it "
+        "wrote or deleted, stay with their original metadata",
+    ),
+    LangRule(
+        "skeleton-dirs",
+        "/tmp, /var/tmp, /run, /var/run, /var/log, /var/cache and the config's Volumes "
+        "stay as directories with their modes",
+    ),
+    LangRule(
+        "script-commands",
+        "the programs an application's scripts name (absolute paths of executables; in "
+        "shell scripts, words found on the image's PATH) are kept, run by this probe or not",
+    ),
+    LangRule(
+        "app-whole",
+        "the directory tree of the entrypoint's script or program (and the WorkingDir) "
+        "is kept whole, below system directories",
+    ),
+)
+
+SKELETON_DIRS = ("/tmp", "/var/tmp", "/run", "/var/run", "/var/log", "/var/cache")
+WRITE_ACCESS = frozenset({"write", "create", "delete"})
+
+# Directories shared by the whole system: never an application's own tree.
+SYSTEM_DIRS = frozenset(
+    {
+        "/",
+        "/bin",
+        "/sbin",
+        "/lib",
+        "/lib32",
+        "/lib64",
+        "/libx32",
+        "/etc",
+        "/opt",
+        "/srv",
+        "/home",
+        "/root",
+        "/tmp",
+        "/var",
+        "/var/lib",
+        "/var/tmp",
+        "/var/cache",
+        "/var/log",
+        "/var/opt",
+        "/usr",
+        "/usr/bin",
+        "/usr/sbin",
+        "/usr/lib",
+        "/usr/lib32",
+        "/usr/lib64",
+        "/usr/libx32",
+        "/usr/libexec",
+        "/usr/include",
+        "/usr/share",
+        "/usr/local",
+        "/usr/local/bin",
+        "/usr/local/sbin",
+        "/usr/local/lib",
+        "/usr/local/libexec",
+        "/usr/local/share",
+        "/usr/local/include",
+    }
+)
+# Roots of many packages at once: the application is at most one level below them.
+PACKAGE_ROOTS = (
+    "/usr/lib/*-linux-gnu*",
+    "/usr/lib/python*",
+    "/usr/local/lib/python*",
+    "/usr/share/nodejs",
+    "/usr/lib/nodejs",
+    "/usr/share/perl*",
+    "/usr/lib/jvm",
+    "/usr/share/java",
+    "/**/site-packages",
+    "/**/dist-packages",
+    "/**/node_modules",
+)
+_PACKAGE_ROOTS = PatternSet(PACKAGE_ROOTS)
+
+
+def rule_reason(rule: str, detail: str, by: str | None = None) -> Reason:
+    return Reason("lazy", detail=detail, rule=rule, by=by)
+
+
+# -- written places -------------------------------------------------------------------
+
+
+def written_seeds(tree: FileTree, seeds: Iterable[Seed]) -> tuple[list[Seed], list[Seed]]:
+    """Split traced ``seeds`` into (seeds to keep, written-places seeds).
+
+    A traced path absent from the source (created at run time) is not kept itself;
+    the nearest source directory above it is.  An existing path written, created or
+    deleted gets the rule's reason too.  Seeds of other sources pass unchanged.
+    """
+    kept: list[Seed] = []
+    places: list[Seed] = []
+    for seed in seeds:
+        if seed.reason.source != "trace":
+            kept.append(seed)
+            continue
+        wrote = bool(WRITE_ACCESS & set(seed.reason.access))
+        if _exists(tree, seed.path):
+            kept.append(seed)
+            if wrote:
+                why = f"written by {seed.reason.process} ({','.join(seed.reason.access)})"
+                places.append(Seed(seed.path, rule_reason("written-places", why), follow=False))
+            continue
+        if not wrote:
+            continue  # looked at, never there: nothing to keep
+        parent = _existing_dir_above(tree, seed.path)
+        if parent is not None:
+            why = f"{seed.reason.process} created {seed.path} in it"
+            places.append(Seed(parent, rule_reason("written-places", why, by=seed.path)))
+    return kept, places
+
+
+def _exists(tree: FileTree, path: str) -> bool:
+    try:
+        return tree.get(tree.resolve(path, follow_last=False)) is not None
+    except UnsafeArchiveError:
+        return False
+
+
+def _existing_dir_above(tree: FileTree, path: str) -> str | None:
+    parent = posixpath.dirname(path)
+    while True:
+        try:
+            resolved = tree.resolve(parent)
+        except UnsafeArchiveError:
+            return None
+        entry = tree.get(resolved)
+        if entry is not None:
+            return parent if entry.is_dir else None
+        if parent == "/":
+            return None
+        parent = posixpath.dirname(parent)
+
+
+# -- skeleton directories -------------------------------------------------------------
+
+
+def skeleton_seeds(tree: FileTree, volumes: Sequence[str]) -> list[Seed]:
+    """The skeleton directories and ``volumes`` present in ``tree``, as plain dirs."""
+    seeds = []
+    for path in (*SKELETON_DIRS, *volumes):
+        path = posixpath.normpath("/" + path.lstrip("/"))
+        if tree.get(path) is None:
+            continue
+        detail = "a Volumes mount point" if path in volumes else "a standard writable directory"
+        seeds.append(Seed(path, rule_reason("skeleton-dirs", detail)))
+    return seeds
+
+
+# -- the application's own tree -------------------------------------------------------
+
+
+def app_seeds(
+    tree: FileTree,
+    argv: Sequence[str],
+    workdir: str,
+    find_program: Callable[[str], str | None],
+) -> list[Seed]:
+    """The application trees of ``argv`` (the entrypoint and command) and ``workdir``."""
+    seeds: list[Seed] = []
+    done: set[str] = set()
+    for path, what in app_candidates(tree, argv, workdir, find_program):
+        root = app_root(path)
+        if root is None or root in done:
+            continue
+        done.add(root)
+        why = rule_reason("app-whole", f"the application tree of {what}", by=path)
+        seeds.append(Seed(root, why, recursive=True))
+    return seeds
+
+
+def app_candidates(
+    tree: FileTree,
+    argv: Sequence[str],
+    workdir: str,
+    find_program: Callable[[str], str | None],
+) -> list[tuple[str, str]]:
+    """(directory, what it holds) for the program, every script path ``argv`` names (in
+    ``sh -c`` strings too) and the WorkingDir."""
+    out: list[tuple[str, str]] = []
+    if argv:
+        program = find_program(argv[0])
+        if program is not None:
+            out.append((posixpath.dirname(program), f"the program {program}"))
+    for token in _tokens(argv[1:]):
+        if "/" not in token and not token.endswith(_SCRIPT_SUFFIXES):
+            continue
+        path = posixpath.normpath(posixpath.join(workdir or "/", token))
+        try:
+            entry = tree.get(tree.resolve(path))
+        except UnsafeArchiveError:
+            continue
+        if entry is not None and not entry.is_dir:
+            out.append((posixpath.dirname(path), f"the script {path}"))
+    if workdir and workdir != "/":
+        out.append((posixpath.normpath(workdir), "the WorkingDir"))
+    return out
+
+
+_SCRIPT_SUFFIXES = (
+    ".py", ".js", ".mjs", ".cjs", ".pl", ".pm", ".rb", ".php", ".sh", ".jar", ".java",
+)  # fmt: skip
+
+
+def _tokens(args: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for arg in args:
+        if arg.startswith("-") and "=" not in arg:
+            continue
+        if " " in arg:
+            try:
+                out += shlex.split(arg)
+            except ValueError:
+                continue
+        else:
+            out.append(arg.split("=", 1)[1] if arg.startswith("-") else arg)
+    return out
+
+
+_SHELLS = ("sh", "bash", "dash", "ash", "ksh", "zsh", "busybox")
+_WORD = re.compile(r"(?:^|[\s;|&(`])([A-Za-z0-9_][A-Za-z0-9_.+-]*)")
+
+
+_ABSOLUTE = re.compile(r"(?<![\w.:/-])(/(?:[\w.+-]+/)*[\w.+-]+)")
+
+
+def script_command_seeds(
+    scripts: Iterable[str],
+    read_text: Callable[[str], str | None],
+    find_program: Callable[[str], str | None],
+    is_program: Callable[[str], bool] = lambda path: False,
+) -> list[Seed]:
+    """The programs the application's ``scripts`` name: every absolute path in a script's
+    text that is an executable file of the image (``ProcessBuilder("/bin/echo")``,
+    ``subprocess.run(["/usr/bin/git", ...])``), and in a shell script every word that is
+    a program on the PATH."""
+    seeds: list[Seed] = []
+    seen: set[str] = set()
+    for script in scripts:
+        text = read_text(script)
+        if not text:
+            continue
+
+        def add(found: str, script: str = script) -> None:
+            if found != script:
+                why = rule_reason("script-commands", f"named by the script {script}", script)
+                seeds.append(Seed(found, why))
+
+        for path in _ABSOLUTE.findall(text):
+            if path not in seen:
+                seen.add(path)
+                if is_program(path):
+                    add(path)
+        if not text.startswith("#!"):
+            continue
+        interpreter = text.split("\n", 1)[0][2:].split()
+        names = [posixpath.basename(w) for w in interpreter[:2]]
+        if not any(n in _SHELLS for n in names):
+            continue
+        for line in text.splitlines()[1:]:
+            code = line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""
+            for word in _WORD.findall(code):
+                if word in seen:
+                    continue
+                seen.add(word)
+                found = find_program(word)
+                if found is not None:
+                    add(found)
+    return seeds
+
+
+def app_root(directory: str) -> str | None:
+    """The top of ``directory``'s application tree: its highest ancestor (itself
+    included) below a system directory or package root; None when ``directory`` is one."""
+    directory = posixpath.normpath(directory)
+    if _is_boundary(directory):
+        return None
+    while True:
+        parent = posixpath.dirname(directory)
+        if _is_boundary(parent):
+            return directory
+        directory = parent
+
+
+def _is_boundary(path: str) -> bool:
+    return path in SYSTEM_DIRS or _PACKAGE_ROOTS.match(path) is not None

@@ -1,0 +1,25 @@
+"""Every keep rule's name, description and default, in one table.
+
+The rule tables live with the code that applies them: language rules
+(:mod:`ocislim.slim.langrules`), application and written places
+(:mod:`ocislim.slim.apprules`), runtimes (:mod:`ocislim.slim.runtimerules`) and
+package levels (:mod:`ocislim.slim.pkgrules`).  ``--enable-rule`` and
+``--disable-rule`` take these names (and the ELF lazy-rule names).
+"""
+
+from __future__ import annotations
+
+from ocislim.slim.apprules import APP_RULES
+from ocislim.slim.langrules import LANG_RULES, LangRule
+from ocislim.slim.pkgrules import PKG_RULES
+from ocislim.slim.runtimerules import RUNTIME_RULES
+
+KEEP_RULES: tuple[LangRule, ...] = (*LANG_RULES, *APP_RULES, *RUNTIME_RULES, *PKG_RULES)
+
+
+def rule_names() -> tuple[str, ...]:
+    return tuple(r.name for r in KEEP_RULES)
+
+
+def default_enabled() -> frozenset[str]:
+    return frozenset(r.name for r in KEEP_RULES if r.default)

@@ -1,0 +1,209 @@
+"""Package-aware keeping with Debian's package database, as switchable levels.
+
+The database's file lists (``/var/lib/dpkg/info/*.list``, ``PKG[:ARCH].list``)
+say which package owns each path.  When a traced file belongs to a package, a
+level rule keeps more of that package's files (every kept path carries
+``Reason("lazy", rule=NAME, by=TOUCHED)``):
+
+- ``package-data``: the package's data and configuration: its files under
+  ``/usr/share`` (documentation, manuals and translations left out) and ``/etc``;
+- ``package-helpers``: its helper programs, files under ``/usr/lib*/<dir>/`` and
+  ``/usr/libexec`` that are not shared libraries;
+- ``package-whole``: every file of the package (documentation left out).
+
+:func:`package_summary` reports, for the report's reader, which packages are kept
+whole, partly, or not at all.  Pure apart from the ``read_text`` callable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Collection, Iterable
+
+from ocislim.layers.tree import FileTree
+from ocislim.slim.langrules import LangRule
+from ocislim.slim.patterns import PatternSet
+from ocislim.slim.plan import Reason, Seed
+
+DPKG_INFO = "/var/lib/dpkg/info"
+
+PKG_RULES: tuple[LangRule, ...] = (
+    LangRule(
+        "perl-distribution",
+        "a touched Perl module keeps its distribution: the files its Debian package "
+        "installs under @INC",
+    ),
+    LangRule(
+        "package-data",
+        "a traced file's Debian package keeps its data and configuration "
+        "(/usr/share, /etc; documentation left out)",
+        default=False,
+    ),
+    LangRule(
+        "package-helpers",
+        "a traced file's Debian package keeps its helper programs (/usr/lib/<dir>/, "
+        "/usr/libexec; not shared libraries)",
+        default=False,
+    ),
+    LangRule(
+        "package-whole",
+        "a traced file's Debian package is kept whole (documentation left out)",
+        default=False,
+    ),
+)
+
+_DOCS = PatternSet(
+    ["/usr/share/doc/**", "/usr/share/man/**", "/usr/share/info/**", "/usr/share/locale/**"]
+)
+_DATA = PatternSet(["/usr/share/**", "/etc/**"])
+_HELPERS = PatternSet(["/usr/lib*/*/**", "/usr/libexec/**"])
+_SHARED_LIB = re.compile(r"\.so(\.\d+)*$")
+
+
+class DpkgIndex:
+    """Owners of paths from the tree's dpkg file lists (read once, on first use)."""
+
+    def __init__(self, tree: FileTree, read_text: Callable[[str], str | None]) -> None:
+        self.tree = tree
+        self.read_text = read_text
+        self._owner: dict[str, str] | None = None
+        self._files: dict[str, list[str]] = {}
+
+    def _load(self) -> dict[str, str]:
+        if self._owner is None:
+            self._owner = {}
+            info = self.tree.get(DPKG_INFO)
+            for name in sorted((info.children or {}) if info else {}):
+                if not name.endswith(".list"):
+                    continue
+                package = name[: -len(".list")].split(":", 1)[0]
+                text = self.read_text(f"{DPKG_INFO}/{name}") or ""
+                paths = [line for line in text.splitlines() if line.startswith("/")]
+                self._files.setdefault(package, []).extend(paths)
+                for path in paths:
+                    self._owner.setdefault(path, package)
+        return self._owner
+
+    def owner(self, path: str) -> str | None:
+        return self._load().get(path)
+
+    def files(self, package: str) -> list[str]:
+        self._load()
+        return self._files.get(package, [])
+
+    @property
+    def packages(self) -> list[str]:
+        self._load()
+        return sorted(self._files)
+
+
+def level_keeps(path: str, levels: Collection[str]) -> bool:
+    """Whether a package's file ``path`` is kept at ``levels`` (names of PKG_RULES)."""
+    if _DOCS.match(path) is not None:
+        return False
+    if "package-whole" in levels:
+        return True
+    if "package-data" in levels and _DATA.match(path) is not None:
+        return True
+    return (
+        "package-helpers" in levels
+        and _HELPERS.match(path) is not None
+        and not _SHARED_LIB.search(path)
+    )
+
+
+# Perl's module directories (@INC) of Debian and others.
+PERL_INC = PatternSet(
+    [
+        "/usr/share/perl5/**",
+        "/usr/lib/*/perl5/**",
+        "/usr/lib/*/perl/**",
+        "/usr/share/perl/**",
+        "/usr/lib/*/perl-base/**",
+        "/usr/local/share/perl/**",
+        "/usr/local/lib/*/perl/**",
+        "/usr/lib/perl5/**",
+        "/usr/local/lib/perl5/**",
+    ]
+)
+
+
+class PerlDistributions:
+    """``perl-distribution``: a touched module under @INC keeps the @INC files of the
+    Debian package that owns it (each package once)."""
+
+    def __init__(self, index: DpkgIndex, enabled: Iterable[str]) -> None:
+        self.index = index
+        self.on = "perl-distribution" in set(enabled)
+        self._done: set[str] = set()
+
+    def seeds(self, touched: Iterable[str]) -> list[Seed]:
+        if not self.on:
+            return []
+        out: list[Seed] = []
+        for path in touched:
+            if PERL_INC.match(path) is None:
+                continue
+            package = self.index.owner(path)
+            if package is None or package in self._done:
+                continue
+            self._done.add(package)
+            reason = Reason(
+                "lazy",
+                detail=f"Perl distribution {package} (touched {path})",
+                rule="perl-distribution",
+                by=path,
+            )
+            for member in self.index.files(package):
+                entry = self.index.tree.get(member)
+                if entry is not None and not entry.is_dir and PERL_INC.match(member):
+                    out.append(Seed(member, reason, follow=False))
+        return out
+
+
+class PackageRules:
+    """Applies the enabled package levels to touched paths; each package fires once."""
+
+    def __init__(self, index: DpkgIndex, enabled: Iterable[str]) -> None:
+        self.index = index
+        names = {r.name for r in PKG_RULES if r.name.startswith("package-")}
+        self.levels = frozenset(enabled) & names
+        self._done: set[str] = set()
+
+    def seeds(self, touched: Iterable[str]) -> list[Seed]:
+        if not self.levels:
+            return []
+        out: list[Seed] = []
+        for path in touched:
+            package = self.index.owner(path)
+            if package is None or package in self._done:
+                continue
+            self._done.add(package)
+            rule = max(self.levels, key=[r.name for r in PKG_RULES].index)  # the widest
+            reason = Reason(
+                "lazy", detail=f"Debian package {package} (touched {path})", rule=rule, by=path
+            )
+            for member in self.index.files(package):
+                entry = self.index.tree.get(member)
+                if entry is None or entry.is_dir or not level_keeps(member, self.levels):
+                    continue
+                out.append(Seed(member, reason, follow=False))
+        return out
+
+
+def package_summary(index: DpkgIndex, kept: Collection[str]) -> dict[str, list[str]]:
+    """Installed packages by how much of their (non-directory) files are kept:
+    ``whole``, ``partly`` or ``none``."""
+    out: dict[str, list[str]] = {"whole": [], "partly": [], "none": []}
+    for package in index.packages:
+        files = [
+            p
+            for p in index.files(package)
+            if (e := index.tree.get(p)) is not None and not e.is_dir and _DOCS.match(p) is None
+        ]
+        if not files:
+            continue
+        count = sum(1 for p in files if p in kept)
+        key = "whole" if count == len(files) else "partly" if count else "none"
+        out[key].append(package)
+    return out

@@ -1,0 +1,193 @@
+"""Real applications slimmed with the defaults and one natural probe: every mode still works.
+
+Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
+Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE) is built
+with ``ocislim build`` and the probe a user would give (the HTTP probe of the exposed
+port, or the image's own command), then EVERY mode, not only the probed one, runs with
+podman on the original and on the slim image, and must give the same exit code and
+output.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.images import fixture_image
+from tests.integration.build_support import Podman, build, podman_fixture
+from tests.tools import require_tool
+
+pytestmark = [pytest.mark.integration, pytest.mark.sandbox]
+__all__ = ["podman_fixture"]
+
+Result = tuple[int, str]
+Mode = Callable[[Podman, str], Result]
+
+
+def run_mode(*args: str, entrypoint: str | None = None) -> Mode:
+    """A mode that runs the image with ``args`` and gives (exit code, stdout)."""
+
+    def mode(podman: Podman, tag: str) -> Result:
+        done = podman.run(tag, *args, entrypoint=entrypoint)
+        return done.returncode, done.stdout + _nginx_stderr(done.stderr)
+
+    return mode
+
+
+def _nginx_stderr(stderr: str) -> str:
+    # nginx -t reports on stderr; other programs' stderr is not compared.
+    return "".join(line + "\n" for line in stderr.splitlines() if "nginx:" in line)
+
+
+_FETCH = """\
+import sys, urllib.request, urllib.error
+url = "http://127.0.0.1:%s" + sys.argv[1]
+req = urllib.request.Request(url, headers={"Accept-Encoding": sys.argv[2]})
+try:
+    r = urllib.request.urlopen(req, timeout=10)
+except urllib.error.HTTPError as e:
+    r = e
+body = r.read()
+print(r.status, r.headers.get("Content-Type"), r.headers.get("Content-Encoding"), len(body))
+if r.headers.get("Content-Encoding") != "gzip":
+    print(body.decode())
+"""
+
+
+def serve_mode(port: int, path: str, encoding: str = "identity") -> Mode:
+    """A mode that starts the image's server (no network) and fetches ``path`` from inside
+    its network namespace with the host's python3."""
+
+    def mode(podman: Podman, tag: str) -> Result:
+        started = subprocess.run(
+            [*podman.cmd, "run", "-d", "--rm", "--runtime", "runc", "--network", "none", tag],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        name = started.stdout.strip()
+        try:
+            pid = subprocess.run(
+                [*podman.cmd, "inspect", "-f", "{{.State.Pid}}", name],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+            script = _FETCH % port
+            for _ in range(100):  # until the server listens
+                done = subprocess.run(
+                    ["nsenter", "-t", pid, "-n", "python3", "-c", script, path, encoding],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                if done.returncode == 0:
+                    return 0, done.stdout
+                time.sleep(0.2)
+            return done.returncode, done.stderr.splitlines()[-1] if done.stderr else ""
+        finally:
+            subprocess.run([*podman.cmd, "rm", "-f", "-t", "1", name], capture_output=True)
+
+    return mode
+
+
+@dataclass(frozen=True)
+class App:
+    image: str
+    build_args: tuple[str, ...]
+    modes: dict[str, Mode]
+
+
+def _get(path: str) -> Mode:
+    return run_mode("python3", "/app/app.py", "get", path)
+
+
+def _node_get(path: str) -> Mode:
+    return run_mode("node", "/app/server.js", "get", path)
+
+
+APPS = {
+    "flask": App(
+        "flask-app",
+        (),  # the HTTP probe of the exposed port 8080 (GET /)
+        {
+            "serve /": serve_mode(8080, "/"),
+            "template /": _get("/"),
+            "static": _get("/static/style.css"),
+            "db": _get("/db"),
+            "time": _get("/time"),
+            "hash": _get("/hash"),
+            "tmp": _get("/tmp"),
+        },
+    ),
+    "express": App(
+        "express-app",
+        (),  # the HTTP probe of port 3000
+        {
+            "serve /": serve_mode(3000, "/"),
+            "view /": _node_get("/"),
+            "static": _node_get("/static/style.css"),
+            "json": _node_get("/json"),
+            "hash": _node_get("/hash"),
+            "time": _node_get("/time"),
+        },
+    ),
+    "nginx": App(
+        "nginx-site",
+        (),  # the HTTP probe of port 80
+        {
+            "index": serve_mode(80, "/"),
+            "css": serve_mode(80, "/style.css"),
+            "sub page": serve_mode(80, "/sub/page.html"),
+            "404": serve_mode(80, "/missing"),
+            "gzip": serve_mode(80, "/style.css", "gzip"),
+            "config test": run_mode("nginx", "-t"),
+        },
+    ),
+    "perl": App(
+        "perl-tool",
+        (),  # the image's command (json) runs to its end
+        {
+            m: run_mode(m)
+            for m in ("json", "encode", "time", "digest", "gzip", "dumper", "datetime")
+        },
+    ),
+    "java": App(
+        "java-app",
+        (),  # the image's command (hello) runs to its end
+        {m: run_mode(m) for m in ("hello", "time", "digest", "dns", "gzip", "spawn", "props")},
+    ),
+    "git": App(
+        "git-tool",
+        (),  # the image's command (init) runs to its end
+        {m: run_mode(m) for m in ("init", "commit", "clone", "diff", "archive")},
+    ),
+}
+
+
+@pytest.mark.parametrize("app_name", sorted(APPS))
+def test_every_mode_works_after_a_default_build(
+    app_name: str, tmp_path: Path, podman: Podman
+) -> None:
+    require_tool("nsenter")
+    app = APPS[app_name]
+    source = fixture_image(app.image)
+    built = build(source, tmp_path, *app.build_args)
+    assert built.report["verification"]["passed"] is True
+    original = f"localhost/ocislim/{app.image}:latest"
+    podman.load(source, original)
+    slim = f"localhost/ocislim-test/{app.image}-slim:latest"
+    podman.load(built.image, slim)
+    broken = {}
+    for name, mode in app.modes.items():
+        want = mode(podman, original)
+        assert want[0] == 0, f"{name} fails on the original image: {want}"
+        got = mode(podman, slim)
+        if got != want:
+            broken[name] = (want, got)
+    assert not broken, f"{len(broken)}/{len(app.modes)} modes differ after slim: {broken}"

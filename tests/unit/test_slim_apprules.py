@@ -1,0 +1,272 @@
+"""Application, written-place, runtime and package rules on fabricated layouts."""
+
+from __future__ import annotations
+
+import pytest
+
+from ocislim.slim.apprules import (
+    app_root,
+    app_seeds,
+    script_command_seeds,
+    skeleton_seeds,
+    written_seeds,
+)
+from ocislim.slim.keeprules import KEEP_RULES, default_enabled, rule_names
+from ocislim.slim.pkgrules import (
+    DpkgIndex,
+    PackageRules,
+    PerlDistributions,
+    level_keeps,
+    package_summary,
+)
+from ocislim.slim.plan import Planner, Reason, Seed
+from ocislim.slim.runtimerules import RuntimeRules
+from tests.synth import M
+from tests.unit.slim_synth import reader, tree_from
+
+
+def trace(path: str, *access: str) -> Seed:
+    return Seed(path, Reason("trace", process="nginx", access=access), follow=False)
+
+
+def kept(members: list[M], seeds: list[Seed]) -> set[str]:
+    planner = Planner(tree_from(members))
+    planner.add(seeds)
+    return set(planner.kept_paths)
+
+
+def test_every_rule_is_named_described_and_unique() -> None:
+    names = rule_names()
+    assert len(names) == len(set(names))
+    assert all(r.description for r in KEEP_RULES)
+    for name in ("written-places", "skeleton-dirs", "app-whole", "script-commands"):
+        assert name in default_enabled()
+    for name in ("java-runtime", "perl-inc", "web-server", "tool-helpers", "zoneinfo-runtime"):
+        assert name in default_enabled()
+    assert not {"package-data", "package-helpers", "package-whole"} & default_enabled()
+
+
+WRITES = [
+    M("var/lib/nginx", "dir", mode=0o700, uid=33),
+    M("var/log/nginx", "dir", mode=0o750),
+    M("var/log/nginx/old.log", data=b"x"),
+    M("var/cache/other/file", data=b"y"),
+    M("etc/app.conf", data=b"conf"),
+]
+
+
+def test_a_directory_the_program_created_in_is_kept_not_its_siblings() -> None:
+    tree = tree_from(WRITES)
+    seeds, places = written_seeds(
+        tree,
+        [
+            trace("/var/lib/nginx/body", "create"),  # mkdir in a source dir
+            trace("/var/log/nginx/new/deep.log", "create", "write"),  # nested: nearest dir
+            trace("/etc/app.conf", "read", "write"),  # an existing file written
+            trace("/nowhere/looked", "stat"),  # looked for only: nothing
+        ],
+    )
+    assert [s.path for s in seeds] == ["/etc/app.conf"]  # created paths are not kept
+    assert {s.path for s in places} == {"/var/lib/nginx", "/var/log/nginx", "/etc/app.conf"}
+    assert all(s.reason.rule == "written-places" for s in places)
+    result = kept(WRITES, [*seeds, *places])
+    assert "/var/lib/nginx" in result and "/var/log/nginx" in result
+    assert "/var/log/nginx/old.log" not in result  # the directory, not its content
+
+
+def test_skeleton_dirs_present_in_the_source_and_volumes() -> None:
+    members = [
+        M("tmp", "dir", mode=0o1777),
+        M("run", "dir"),
+        M("var/run", "symlink", link="/run"),
+        M("data", "dir"),
+        M("var/tmp/junk", data=b"j"),
+    ]
+    seeds = skeleton_seeds(tree_from(members), ["/data", "/absent"])
+    assert {s.path for s in seeds} == {"/tmp", "/run", "/var/run", "/var/tmp", "/data"}
+    assert not any(s.recursive for s in seeds)
+    result = kept(members, seeds)
+    assert "/var/tmp/junk" not in result and "/run" in result
+
+
+@pytest.mark.parametrize(
+    ("directory", "root"),
+    [
+        ("/app", "/app"),
+        ("/app/bin", "/app"),
+        ("/srv/site/www", "/srv/site"),
+        ("/usr/lib/git-core", "/usr/lib/git-core"),
+        ("/usr/share/nodejs/express/bin", "/usr/share/nodejs/express"),
+        ("/usr/lib/python3/dist-packages/flask", "/usr/lib/python3/dist-packages/flask"),
+        ("/usr/bin", None),
+        ("/", None),
+        ("/usr/lib/x86_64-linux-gnu", None),
+        ("/usr/local/bin", None),
+    ],
+)
+def test_app_root_stops_below_system_directories(directory: str, root: str | None) -> None:
+    assert app_root(directory) == root
+
+
+APP = [
+    M("app/bin/server.py", data=b"print(1)"),
+    M("app/templates/page.html", data=b"<p>"),
+    M("app/static/style.css", data=b"p{}"),
+    M("usr/bin/python3", data=b"\x7fELF", mode=0o755),
+    M("usr/bin/other", data=b"\x7fELF", mode=0o755),
+    M("work/data.txt", data=b"d"),
+]
+
+
+def test_the_entrypoint_scripts_tree_and_the_workdir_are_kept_whole() -> None:
+    tree = tree_from(APP)
+    programs = {"python3": "/usr/bin/python3"}
+    seeds = app_seeds(tree, ["python3", "bin/server.py"], "/app", programs.get)
+    assert [s.path for s in seeds] == ["/app"]  # the script's tree; the workdir is the same
+    assert seeds[0].recursive and seeds[0].reason.rule == "app-whole"
+    seeds = app_seeds(tree, ["/bin/sh", "-c", "python3 /app/bin/server.py"], "/work", {}.get)
+    assert [s.path for s in seeds] == ["/app", "/work"]
+    result = kept(APP, seeds)
+    assert {"/app/templates/page.html", "/app/static/style.css", "/work/data.txt"} <= result
+    assert "/usr/bin/other" not in result
+
+
+def test_script_commands_keep_the_programs_a_shell_script_names() -> None:
+    text = {"/app/run.sh": "#!/bin/sh\nset -e\ngit log | gzip -c > /tmp/x # wc\n"}
+    on_path = {"git": "/usr/bin/git", "gzip": "/bin/gzip", "wc": "/usr/bin/wc"}
+    seeds = script_command_seeds(["/app/run.sh"], text.get, on_path.get)
+    assert sorted(s.path for s in seeds) == ["/bin/gzip", "/usr/bin/git"]  # not the comment
+    assert script_command_seeds(["/app/run.py"], {"/app/run.py": "#!/usr/bin/python3\ngit"}.get,
+                                on_path.get) == []  # fmt: skip
+    java = {"/app/Main.java": 'new ProcessBuilder("/bin/echo", "x"); // see /etc/hosts'}
+    seeds = script_command_seeds(
+        ["/app/Main.java"], java.get, on_path.get, {"/bin/echo"}.__contains__
+    )
+    assert [s.path for s in seeds] == ["/bin/echo"]  # an executable it names, not a data file
+
+
+JVM = "usr/lib/jvm/java-17"
+RUNTIMES = [
+    M(f"{JVM}/bin/java", data=b"\x7fELF", mode=0o755),
+    M(f"{JVM}/bin/jshell", data=b"\x7fELF", mode=0o755),
+    M(f"{JVM}/lib/jvm.cfg", data=b"-server KNOWN"),
+    M(f"{JVM}/lib/modules", data=b"jimage"),
+    M(f"{JVM}/lib/tzdb.dat", data=b"tz"),
+    M(f"{JVM}/lib/src.zip", data=b"src"),
+    M(f"{JVM}/lib/server/libjvm.so", data=b"\x7fELF"),
+    M(f"{JVM}/conf", "symlink", link="/etc/java-17"),
+    M("etc/java-17/security/java.security", data=b"sec"),
+    M("usr/share/zoneinfo/Europe/Paris", data=b"TZif"),
+    M("usr/share/zoneinfo/right/Europe/Paris", data=b"TZif"),
+    M("usr/share/perl/5.36/strict.pm", data=b"1;"),
+    M("usr/lib/x86_64-linux-gnu/perl/5.36/Encode.pm", data=b"1;"),
+    M("usr/share/perl5/JSON.pm", data=b"1;"),
+    M("etc/nginx/nginx.conf", data=b"include sites/*;\n"),
+    M("etc/nginx/sites/site", data=b"server {\n    root /var/www/site;\n}\n"),
+    M("etc/nginx/mime.types", data=b"types {}"),
+    M("var/www/site/index.html", data=b"<h1>"),
+    M("var/www/other/index.html", data=b"<h1>"),
+    M("usr/sbin/nginx", data=b"\x7fELF", mode=0o755),
+]
+
+
+def runtime_kept(touched: list[str], enabled: set[str] | None = None) -> set[str]:
+    tree = tree_from(RUNTIMES)
+    rules = RuntimeRules(tree, enabled if enabled is not None else default_enabled(),
+                         reader(RUNTIMES))  # fmt: skip
+    planner = Planner(tree)
+    planner.add(rules.seeds(touched))
+    return set(planner.kept_paths)
+
+
+def test_a_jvm_that_ran_keeps_its_runtime_image_and_time_zones() -> None:
+    result = runtime_kept([f"/{JVM}/lib/server/libjvm.so"])
+    for path in ("lib/modules", "lib/tzdb.dat", "lib/jvm.cfg", "conf", "bin/java"):
+        assert f"/{JVM}/{path}" in result
+    assert "/etc/java-17/security/java.security" in result  # through the conf symlink
+    assert f"/{JVM}/lib/src.zip" not in result and f"/{JVM}/bin/jshell" not in result
+    assert "/usr/share/zoneinfo/Europe/Paris" in result
+    assert "/usr/share/zoneinfo/right/Europe/Paris" not in result
+    assert runtime_kept([f"/{JVM}/lib/server/libjvm.so"], set()) == set()
+
+
+def test_perl_keeps_its_inc_and_nginx_its_config_and_document_root() -> None:
+    perl = runtime_kept(["/usr/share/perl/5.36/strict.pm"])
+    assert {"/usr/lib/x86_64-linux-gnu/perl/5.36/Encode.pm", "/usr/share/perl5/JSON.pm"} <= perl
+    core = runtime_kept(["/usr/share/perl5/JSON.pm"], {"perl-inc"})
+    assert "/usr/lib/x86_64-linux-gnu/perl/5.36/Encode.pm" in core
+    assert "/usr/share/perl5/JSON.pm" not in core  # the vendor directory is perl-vendor's
+    nginx = runtime_kept(["/usr/sbin/nginx"], {"web-server"})
+    assert {"/etc/nginx/mime.types", "/var/www/site/index.html"} <= nginx
+    assert "/var/www/other/index.html" not in nginx
+
+
+DPKG = [
+    M(
+        "var/lib/dpkg/info/git.list",
+        data=b"/.\n/usr\n/usr/bin/git\n/usr/lib/git-core/git-upload-pack\n"
+        b"/usr/share/git-core/templates/description\n/usr/share/doc/git/copyright\n"
+        b"/usr/lib/x86_64-linux-gnu/libgit.so.1\n",
+    ),
+    M("var/lib/dpkg/info/zlib1g:amd64.list", data=b"/usr/lib/x86_64-linux-gnu/libz.so.1\n"),
+    M("usr/bin/git", data=b"\x7fELF", mode=0o755),
+    M("usr/lib/git-core/git-upload-pack", data=b"\x7fELF", mode=0o755),
+    M("usr/share/git-core/templates/description", data=b"d"),
+    M("usr/share/doc/git/copyright", data=b"c"),
+    M("usr/lib/x86_64-linux-gnu/libgit.so.1", data=b"\x7fELF"),
+    M("usr/lib/x86_64-linux-gnu/libz.so.1", data=b"\x7fELF"),
+]
+
+
+@pytest.mark.parametrize(
+    ("level", "extra"),
+    [
+        ("package-data", {"/usr/share/git-core/templates/description"}),
+        ("package-helpers", {"/usr/lib/git-core/git-upload-pack"}),
+        (
+            "package-whole",
+            {
+                "/usr/share/git-core/templates/description",
+                "/usr/lib/git-core/git-upload-pack",
+                "/usr/lib/x86_64-linux-gnu/libgit.so.1",
+            },
+        ),
+    ],
+)
+def test_package_levels_keep_more_of_a_traced_files_package(level: str, extra: set[str]) -> None:
+    tree = tree_from(DPKG)
+    index = DpkgIndex(tree, reader(DPKG))
+    assert index.owner("/usr/bin/git") == "git"
+    assert index.owner("/usr/lib/x86_64-linux-gnu/libz.so.1") == "zlib1g"
+    seeds = PackageRules(index, {level}).seeds(["/usr/bin/git"])
+    assert {s.path for s in seeds} - {"/usr/bin/git"} == extra  # never the documentation
+    assert all(s.reason.rule == level for s in seeds)
+    assert PackageRules(index, set()).seeds(["/usr/bin/git"]) == []
+    summary = package_summary(index, {s.path for s in seeds})
+    assert summary["none"] == ["zlib1g"]
+    assert summary["whole" if level == "package-whole" else "partly"] == ["git"]
+
+
+def test_a_touched_perl_module_keeps_its_debian_distribution_under_inc() -> None:
+    members = [
+        M("var/lib/dpkg/info/libjson-perl.list",
+          data=b"/usr/share/perl5/JSON.pm\n/usr/share/perl5/JSON/backportPP.pm\n"
+               b"/usr/share/doc/libjson-perl/copyright\n"),
+        M("usr/share/perl5/JSON.pm", data=b"1;"),
+        M("usr/share/perl5/JSON/backportPP.pm", data=b"1;"),
+        M("usr/share/perl5/Other.pm", data=b"1;"),
+        M("usr/share/doc/libjson-perl/copyright", data=b"c"),
+    ]  # fmt: skip
+    index = DpkgIndex(tree_from(members), reader(members))
+    seeds = PerlDistributions(index, {"perl-distribution"}).seeds(["/usr/share/perl5/JSON.pm"])
+    assert {s.path for s in seeds} == {
+        "/usr/share/perl5/JSON.pm",
+        "/usr/share/perl5/JSON/backportPP.pm",
+    }
+    assert PerlDistributions(index, set()).seeds(["/usr/share/perl5/JSON.pm"]) == []
+
+
+def test_level_keeps() -> None:
+    assert not level_keeps("/usr/share/doc/git/copyright", {"package-whole"})
+    assert level_keeps("/etc/gitconfig", {"package-data"})
+    assert not level_keeps("/usr/lib/x86_64-linux-gnu/libgit.so.1", {"package-helpers"})
