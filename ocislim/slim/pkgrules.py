@@ -23,9 +23,8 @@ from collections.abc import Callable, Collection, Iterable
 from ocislim.layers.tree import FileTree
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.patterns import PatternSet
+from ocislim.slim.pkgledger import DPKG_INFO
 from ocislim.slim.plan import Reason, Seed
-
-DPKG_INFO = "/var/lib/dpkg/info"
 
 PKG_RULES: tuple[LangRule, ...] = (
     LangRule(
