@@ -24,8 +24,10 @@ from ocislim.cliflags import (
     convert_options,
     deps_options,
     diff_options,
+    exec_options,
     image_options,
     options_from_flags,
+    ps_options,
     quiet_option,
     run_spec_from_flags,
     sandbox_options,
@@ -173,49 +175,14 @@ def inspect(image: str, ref: str | None, platform: str | None, as_json: bool, qu
     Every layer is read once (and verified) to count entries and bytes.
     """
     from ocislim.inspect.describe import describe
+    from ocislim.inspect.describetext import render_text
 
     with _open(image, ref, platform) as img:
         info = describe(img, StderrProgress(quiet or as_json))
     if as_json:
         emit_json(info)
         return
-    cfg = info["config"]
-    lines = [
-        f"Image:     {info['source']} ({info['format']})",
-        f"Reference: {info['reference'] or '-'}",
-        f"Platform:  {info['platform']}",
-        f"Manifest:  {info['manifest_digest']}",
-        f"Config:    {info['config_digest']}",
-        f"Size:      {human_size(info['size'])} compressed, "
-        f"{human_size(info['uncompressed_size'])} uncompressed",
-        "",
-        f"{'#':>2}  {'DIGEST':<19}  {'COMPRESSED':>10}  {'UNCOMPRESSED':>12}  {'ENTRIES':>7}  TYPE",
-    ]
-    for i, layer in enumerate(info["layers"]):
-        lines.append(
-            f"{i:>2}  {layer['digest'][:19]:<19}  {human_size(layer['size']):>10}  "
-            f"{human_size(layer['uncompressed_size']):>12}  {layer['entries']:>7}  "
-            f"{layer['media_type'].rsplit('.', 1)[-1]}"
-        )
-    lines += [
-        "",
-        f"Entrypoint: {json.dumps(cfg['entrypoint'])}",
-        f"Cmd:        {json.dumps(cfg['cmd'])}",
-        f"WorkingDir: {cfg['working_dir'] or '-'}",
-        f"User:       {cfg['user'] or '-'}",
-        f"Ports:      {', '.join(cfg['exposed_ports']) or '-'}",
-        f"Volumes:    {', '.join(cfg['volumes']) or '-'}",
-        "Env:",
-        *[f"  {e}" for e in cfg["env"]],
-        "Labels:",
-        *[f"  {k}={v}" for k, v in sorted(cfg["labels"].items())],
-        "History:",
-        *[
-            f"  {'(empty) ' if h['empty_layer'] else ''}{(h['created_by'] or '').strip()[:100]}"
-            for h in info["history"]
-        ],
-    ]
-    click.echo("\n".join(lines))
+    click.echo(render_text(info))
 
 
 @main.command()
@@ -311,7 +278,7 @@ def _sandboxed(image: str, opts: dict[str, Any], traced: bool, progress: Any) ->
         _open(image, opts["ref"], opts["platform"]) as img,
         prepared_rootfs(img, rootfs, progress) as root,
     ):
-        spec = run_spec_from_flags(img.config, root, opts)
+        spec = run_spec_from_flags(img.config, root, {**opts, "label": (image, traced)})
         if traced:
             return trace(root, spec, progress, count_syscalls=opts["syscalls"])
         return run(root, spec, progress)
@@ -363,6 +330,38 @@ def trace(image: str, quiet: bool, as_json: bool, syscalls: bool, **opts: Any) -
                 f"{sum(result.syscalls.values())} system calls of {len(result.syscalls)} kinds"
             )
     sys.exit(result.exit_code)
+
+
+@main.command(name="exec", context_settings={"ignore_unknown_options": True})
+@exec_options
+@handle_errors
+def exec_(sandbox: str, command: tuple[str, ...], **opts: Any) -> None:
+    """Run COMMAND in the running sandbox SANDBOX (an id from 'ocislim ps', or its
+    start); exit with its exit code.  Only the user who started the sandbox can."""
+    from ocislim.sandbox import exec_command, find_sandbox
+
+    env, workdir, user = opts["env"], opts["workdir"], opts["user"]
+    code = exec_command(
+        find_sandbox(sandbox), command, env, workdir, user, opts["interactive"], opts["terminal"]
+    )
+    sys.exit(code)
+
+
+@main.command()
+@ps_options
+@handle_errors
+def ps(as_json: bool) -> None:
+    """List this user's running sandboxes (of build, trace and run)."""
+    from ocislim.sandbox import running_sandboxes
+
+    found = running_sandboxes()
+    if as_json:
+        emit_json([e.to_json() for e in found])
+        return
+    click.echo(f"{'ID':<12}  {'MODE':<5}  {'PID':>7}  {'STARTED':<20}  IMAGE  COMMAND")
+    for e in found:
+        command = " ".join(e.command)[:60]
+        click.echo(f"{e.id:<12}  {e.mode:<5}  {e.pid:>7}  {e.started:<20}  {e.image}  {command}")
 
 
 @main.command()

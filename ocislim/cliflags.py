@@ -197,6 +197,26 @@ def sandbox_options(fn: F) -> F:
     return _apply(fn, options)
 
 
+def exec_options(fn: F) -> F:
+    """The ``exec`` command's flags and arguments (like ``docker exec``)."""
+    return _apply(
+        fn,
+        [
+            click.argument("sandbox", metavar="SANDBOX"),
+            click.option("-i", "--interactive", is_flag=True, help="Give it our stdin."),
+            click.option("-t", "--tty", "terminal", is_flag=True, help="Give it a terminal."),
+            click.option("--env", "-e", multiple=True, metavar="K=V", help="Set a variable."),
+            click.option("--workdir", "-w", metavar="DIR", help="Working directory inside."),
+            click.option("--user", "-u", metavar="USER[:GROUP]", help="Name or id in the image."),
+            click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED),
+        ],
+    )
+
+
+def ps_options(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")(fn)
+
+
 def build_options(fn: F) -> F:
     """The ``build`` command's own flags (the run options come from ``sandbox_options``)."""
     multi: dict[str, Any] = {"multiple": True}
@@ -220,8 +240,9 @@ def build_options(fn: F) -> F:
         click.option("--http-probe-ports", metavar="PORT[,PORT]", help="Default: exposed ports."),
         click.option(
             "--continue-after",
-            type=click.Choice(["exec", "probe", "timeout", "app-exit"]),
-            help="When to stop the program (default: from the probes given).",
+            type=click.Choice(["exec", "probe", "timeout", "app-exit", "enter", "signal"]),
+            help="When to stop the program (default: from the probes given); enter: "
+            "Enter on the terminal; signal: SIGUSR1 to ocislim.",
         ),
         click.option("--include-path", metavar="PATH", help="File or directory.", **multi),
         click.option(
@@ -264,12 +285,22 @@ def build_options(fn: F) -> F:
 def run_spec_from_flags(config: ImageConfig, root: Path, opts: dict[str, Any]) -> RunSpec:
     """The sandbox run ``run`` and ``trace`` flags ask for (click parameter names).
 
-    The program's stdout is ours with ``--json`` (stderr) and stdout otherwise."""
-    from ocislim.sandbox import DEFAULT_TMPFS_SIZE, Probe, parse_size, run_spec
+    The program's stdout is ours with ``--json`` (stderr) and stdout otherwise.
+    ``label``: (image, traced): the run accepts ``ocislim exec`` under a new id."""
+    import dataclasses
+
+    from ocislim.sandbox import (
+        DEFAULT_TMPFS_SIZE,
+        Probe,
+        SandboxLabel,
+        new_sandbox_id,
+        parse_size,
+        run_spec,
+    )
 
     probes = [Probe(command=c) for c in opts["exec_"]]
     probes += [Probe(script=Path(f)) for f in opts["exec_file"]]
-    return run_spec(
+    spec = run_spec(
         config,
         root,
         command=opts["command"],
@@ -285,6 +316,11 @@ def run_spec_from_flags(config: ImageConfig, root: Path, opts: dict[str, Any]) -
         stdout=2 if opts.get("as_json") else 1,
         tmpfs_size=parse_size(opts["tmpfs_size"]) if opts["tmpfs_size"] else DEFAULT_TMPFS_SIZE,
     )
+    if "label" not in opts:
+        return spec
+    image, traced = opts["label"]
+    label = SandboxLabel(new_sandbox_id(), image, "trace" if traced else "run")
+    return dataclasses.replace(spec, sandbox=label)
 
 
 def parse_command_list(value: str | None) -> list[str] | None:
@@ -306,10 +342,10 @@ def parse_command_list(value: str | None) -> list[str] | None:
 def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
     """BuildOptions from the ``build`` command's flags (click parameter names)."""
     from ocislim.image.mutate import ConfigOverrides
+    from ocislim.sandbox import parse_size
     from ocislim.slim.options import BuildOptions, OutputOptions, RunOptions
     from ocislim.slim.probes import ProbeOptions
     from ocislim.slim.rules import KeepOptions
-    from ocislim.sandbox import parse_size
 
     ports: list[int] = []
     for item in (flags.get("http_probe_ports") or "").replace(" ", "").split(","):

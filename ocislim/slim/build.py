@@ -177,7 +177,8 @@ def _pipeline(
     probe_plan = ProbePlan.from_options(options.probes, image.config.exposed_ports)
     keep_from = report_mod.load(options.keep_from) if options.keep_from else None
     counting = options.output.seccomp_profile is not None
-    with Prober(image.config, options.run, probe_plan, progress, counting) as prober:
+    name = str(image.source)
+    with Prober(image.config, options.run, probe_plan, progress, counting, name) as prober:
         traced = Traced(None, (), ())
         if keep_from is None:
             with timer.stage("trace"):

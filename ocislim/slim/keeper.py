@@ -45,7 +45,7 @@ class Keeper:
     def extend(self, seeds: list[Seed]) -> list[str]:
         """Keep ``seeds``, what the language rules add for traced and verified paths, and
         the ELF closure of all of it; returns the newly kept paths."""
-        touched = [s.path for s in seeds if s.reason.source in ("trace", "verify")]
+        touched = [s.path for s in seeds if s.reason.source in ("trace", "exec", "verify")]
         widened = self._lang.seeds(_resolved(self.tree, touched))
         return close_plan(self._planner, [*seeds, *widened], self.deps)
 

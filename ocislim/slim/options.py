@@ -7,6 +7,7 @@ the :class:`~ocislim.errors.OcislimError` a wrong combination deserves.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -106,6 +107,11 @@ def check_options(options: BuildOptions) -> None:
     if options.verify_rounds < 1:
         raise UsageError("--verify-rounds must be at least 1")
     check_level(out.layers.compression, out.level)
+    if options.probes.continue_after == "enter" and not os.isatty(0):
+        raise UsageError(
+            "--continue-after enter waits for Enter on a terminal and stdin is not one; "
+            "use --continue-after signal (then send SIGUSR1 to ocislim)"
+        )
     if options.keep_from is not None and not Path(options.keep_from).is_file():
         raise InputNotFoundError(f"--keep-from {options.keep_from}: no such file")
 

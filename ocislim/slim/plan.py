@@ -34,12 +34,14 @@ from ocislim.layers.unpack import MARKER
 from ocislim.sandbox import PROBE_DIR, RUNTIME_ETC_FILES
 from ocislim.slim.patterns import PatternSet
 
-REASON_SOURCES = ("trace", "elf", "lazy", "rule", "parent", "symlink", "hardlink", "verify")
+REASON_SOURCES = (
+    *("trace", "exec", "elf", "lazy", "rule", "parent", "symlink", "hardlink", "verify"),
+)
 # The order reasons are listed in: direct evidence first, structural closure last.
 _REASON_ORDER = {
     s: i
     for i, s in enumerate(
-        ("trace", "verify", "rule", "lazy", "elf", "symlink", "hardlink", "parent")
+        ("trace", "exec", "verify", "rule", "lazy", "elf", "symlink", "hardlink", "parent")
     )
 }
 
