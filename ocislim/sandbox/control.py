@@ -87,7 +87,8 @@ class ControlPlan:
     seconds for the server to accept), then ``then``.  ``gate``: the sandbox's probes
     include the :func:`gate_probe`, so the gate must be mounted.  With ``await-user``:
     ``user_wait`` says what ends the wait, ``announce`` is shown when it starts, and
-    ``open_first`` opens the gate once before it (exec probes after HTTP probes)."""
+    ``open_first`` opens the gate once before it, or before ``open-gate`` (two gate
+    probes: before and after the exec probes)."""
 
     http: tuple[HttpRequest, ...] = ()
     gate: bool = False
@@ -214,6 +215,8 @@ class RunController:
                 self._http()
             then = self.plan.then
             if then == "open-gate":
+                if self.plan.open_first:
+                    self._open_gate()
                 self._open_gate()
             elif then == "stop-program":
                 self._stop_program()

@@ -229,7 +229,7 @@ def _with_terminal(conn: socket.socket, request: dict[str, Any], interactive: bo
     saved = None
     if interactive and os.isatty(0):
         saved = termios.tcgetattr(0)
-        tty.setraw(0)
+        tty.setraw(0, termios.TCSANOW)  # keep what was typed ahead
     previous = signal.getsignal(signal.SIGWINCH)
     if ours is not None:
         signal.signal(signal.SIGWINCH, lambda *_: _copy_size(ours, master))

@@ -1,7 +1,8 @@
 """The running sandboxes of this user: where ``ocislim exec`` finds them, what ``ps`` lists.
 
 Each sandbox that accepts ``exec`` has two entries in a private runtime directory
-(:func:`runtime_dir`: ``$XDG_RUNTIME_DIR/ocislim``, else ``/tmp/ocislim-UID``; a
+(:func:`runtime_dir`: ``$XDG_RUNTIME_DIR/ocislim`` when that is this user's, else
+``/tmp/ocislim-UID``; a
 directory of this user, mode 0700, refused otherwise): ``ID.sock``, the listening
 socket of its exec channel, and ``ID.json``, what ``ps`` shows.  The entry names
 the ocislim process that serves the socket and that process's start time, so an
@@ -38,10 +39,12 @@ def runtime_dir(create: bool = True) -> Path:
 
     Raises :class:`SandboxError` when it exists but is not a directory of this user
     with mode 0700 (a directory another user made in /tmp must not be used)."""
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(xdg) / "ocislim" if xdg and os.path.isabs(xdg) else None
-    if base is None or not base.parent.is_dir():
-        base = Path(f"/tmp/ocislim-{os.geteuid()}")
+    xdg = os.environ.get("XDG_RUNTIME_DIR", "")
+    base = Path(f"/tmp/ocislim-{os.geteuid()}")
+    with contextlib.suppress(OSError):
+        st = os.stat(xdg) if os.path.isabs(xdg) else None
+        if st is not None and stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            base = Path(xdg) / "ocislim"  # su keeps the caller's: only one of ours counts
     if create:
         with contextlib.suppress(FileExistsError):
             os.mkdir(base, 0o700)
@@ -76,6 +79,7 @@ class Entry:
             "pid": self.pid,
             "started": self.started,
             "mode": self.mode,
+            "socket": str(self.socket),
         }
 
 

@@ -155,10 +155,10 @@ class ProbePlan:
         after the probes, as with ``exec``), and the recorded exec commands replayed."""
         if not self.waits_for_user() and not replays:
             return self
-        after = "exec" if self.waits_for_user() else self.continue_after
-        gate = self.gate
         if self.waits_for_user():
-            gate = "first" if self.http and self.exec_probes else None
+            # The gate probes stay; the controller opens them at once (see control()).
+            return ProbePlan(self.exec_probes, self.http, "exec", self.timeout, self.gate, replays)
+        after, gate = self.continue_after, self.gate
         if gate is None and replays and after in ("timeout", "app-exit"):
             gate = "last"
         elif gate is None and replays and self.http:
@@ -180,6 +180,10 @@ class ProbePlan:
             return ControlPlan(
                 self.http, True, "await-user", wait, user, announce, self.gate == "both"
             )
+        if after == "exec" and self.gate in ("last", "both"):
+            # A plan that waited for the user, run again: no waiting this time.
+            both = self.gate == "both"
+            return ControlPlan(self.http, True, "open-gate", HTTP_WAIT, None, "", both)
         if self.gate == "first":
             then = "open-gate"  # the exec probes run after the HTTP probes
         elif after in ("exec", "probe") and self.http and not probes:
