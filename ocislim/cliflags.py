@@ -244,9 +244,18 @@ def build_options(fn: F) -> F:
             help="When to stop the program (default: from the probes given); enter: "
             "Enter on the terminal; signal: SIGUSR1 to ocislim.",
         ),
-        click.option("--include-path", metavar="PATH", help="File or directory.", **multi),
+        click.option(
+            "--include-path",
+            "--preserve-path",  # docker-slim's word; original headers are always kept
+            "include_path",
+            metavar="PATH",
+            help="File or directory.",
+            **multi,
+        ),
         click.option(
             "--include-path-file",
+            "--preserve-path-file",
+            "include_path_file",
             type=click.Path(dir_okay=False),
             metavar="FILE",
             help="Paths to keep, one a line.",
@@ -266,7 +275,8 @@ def build_options(fn: F) -> F:
             "--keep-from",
             type=click.Path(dir_okay=False),
             metavar="REPORT",
-            help="Keep what an earlier report kept; no tracing.",
+            multiple=True,
+            help="Keep what an earlier report kept; no tracing (repeat: the union).",
         ),
         click.option("--enable-rule", metavar="NAME", help="Switch a keep rule on.", **multi),
         click.option("--disable-rule", metavar="NAME", help="Switch a keep rule off.", **multi),
@@ -276,6 +286,7 @@ def build_options(fn: F) -> F:
         click.option("--new-workdir", metavar="DIR", help="Output's WorkingDir."),
         click.option("--new-label", metavar="K=V", help="Set an output label.", **multi),
         click.option("--no-verify", is_flag=True, help="Do not run the probes on the result."),
+        click.option("--show-clogs", is_flag=True, help="Show the program's output, even with -q."),
         click.option("--verify-rounds", type=click.IntRange(1, 10), default=3, show_default=True),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
     ]
@@ -373,7 +384,7 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
         mounts=tuple(flags.get("mount") or ()),
         network=flags.get("network") or "none",
         rootfs=Path(flags["rootfs"]) if flags.get("rootfs") else None,
-        show_output=not flags.get("quiet", False),
+        show_output=not flags.get("quiet", False) or bool(flags.get("show_clogs")),
         tmpfs_size=parse_size(flags["tmpfs_size"]) if flags.get("tmpfs_size") else None,
     )
     probes = ProbeOptions(
@@ -412,7 +423,7 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
         include_oslibs_net=flags.get("include_oslibs_net", True),
         enable_rules=tuple(flags.get("enable_rule") or ()),
         disable_rules=tuple(flags.get("disable_rule") or ()),
-        keep_from=Path(flags["keep_from"]) if flags.get("keep_from") else None,
+        keep_from=tuple(Path(p) for p in flags.get("keep_from") or ()) or None,
         verify=not flags.get("no_verify", False),
         verify_rounds=flags.get("verify_rounds") or 3,
     )

@@ -144,7 +144,9 @@ def _launch_in(
             binds.append(BindMount(str(host_file), path))
         probe_argvs: list[tuple[str, ...]] = []
         for index, probe in enumerate(spec.probes):
-            if probe.script is not None:
+            if probe.argv is not None:
+                probe_argvs.append(tuple(probe.argv))
+            elif probe.script is not None:
                 try:
                     body = Path(probe.script).read_bytes()
                 except OSError as exc:

@@ -63,17 +63,18 @@ def first_seeds(
     config: ImageConfig,
     options: BuildOptions,
     traced: Iterable[Seed],
-    keep_from: Mapping[str, Any] | None,
+    keep_from: Sequence[tuple[Path, Mapping[str, Any]]],
     note: Callable[[str], None],
 ) -> list[Seed]:
     """The ``analyse`` stage's seeds, in order: traced, the user's ``--include-*``,
-    ``--keep-from``'s kept paths, and what the output config needs."""
+    the kept paths of each ``--keep-from`` report (the reason names the report), and
+    what the output config needs."""
     out_workdir = options.overrides.workdir or config.working_dir or "/"
     seeds = list(traced)
     seeds += user_seeds(options.keep, keeper.tree, keeper.find_program, out_workdir, note)
-    if keep_from is not None:
-        why = Reason("rule", detail=str(options.keep_from), flag="--keep-from")
-        seeds += [Seed(k["path"], why, follow=False) for k in keep_from["kept"]]
+    for path, report in keep_from:
+        why = Reason("rule", detail=str(path), flag="--keep-from")
+        seeds += [Seed(k["path"], why, follow=False) for k in report["kept"]]
     seeds += _config_seeds(keeper.deps, config, options, out_workdir)
     return seeds
 

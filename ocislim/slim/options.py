@@ -75,9 +75,16 @@ class BuildOptions:
     include_oslibs_net: bool = True
     enable_rules: tuple[str, ...] = ()
     disable_rules: tuple[str, ...] = ()
-    keep_from: Path | None = None
+    keep_from: Path | tuple[Path, ...] | None = None  # one report, or several (a union)
     verify: bool = True
     verify_rounds: int = 3
+
+    @property
+    def keep_from_paths(self) -> tuple[Path, ...]:
+        """The ``--keep-from`` reports, in the order given."""
+        if self.keep_from is None:
+            return ()
+        return (self.keep_from,) if isinstance(self.keep_from, Path) else tuple(self.keep_from)
 
     @property
     def disabled_rules(self) -> frozenset[str]:
@@ -112,8 +119,9 @@ def check_options(options: BuildOptions) -> None:
             "--continue-after enter waits for Enter on a terminal and stdin is not one; "
             "use --continue-after signal (then send SIGUSR1 to ocislim)"
         )
-    if options.keep_from is not None and not Path(options.keep_from).is_file():
-        raise InputNotFoundError(f"--keep-from {options.keep_from}: no such file")
+    for report in options.keep_from_paths:
+        if not Path(report).is_file():
+            raise InputNotFoundError(f"--keep-from {report}: no such file")
 
 
 def rule_states(options: BuildOptions) -> dict[str, list[str]]:

@@ -196,11 +196,15 @@ class Prober:
             outcome = dataclasses.replace(outcome, exec_codes=(*outcome.exec_codes, *codes))
         return outcome, seeds
 
-    def baseline_for_keep_from(self, keep_from: dict[str, Any] | None, root: Path) -> Outcome:
-        """The source's outcome with ``--keep-from``: the report's, or a run on ``root``."""
-        recorded = (keep_from or {}).get("probes", {})
-        if recorded.get("plan") == self.source_plan.to_json() and recorded.get("source"):
-            return Outcome.from_json(recorded["source"])
+    def baseline_for_keep_from(self, reports: Sequence[dict[str, Any]], root: Path) -> Outcome:
+        """The source's outcome with ``--keep-from``: the reports' (when they all probed
+        as this build does and saw the same), or a run on ``root``."""
+        recorded = [r.get("probes", {}) for r in reports]
+        ours = self.source_plan.to_json()
+        sources = [p.get("source") for p in recorded if p.get("plan") == ours]
+        agreed = all(sources) and all(s == sources[0] for s in sources)
+        if recorded and len(sources) == len(recorded) and agreed:
+            return Outcome.from_json(sources[0])
         self.note(
             "--keep-from: the report's probes differ; running the source image for a baseline"
         )

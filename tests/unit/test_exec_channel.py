@@ -180,3 +180,27 @@ def test_events_of_an_exec_command_and_its_children_are_its_own(tmp_path: Path) 
     assert {s.path for s in seeds} == {"/etc/hostname", "/usr/bin/tac"}
     assert all(s.reason.source == "exec" and s.reason.detail == "/bin/sh" for s in seeds)
     assert {s.reason.process for s in seeds} == {"tac /etc/hostname"}
+
+
+# --- docker-slim's words and several --keep-from reports --------------------------------
+
+
+def test_docker_slim_flag_words_and_several_reports(tmp_path: Path) -> None:
+    from ocislim.cli import build
+    from ocislim.cliflags import options_from_flags
+
+    args = [
+        "img.tar", "-o", str(tmp_path / "out.tar"), "-q", "--show-clogs",
+        "--preserve-path", "/etc/a", "--include-path", "/etc/b",
+        "--preserve-path-file", "keep.txt", "--keep-from", "a.json", "--keep-from", "b.json",
+        "--continue-after", "signal",
+    ]  # fmt: skip
+    ctx = build.make_context("build", list(args))
+    options = options_from_flags(dict(ctx.params))
+    assert options.keep.include_paths == ("/etc/a", "/etc/b")
+    assert options.keep.include_path_files == (Path("keep.txt"),)
+    assert options.run.show_output  # --show-clogs wins over -q
+    assert options.keep_from_paths == (Path("a.json"), Path("b.json"))
+    assert options.probes.continue_after == "signal"
+    quiet = options_from_flags(dict(build.make_context("build", args[:4]).params))
+    assert not quiet.run.show_output and quiet.keep_from_paths == ()
