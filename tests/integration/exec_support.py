@@ -109,7 +109,7 @@ def tmux(name: str) -> Iterator[Tmux]:
 
 @contextlib.contextmanager
 def background(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
-    """``argv`` running in its own session; killed with everything below it at the end."""
+    """``argv`` running in its own session; stopped with everything below it at the end."""
     proc = subprocess.Popen(
         argv,
         cwd="/",
@@ -122,7 +122,12 @@ def background(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
     try:
         yield proc
     finally:
-        if proc.poll() is None:
+        # SIGTERM first: ocislim cleans up (sandbox, scratch, registry entry) as on Ctrl-C.
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if proc.poll() is not None:
+                break
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(30)
         proc.communicate()
