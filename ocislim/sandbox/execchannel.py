@@ -45,6 +45,17 @@ from ocislim.sandbox.spec import RunSpec
 from ocislim.sandbox.supervisor import Message, receive, send
 
 _UCRED = struct.Struct("3i")  # pid, uid, gid
+
+
+class ExecFailed(SandboxError):
+    """The command could not be started in the sandbox; ``exit_code`` is what a shell
+    would report (127: not found, 126: not executable), as ``docker exec`` does."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 _REQUEST_TIMEOUT = 10.0
 
 
@@ -206,6 +217,8 @@ def _answer(conn: socket.socket, entry: Entry) -> int:
     if answer is None:
         raise SandboxError(f"sandbox {entry.id} ended before the command did")
     if "error" in answer:
+        if answer.get("exit_code") is not None:
+            raise ExecFailed(str(answer["error"]), int(answer["exit_code"]))
         raise SandboxError(str(answer["error"]))
     return int(answer["exit_code"])
 
@@ -271,6 +284,7 @@ def _relay(conn: socket.socket, master: int, interactive: bool) -> int:
                 _write_all(master, data)
             else:
                 reading.remove(0)
+                _write_all(master, b"\x04")  # end of our input: end of file on its terminal
         if conn.fileno() in ready:
             answer, _ = receive(conn)
             break
@@ -283,5 +297,7 @@ def _relay(conn: socket.socket, master: int, interactive: bool) -> int:
     if answer is None:
         raise SandboxError("the sandbox ended before the command did")
     if "error" in answer:
+        if answer.get("exit_code") is not None:
+            raise ExecFailed(str(answer["error"]), int(answer["exit_code"]))
         raise SandboxError(str(answer["error"]))
     return int(answer["exit_code"])

@@ -577,7 +577,7 @@ class _Execs:
     def ended(self, pid: int, status: int, error: str) -> None:
         conn, command = self.running.pop(pid)
         code = exit_code(status)
-        _answer(conn, {"error": error} if error else {"exit_code": code})
+        _answer(conn, {"error": error, "exit_code": code} if error else {"exit_code": code})
         self.records.append(
             {"pid": pid, "argv": command.argv, "tty": command.tty, "exit_code": code}
         )

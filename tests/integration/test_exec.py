@@ -146,3 +146,34 @@ def test_continue_after_enter_needs_a_terminal(tmp_path: Path) -> None:
     errors = [line for line in result.stderr.splitlines() if line.startswith("ocislim: error:")]
     assert len(errors) == 1 and "--continue-after signal" in errors[0], result.stderr
     assert not (tmp_path / "slim.report.json").exists()
+
+
+def test_an_exec_into_a_trace_is_traced_apart_from_the_program(tmp_path: Path) -> None:
+    attack = tmp_path / "ctl"
+    attack.mkdir(mode=0o755)
+    attack.chmod(0o755)
+    wait = "while [ ! -e /ctl/go ]; do sleep 0.1; done"
+    argv = ocislim_argv(
+        "trace", "--json", str(fixture_image("curl")), "--mount", f"{attack}:/ctl:ro",
+        "--", "/bin/sh", "-c", wait,
+    )  # fmt: skip
+    with background(argv) as proc:
+        entry = wait_for_sandbox("trace")
+        shown = run_cli("exec", "-e", "X=1", "-w", "/etc", str(entry["id"]), "--",
+                        "/bin/sh", "-c", "tac hostname; echo $X")  # fmt: skip
+        assert shown.code == 0, shown.stderr
+        assert shown.stdout.split() == ["ocislim", "1"]
+        missing = run_cli("exec", str(entry["id"]), "--", "/no/such/program")
+        assert missing.code == 127 and "/no/such/program" in missing.error  # as docker exec
+        (attack / "go").write_text("")
+        stdout, stderr = proc.communicate(timeout=WAIT)
+    assert proc.returncode == 0, stderr
+    trace = json.loads(stdout)
+    records = {tuple(r["command"]): r for r in trace["exec"]}
+    assert records[("/no/such/program",)]["exit_code"] == 127
+    record = records[("/bin/sh", "-c", "tac hostname; echo $X")]
+    assert record["exit_code"] == 0 and record["tty"] is False
+    exec_files = {f["path"] for f in record["files"]}
+    assert {"/usr/bin/tac", "/etc/hostname"} <= exec_files
+    program_files = {f["path"] for f in trace["files"]}
+    assert "/usr/bin/tac" not in program_files  # the program never ran it
