@@ -163,8 +163,8 @@ class RunController:
     _thread: threading.Thread | None = field(default=None, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _found: _Found = field(default_factory=_Found, init=False)
-    _user: threading.Event = field(default_factory=threading.Event, init=False)
-    _previous: Any = field(default=None, init=False)
+    _mask: set[int | signal.Signals] | None = field(default=None, init=False)
+    _wake: tuple[int, int, int] | None = field(default=None, init=False)  # r, w, previous
 
     def mounts(self) -> list[str]:
         if not self.plan.gate:
@@ -180,11 +180,20 @@ class RunController:
         return [f"{self._dir}:{GATE_DIR}"]
 
     def start(self) -> None:
-        """Call from the main thread (``signal`` installs a SIGUSR1 handler)."""
+        """Call from the main thread, before any other thread starts.
+
+        With ``signal``, SIGUSR1 is blocked in this thread (and so in every thread and
+        process started after it) and taken by the controller's thread with
+        sigtimedwait; should a thread that does not block it take it, the signal
+        module's wakeup descriptor says so.  (A Python handler would run only when the
+        main thread, blocked in the tracer's waitpid, next wakes.)"""
         if not self.plan.needed():
             return
         if self.plan.user_wait == "signal":
-            self._previous = signal.signal(signal.SIGUSR1, lambda *_: self._user.set())
+            signal.signal(signal.SIGUSR1, lambda *_: None)
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._wake = (r, w, signal.set_wakeup_fd(w, warn_on_full_buffer=False))
+            self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
         self._thread = threading.Thread(target=self._drive, name="ocislim-probes", daemon=True)
         self._thread.start()
 
@@ -193,9 +202,18 @@ class RunController:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        if self._previous is not None:
-            signal.signal(signal.SIGUSR1, self._previous)
-            self._previous = None
+        if self._mask is not None:
+            # A SIGUSR1 still pending reaches the no-op handler, not the default action.
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+            self._mask = None
+        # The no-op handler stays: a second SIGUSR1 must not end ocislim (the default
+        # action); unlike SIG_IGN, a handler is reset for the programs exec'd later.
+        if self._wake is not None:
+            r, w, previous = self._wake
+            signal.set_wakeup_fd(previous)
+            os.close(r)
+            os.close(w)
+            self._wake = None
         if self._gate_fd is not None:
             os.close(self._gate_fd)
             self._gate_fd = None
@@ -277,7 +295,11 @@ class RunController:
             self.say(self.plan.announce)
         while not self._stop.is_set() and _alive(self._found.program):
             if self.plan.user_wait == "signal":
-                if self._user.wait(0.1):
+                if self._wake is not None and select.select([self._wake[0]], [], [], 0.1)[0]:
+                    with contextlib.suppress(BlockingIOError):
+                        if signal.SIGUSR1 in os.read(self._wake[0], 64):
+                            return
+                if signal.sigtimedwait({signal.SIGUSR1}, 0) is not None:
                     return
                 continue
             ready, _, _ = select.select([0], [], [], 0.1)

@@ -159,8 +159,9 @@ def test_an_exec_into_a_trace_is_traced_apart_from_the_program(tmp_path: Path) -
     )  # fmt: skip
     with background(argv) as proc:
         entry = wait_for_sandbox("trace")
+        script = "tac passwd >/dev/null; cat hostname; echo $X"
         shown = run_cli("exec", "-e", "X=1", "-w", "/etc", str(entry["id"]), "--",
-                        "/bin/sh", "-c", "tac hostname; echo $X")  # fmt: skip
+                        "/bin/sh", "-c", script)  # fmt: skip
         assert shown.code == 0, shown.stderr
         assert shown.stdout.split() == ["ocislim", "1"]
         missing = run_cli("exec", str(entry["id"]), "--", "/no/such/program")
@@ -171,9 +172,9 @@ def test_an_exec_into_a_trace_is_traced_apart_from_the_program(tmp_path: Path) -
     trace = json.loads(stdout)
     records = {tuple(r["command"]): r for r in trace["exec"]}
     assert records[("/no/such/program",)]["exit_code"] == 127
-    record = records[("/bin/sh", "-c", "tac hostname; echo $X")]
+    record = records[("/bin/sh", "-c", "tac passwd >/dev/null; cat hostname; echo $X")]
     assert record["exit_code"] == 0 and record["tty"] is False
     exec_files = {f["path"] for f in record["files"]}
-    assert {"/usr/bin/tac", "/etc/hostname"} <= exec_files
+    assert {"/usr/bin/tac", "/etc/passwd"} <= exec_files  # (/etc/hostname is the runtime's)
     program_files = {f["path"] for f in trace["files"]}
     assert "/usr/bin/tac" not in program_files  # the program never ran it
