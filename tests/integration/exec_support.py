@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clirun import REPO, run_cli
+from tests.clirun import REPO, _descendants, run_cli
 from tests.tools import require_tool
 
 WAIT = 180.0  # seconds a step may take on a loaded machine (unpacking, tracing)
@@ -123,11 +123,13 @@ def background(argv: list[str]) -> Iterator[subprocess.Popen[str]]:
         yield proc
     finally:
         # SIGTERM first: ocislim cleans up (sandbox, scratch, registry entry) as on Ctrl-C.
+        # Every process below it too: su starts its command in a session of its own.
         for sig in (signal.SIGTERM, signal.SIGKILL):
-            if proc.poll() is not None:
-                break
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
+            for pid in [*_descendants(proc.pid), proc.pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(30)
+                if not _descendants(proc.pid):
+                    break
         proc.communicate()
