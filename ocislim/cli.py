@@ -25,8 +25,10 @@ from ocislim.cliflags import (
     convert_options,
     deps_options,
     diff_options,
+    exec_options,
     image_options,
     options_from_flags,
+    ps_options,
     quiet_option,
     report_options,
     run_spec_from_flags,
@@ -281,7 +283,7 @@ def _sandboxed(image: str, opts: dict[str, Any], traced: bool, progress: Any) ->
         _open(image, opts["ref"], opts["platform"]) as img,
         prepared_rootfs(img, rootfs, progress) as root,
     ):
-        spec = run_spec_from_flags(img.config, root, opts)
+        spec = run_spec_from_flags(img.config, root, {**opts, "label": (image, traced)})
         if traced:
             return trace(root, spec, progress, count_syscalls=opts["syscalls"])
         return run(root, spec, progress)
@@ -333,6 +335,38 @@ def trace(image: str, quiet: bool, as_json: bool, syscalls: bool, **opts: Any) -
                 f"{sum(result.syscalls.values())} system calls of {len(result.syscalls)} kinds"
             )
     sys.exit(result.exit_code)
+
+
+@main.command(name="exec", context_settings={"ignore_unknown_options": True})
+@exec_options
+@handle_errors
+def exec_(sandbox: str, command: tuple[str, ...], **opts: Any) -> None:
+    """Run COMMAND in the running sandbox SANDBOX (an id from 'ocislim ps', or its
+    start); exit with its exit code.  Only the user who started the sandbox can."""
+    from ocislim.sandbox import exec_command, find_sandbox
+
+    env, workdir, user = opts["env"], opts["workdir"], opts["user"]
+    code = exec_command(
+        find_sandbox(sandbox), command, env, workdir, user, opts["interactive"], opts["terminal"]
+    )
+    sys.exit(code)
+
+
+@main.command()
+@ps_options
+@handle_errors
+def ps(as_json: bool) -> None:
+    """List this user's running sandboxes (of build, trace and run)."""
+    from ocislim.sandbox import running_sandboxes
+
+    found = running_sandboxes()
+    if as_json:
+        emit_json([e.to_json() for e in found])
+        return
+    click.echo(f"{'ID':<12}  {'MODE':<5}  {'PID':>7}  {'STARTED':<20}  IMAGE  COMMAND")
+    for e in found:
+        command = " ".join(e.command)[:60]
+        click.echo(f"{e.id:<12}  {e.mode:<5}  {e.pid:>7}  {e.started:<20}  {e.image}  {command}")
 
 
 @main.command()

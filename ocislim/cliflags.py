@@ -237,6 +237,26 @@ def report_options(fn: F) -> F:
     return _apply(fn, options)
 
 
+def exec_options(fn: F) -> F:
+    """The ``exec`` command's flags and arguments (like ``docker exec``)."""
+    return _apply(
+        fn,
+        [
+            click.argument("sandbox", metavar="SANDBOX"),
+            click.option("-i", "--interactive", is_flag=True, help="Give it our stdin."),
+            click.option("-t", "--tty", "terminal", is_flag=True, help="Give it a terminal."),
+            click.option("--env", "-e", multiple=True, metavar="K=V", help="Set a variable."),
+            click.option("--workdir", "-w", metavar="DIR", help="Working directory inside."),
+            click.option("--user", "-u", metavar="USER[:GROUP]", help="Name or id in the image."),
+            click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED),
+        ],
+    )
+
+
+def ps_options(fn: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")(fn)
+
+
 def build_options(fn: F) -> F:
     """The ``build`` command's own flags (the run options come from ``sandbox_options``)."""
     multi: dict[str, Any] = {"multiple": True}
@@ -283,12 +303,22 @@ def build_options(fn: F) -> F:
         click.option("--http-probe-ports", metavar="PORT[,PORT]", help="Default: exposed ports."),
         click.option(
             "--continue-after",
-            type=click.Choice(["exec", "probe", "timeout", "app-exit"]),
-            help="When to stop the program (default: from the probes given).",
+            type=click.Choice(["exec", "probe", "timeout", "app-exit", "enter", "signal"]),
+            help="When to stop the program (default: from the probes given); enter: "
+            "Enter on the terminal; signal: SIGUSR1 to ocislim.",
         ),
-        click.option("--include-path", metavar="PATH", help="File or directory.", **multi),
+        click.option(
+            "--include-path",
+            "--preserve-path",  # docker-slim's word; original headers are always kept
+            "include_path",
+            metavar="PATH",
+            help="File or directory.",
+            **multi,
+        ),
         click.option(
             "--include-path-file",
+            "--preserve-path-file",
+            "include_path_file",
             type=click.Path(dir_okay=False),
             metavar="FILE",
             help="Paths to keep, one a line.",
@@ -308,7 +338,8 @@ def build_options(fn: F) -> F:
             "--keep-from",
             type=click.Path(dir_okay=False),
             metavar="REPORT",
-            help="Keep what an earlier report kept; no tracing.",
+            multiple=True,
+            help="Keep what an earlier report kept; no tracing (repeat: the union).",
         ),
         click.option("--enable-rule", metavar="NAME", help="Switch a keep rule on.", **multi),
         click.option("--disable-rule", metavar="NAME", help="Switch a keep rule off.", **multi),
@@ -318,6 +349,7 @@ def build_options(fn: F) -> F:
         click.option("--new-workdir", metavar="DIR", help="Output's WorkingDir."),
         click.option("--new-label", metavar="K=V", help="Set an output label.", **multi),
         click.option("--no-verify", is_flag=True, help="Do not run the probes on the result."),
+        click.option("--show-clogs", is_flag=True, help="Show the program's output, even with -q."),
         click.option("--verify-rounds", type=click.IntRange(1, 10), default=3, show_default=True),
         click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout."),
     ]
@@ -327,12 +359,22 @@ def build_options(fn: F) -> F:
 def run_spec_from_flags(config: ImageConfig, root: Path, opts: dict[str, Any]) -> RunSpec:
     """The sandbox run ``run`` and ``trace`` flags ask for (click parameter names).
 
-    The program's stdout is ours with ``--json`` (stderr) and stdout otherwise."""
-    from ocislim.sandbox import DEFAULT_TMPFS_SIZE, Probe, parse_size, run_spec
+    The program's stdout is ours with ``--json`` (stderr) and stdout otherwise.
+    ``label``: (image, traced): the run accepts ``ocislim exec`` under a new id."""
+    import dataclasses
+
+    from ocislim.sandbox import (
+        DEFAULT_TMPFS_SIZE,
+        Probe,
+        SandboxLabel,
+        new_sandbox_id,
+        parse_size,
+        run_spec,
+    )
 
     probes = [Probe(command=c) for c in opts["exec_"]]
     probes += [Probe(script=Path(f)) for f in opts["exec_file"]]
-    return run_spec(
+    spec = run_spec(
         config,
         root,
         command=opts["command"],
@@ -348,6 +390,11 @@ def run_spec_from_flags(config: ImageConfig, root: Path, opts: dict[str, Any]) -
         stdout=2 if opts.get("as_json") else 1,
         tmpfs_size=parse_size(opts["tmpfs_size"]) if opts["tmpfs_size"] else DEFAULT_TMPFS_SIZE,
     )
+    if "label" not in opts:
+        return spec
+    image, traced = opts["label"]
+    label = SandboxLabel(new_sandbox_id(), image, "trace" if traced else "run")
+    return dataclasses.replace(spec, sandbox=label)
 
 
 def parse_command_list(value: str | None) -> list[str] | None:
@@ -404,7 +451,7 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
         mounts=tuple(flags.get("mount") or ()),
         network=flags.get("network") or "none",
         rootfs=Path(flags["rootfs"]) if flags.get("rootfs") else None,
-        show_output=not flags.get("quiet", False),
+        show_output=not flags.get("quiet", False) or bool(flags.get("show_clogs")),
         tmpfs_size=parse_size(flags["tmpfs_size"]) if flags.get("tmpfs_size") else None,
     )
     probes = ProbeOptions(
@@ -443,7 +490,7 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
         include_oslibs_net=flags.get("include_oslibs_net", True),
         enable_rules=tuple(flags.get("enable_rule") or ()),
         disable_rules=tuple(flags.get("disable_rule") or ()),
-        keep_from=Path(flags["keep_from"]) if flags.get("keep_from") else None,
+        keep_from=tuple(Path(p) for p in flags.get("keep_from") or ()) or None,
         verify=not flags.get("no_verify", False),
         verify_rounds=flags.get("verify_rounds") or 3,
     )

@@ -25,7 +25,7 @@ source scripts/venv.sh
 PACKAGES=(
     python3 python3-venv ca-certificates debian-archive-keyring
     mmdebstrap umoci skopeo podman runc uidmap
-    pax-utils strace gcc gcc-multilib libc6-dev musl-tools
+    pax-utils strace gcc gcc-multilib libc6-dev musl-tools tmux
     golang-github-opencontainers-image-spec-dev chromium
 )
 

@@ -17,6 +17,10 @@ The package's face: other packages import only from here.
 - Paths the sandbox provides, never image content: :data:`PROBE_DIR` (probe files)
   and :data:`RUNTIME_ETC_FILES` (/etc files bound in as a container runtime does).
 - :func:`native_arch`: the architecture traced (and the syscall table's name).
+- ``ocislim exec`` and ``ps``: a run whose spec has a :class:`SandboxLabel` (id from
+  :func:`new_sandbox_id`) accepts commands; :func:`running_sandboxes` lists them,
+  :func:`find_sandbox` picks one, :func:`exec_command` runs a command in it; the
+  commands run are the result's :class:`ExecRecord` entries.
 """
 
 from ocislim.sandbox.analysis import (
@@ -35,11 +39,17 @@ from ocislim.sandbox.control import (
     HttpRequest,
     HttpResult,
     RunController,
+    UserWait,
     gate_probe,
 )
+from ocislim.sandbox.execchannel import exec_command
 from ocislim.sandbox.namespaces import DEFAULT_TMPFS_SIZE, PROBE_DIR, RUNTIME_ETC_FILES
+from ocislim.sandbox.registry import Entry as SandboxEntry
+from ocislim.sandbox.registry import entries as running_sandboxes
+from ocislim.sandbox.registry import find as find_sandbox
+from ocislim.sandbox.registry import new_sandbox_id
 from ocislim.sandbox.runner import run
-from ocislim.sandbox.spec import Probe, RunResult, RunSpec
+from ocislim.sandbox.spec import ExecRecord, Probe, RunResult, RunSpec, SandboxLabel
 from ocislim.sandbox.syscalls import native_arch
 from ocislim.sandbox.tracing import TraceResult, trace
 
@@ -50,6 +60,7 @@ __all__ = [
     "RUNTIME_ETC_FILES",
     "AfterHttp",
     "ControlPlan",
+    "ExecRecord",
     "FileAccess",
     "FileReport",
     "HttpRequest",
@@ -60,13 +71,20 @@ __all__ = [
     "RunController",
     "RunResult",
     "RunSpec",
+    "SandboxEntry",
+    "SandboxLabel",
     "TraceResult",
     "TreeView",
+    "UserWait",
+    "exec_command",
+    "find_sandbox",
     "gate_probe",
     "native_arch",
+    "new_sandbox_id",
     "parse_size",
     "resolve",
     "run",
     "run_spec",
+    "running_sandboxes",
     "trace",
 ]

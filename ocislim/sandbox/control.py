@@ -10,7 +10,9 @@ the sandbox runs:
   sandbox's probes (``read`` from it; needs the image's ``/bin/sh``, as exec
   probes do) holds the sandbox's probe sequence until the host opens the gate;
 - then the plan's ``then``: open the gate, stop the program (SIGTERM), open the
-  gate once the program has exited by itself, or nothing.
+  gate once the program has exited by itself, nothing, or wait for the user
+  (Enter on the terminal, or SIGUSR1 to this process; the program exiting ends
+  the wait too), then open the gate.
 
 The controller finds the sandbox's processes in ``/proc`` (the sandbox's init and
 program are the grandchildren of this process with namespace pids 1 and 2); it
@@ -23,12 +25,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -74,19 +78,26 @@ def gate_probe() -> Probe:
 
 
 # What the controller does after the HTTP probes (if any).
-AfterHttp = Literal["nothing", "open-gate", "stop-program", "open-gate-at-exit"]
+AfterHttp = Literal["nothing", "open-gate", "stop-program", "open-gate-at-exit", "await-user"]
+UserWait = Literal["enter", "signal"]
 
 
 @dataclass(frozen=True)
 class ControlPlan:
     """What the host does during one run: send ``http`` (waiting at most ``http_wait``
     seconds for the server to accept), then ``then``.  ``gate``: the sandbox's probes
-    include the :func:`gate_probe`, so the gate must be mounted."""
+    include the :func:`gate_probe`, so the gate must be mounted.  With ``await-user``:
+    ``user_wait`` says what ends the wait, ``announce`` is shown when it starts, and
+    ``open_first`` opens the gate once before it, or before ``open-gate`` (two gate
+    probes: before and after the exec probes)."""
 
     http: tuple[HttpRequest, ...] = ()
     gate: bool = False
     then: AfterHttp = "nothing"
     http_wait: float = HTTP_WAIT
+    user_wait: UserWait | None = None
+    announce: str = ""
+    open_first: bool = False
 
     def needed(self) -> bool:
         """Whether the run needs a controller at all."""
@@ -145,6 +156,7 @@ class RunController:
     """
 
     plan: ControlPlan
+    say: Callable[[str], None] = lambda _: None  # shows ``plan.announce`` (e.g. a progress note)
     http_results: list[HttpResult] = field(default_factory=list, init=False)
     notes: list[str] = field(default_factory=list, init=False)
     _dir: Path | None = field(default=None, init=False)
@@ -152,6 +164,8 @@ class RunController:
     _thread: threading.Thread | None = field(default=None, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _found: _Found = field(default_factory=_Found, init=False)
+    _mask: set[int | signal.Signals] | None = field(default=None, init=False)
+    _wake: tuple[int, int, int] | None = field(default=None, init=False)  # r, w, previous
 
     def mounts(self) -> list[str]:
         if not self.plan.gate:
@@ -167,8 +181,20 @@ class RunController:
         return [f"{self._dir}:{GATE_DIR}"]
 
     def start(self) -> None:
+        """Call from the main thread, before any other thread starts.
+
+        With ``signal``, SIGUSR1 is blocked in this thread (and so in every thread and
+        process started after it) and taken by the controller's thread with
+        sigtimedwait; should a thread that does not block it take it, the signal
+        module's wakeup descriptor says so.  (A Python handler would run only when the
+        main thread, blocked in the tracer's waitpid, next wakes.)"""
         if not self.plan.needed():
             return
+        if self.plan.user_wait == "signal":
+            signal.signal(signal.SIGUSR1, lambda *_: None)
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._wake = (r, w, signal.set_wakeup_fd(w, warn_on_full_buffer=False))
+            self._mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
         self._thread = threading.Thread(target=self._drive, name="ocislim-probes", daemon=True)
         self._thread.start()
 
@@ -177,6 +203,18 @@ class RunController:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
+        if self._mask is not None:
+            # A SIGUSR1 still pending reaches the no-op handler, not the default action.
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
+            self._mask = None
+        # The no-op handler stays: a second SIGUSR1 must not end ocislim (the default
+        # action); unlike SIG_IGN, a handler is reset for the programs exec'd later.
+        if self._wake is not None:
+            r, w, previous = self._wake
+            signal.set_wakeup_fd(previous)
+            os.close(r)
+            os.close(w)
+            self._wake = None
         if self._gate_fd is not None:
             os.close(self._gate_fd)
             self._gate_fd = None
@@ -197,12 +235,19 @@ class RunController:
                 self._http()
             then = self.plan.then
             if then == "open-gate":
+                if self.plan.open_first:
+                    self._open_gate()
                 self._open_gate()
             elif then == "stop-program":
                 self._stop_program()
             elif then == "open-gate-at-exit":
                 while _alive(self._found.program) and not self._stop.wait(0.05):
                     pass
+                self._open_gate()
+            elif then == "await-user":
+                if self.plan.open_first:
+                    self._open_gate()
+                self._await_user()
                 self._open_gate()
         except Exception as exc:  # never let the run hang on a controller failure
             self.notes.append(f"probe controller: {exc}")
@@ -245,6 +290,27 @@ class RunController:
             answers = [{"status": None, "error": "probe helper failed"}] * len(self.plan.http)
         for request, answer in zip(self.plan.http, answers, strict=True):
             self.http_results.append(HttpResult(request, answer.get("status"), answer.get("error")))
+
+    def _await_user(self) -> None:
+        """Until Enter on our stdin (a terminal) or SIGUSR1, the program's exit, or the end."""
+        if self.plan.announce:
+            self.say(self.plan.announce)
+        while not self._stop.is_set() and _alive(self._found.program):
+            if self.plan.user_wait == "signal":
+                if self._wake is not None and select.select([self._wake[0]], [], [], 0.1)[0]:
+                    with contextlib.suppress(BlockingIOError):
+                        if signal.SIGUSR1 in os.read(self._wake[0], 64):
+                            return
+                if signal.sigtimedwait({signal.SIGUSR1}, 0) is not None:
+                    return
+                continue
+            ready, _, _ = select.select([0], [], [], 0.1)
+            if ready:
+                data = os.read(0, 4096)
+                if not data or b"\n" in data or b"\r" in data:
+                    return
+        if not self._stop.is_set():
+            self.notes.append("the program exited while waiting for the user")
 
     def _open_gate(self) -> None:
         if self._gate_fd is not None:

@@ -13,7 +13,7 @@ import os
 from ocislim.errors import SandboxError, UserNamespaceUnavailableError
 from ocislim.progress import Progress
 from ocislim.sandbox.idmaps import userns_unavailable_message
-from ocislim.sandbox.spec import RunResult
+from ocislim.sandbox.spec import ExecRecord, RunResult
 from ocislim.sandbox.supervisor import Message
 
 
@@ -64,4 +64,13 @@ def run_result(
         runtime_paths=tuple(str(p) for p in ready.get("mount_points", [])),
         overlay=bool(ready.get("overlay")),
         notes=tuple(notes),
+        exec_commands=tuple(
+            ExecRecord(
+                int(e["pid"]),
+                tuple(str(a) for a in e["argv"]),
+                bool(e["tty"]),
+                None if e.get("exit_code") is None else int(e["exit_code"]),
+            )
+            for e in done.get("execs", [])
+        ),
     )

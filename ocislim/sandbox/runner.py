@@ -25,9 +25,11 @@ from pathlib import Path
 from ocislim import scratch as scratch_paths
 from ocislim.errors import InputNotFoundError, SandboxError
 from ocislim.progress import NULL_PROGRESS, Progress
+from ocislim.sandbox.execchannel import ExecServer
 from ocislim.sandbox.idmaps import IdMapPlan, detach_trees, plan_id_maps, write_id_maps
 from ocislim.sandbox.messages import creator_error, run_result
 from ocislim.sandbox.namespaces import PROBE_DIR, BindMount, RootPlan, runtime_etc_files
+from ocislim.sandbox.registry import registered
 from ocislim.sandbox.seccomp import trace_filter
 from ocislim.sandbox.spec import RunResult, RunSpec
 from ocislim.sandbox.supervisor import CreatorPlan, Message, creator_main, receive, send
@@ -94,6 +96,31 @@ def _launch(
             f"user {spec.uid}:{spec.gid} cannot be mapped into the sandbox "
             "(configure subordinate ids in /etc/subuid and /etc/subgid)"
         )
+    with contextlib.ExitStack() as stack:
+        server = None
+        exec_sock: socket.socket | None = None
+        if spec.sandbox is not None:
+            listener = stack.enter_context(registered(spec.sandbox, spec.argv))
+            to_creator, exec_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            stack.callback(exec_sock.close)
+            stack.callback(to_creator.close)
+            server = ExecServer(listener, to_creator, spec, root)
+            stack.callback(server.stop)  # before the sockets close
+            name = spec.sandbox.id
+            progress.note(f"sandbox {name}; run a command in it: ocislim exec -it {name} -- sh")
+        return _launch_in(root, spec, progress, tracer, id_plan, server, exec_sock)
+    raise AssertionError("unreachable")
+
+
+def _launch_in(
+    root: Path,
+    spec: RunSpec,
+    progress: Progress,
+    tracer: Tracer | None,
+    id_plan: IdMapPlan,
+    server: ExecServer | None,
+    exec_sock: socket.socket | None,
+) -> RunResult:
     scratch = scratch_paths.make_dir(_scratch_parent(), "ocislim-run-")
     host_sock, creator_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     creator = 0
@@ -109,7 +136,9 @@ def _launch(
             binds.append(BindMount(str(host_file), path))
         probe_argvs: list[tuple[str, ...]] = []
         for index, probe in enumerate(spec.probes):
-            if probe.script is not None:
+            if probe.argv is not None:
+                probe_argvs.append(tuple(probe.argv))
+            elif probe.script is not None:
                 try:
                     body = Path(probe.script).read_bytes()
                 except OSError as exc:
@@ -149,8 +178,10 @@ def _launch(
         creator = os.fork()
         if creator == 0:
             host_sock.close()
-            creator_main(creator_plan, creator_sock)
+            creator_main(creator_plan, creator_sock, exec_sock)
         creator_sock.close()
+        if exec_sock is not None:
+            exec_sock.close()
         message, _ = receive(host_sock)
         if message is None or message.get("error"):
             _reap(creator)
@@ -166,6 +197,8 @@ def _launch(
             except OSError as exc:
                 raise SandboxError(f"cannot trace the sandbox (ptrace: {exc.strerror})") from exc
         send(host_sock, {"go": True})
+        if server is not None:
+            server.start()
         try:
             if tracer is not None:
                 tracer.run()

@@ -21,6 +21,28 @@ class Probe:
 
     command: str | None = None
     script: Path | None = None
+    argv: tuple[str, ...] | None = None  # run as is (a recorded ``ocislim exec`` replayed)
+
+
+@dataclass(frozen=True)
+class SandboxLabel:
+    """What ``ocislim ps`` shows of a running sandbox that accepts ``ocislim exec``:
+    its ``id``, the ``image`` it runs and the ``mode`` (build, trace or run)."""
+
+    id: str
+    image: str
+    mode: str
+
+
+@dataclass(frozen=True)
+class ExecRecord:
+    """A command ``ocislim exec`` ran in the sandbox: ``pid`` is its host pid (the
+    tracer's), ``tty`` whether it had a terminal, ``exit_code`` as a shell reports it."""
+
+    pid: int
+    argv: tuple[str, ...]
+    tty: bool
+    exit_code: int | None
 
 
 @dataclass(frozen=True)
@@ -29,7 +51,9 @@ class RunSpec:
     from an image config.  ``uid``/``gid``/``groups`` are ids inside the sandbox.
     ``stdin``/``stdout``/``stderr``: host descriptors given to the program (and, for
     the last two, the probes) as its 0, 1 and 2; nothing else of the host crosses.
-    ``tmpfs_size``: bytes the program may write into its in-memory overlay."""
+    ``tmpfs_size``: bytes the program may write into its in-memory overlay.
+    ``sandbox``: when set, the run accepts ``ocislim exec`` (see
+    :mod:`ocislim.sandbox.execchannel`) and is listed by ``ocislim ps``."""
 
     argv: tuple[str, ...]
     env: tuple[str, ...] = ()
@@ -47,6 +71,7 @@ class RunSpec:
     stdout: int = 1
     stderr: int = 2
     tmpfs_size: int = DEFAULT_TMPFS_SIZE
+    sandbox: SandboxLabel | None = None  # set: registered for ``ocislim exec`` and ``ps``
 
 
 @dataclass(frozen=True)
@@ -60,3 +85,4 @@ class RunResult:
     runtime_paths: tuple[str, ...]
     overlay: bool
     notes: tuple[str, ...] = ()
+    exec_commands: tuple[ExecRecord, ...] = ()

@@ -8,7 +8,8 @@ Process layout::
            │    once on a pipe it then closes, closes every descriptor, becomes
            │    non-dumpable and only reaps orphans
            ├─ entrypoint (pid 2): joins init's namespaces, then execs the program
-           └─ probes, one at a time, while the entrypoint runs
+           ├─ probes, one at a time, while the entrypoint runs
+           └─ ``ocislim exec`` commands, whenever the host hands one over
 
 The creator forks the entrypoint and the probes itself (after unshare(CLONE_NEWPID)
 its children land in the new pid namespace), so their exit codes are wait statuses
@@ -30,6 +31,7 @@ the init is killed, which kills every process left in the pid namespace.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import importlib.machinery
 import json
 import os
@@ -38,6 +40,7 @@ import signal
 import socket
 import stat
 import sys
+import termios
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -147,13 +150,18 @@ class CreatorPlan:
     filter_program: list[tuple[int, int, int, int]] | None
 
 
-def creator_main(plan: CreatorPlan, sock: socket.socket) -> None:
+def creator_main(
+    plan: CreatorPlan, sock: socket.socket, exec_sock: socket.socket | None = None
+) -> None:
     """Never returns. Creates the namespaces, forks the init, runs the program's plan.
 
     Protocol on ``sock`` (to the host): sends ``{"userns": bool}``; receives ``go`` with
     the detached mounts (``sources``: path for each descriptor); sends ``{"init": pid}``;
     receives ``go`` (the host has seized this process when tracing); sends ``ready``
-    (or ``error``), any ``exec-error``, ``tmpfs-full``, then ``done``.
+    (or ``error``), any ``exec-error``, ``tmpfs-full``, then ``done`` (with ``execs``,
+    the commands run for ``ocislim exec``).  ``exec_sock``: where the host's exec server
+    hands over checked commands (``{"exec": command}`` with stdin, stdout, stderr and
+    the client's connection, which gets ``{"exit_code": N}`` or ``{"error": ...}``).
     """
     code = 1
     try:
@@ -193,7 +201,7 @@ def creator_main(plan: CreatorPlan, sock: socket.socket) -> None:
         for fd in (setup_w, ack_r, *detached.values()):
             os.close(fd)
         send(sock, {"init": init})
-        code = _supervise_run(plan, sock, init, setup_r, ack_w)
+        code = _supervise_run(plan, sock, init, setup_r, ack_w, exec_sock)
     except BaseException as exc:
         with contextlib.suppress(BaseException):
             send(sock, {"error": "setup", "message": f"creating namespaces: {exc}"})
@@ -201,7 +209,12 @@ def creator_main(plan: CreatorPlan, sock: socket.socket) -> None:
 
 
 def _supervise_run(
-    plan: CreatorPlan, sock: socket.socket, init: int, setup_r: int, ack_w: int
+    plan: CreatorPlan,
+    sock: socket.socket,
+    init: int,
+    setup_r: int,
+    ack_w: int,
+    exec_sock: socket.socket | None,
 ) -> int:
     try:
         go, _ = receive(sock)
@@ -224,7 +237,8 @@ def _supervise_run(
         os.close(ack_w)
         send(sock, ready)
         launcher = _Launcher(plan.spec, plan.id_plan, ns_fds, plan.filter_program, init)
-        done = _supervise(plan.spec, plan.probe_argvs, launcher, root_fd)
+        execs = _Execs(exec_sock, launcher)
+        done = _supervise(plan.spec, plan.probe_argvs, launcher, root_fd, execs)
         for note in launcher.errors:
             send(sock, {"event": "exec-error", "message": note})
         if done.pop("tmpfs_full"):
@@ -293,6 +307,20 @@ def _init_main(
 # --- the program's processes ----------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Command:
+    """What one process of the program runs, and as whom; ``stdio``: its 0, 1 and 2."""
+
+    argv: list[str]
+    env: list[str]
+    workdir: str
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    stdio: tuple[int | None, int, int]
+    tty: bool = False
+
+
 @dataclass
 class _Launcher:
     spec: RunSpec
@@ -304,10 +332,23 @@ class _Launcher:
     _error_pipes: dict[int, int] = field(default_factory=dict)
 
     def start(self, argv: list[str], stdin: int | None) -> int:
+        """Start ``argv`` as the program's spec says (the entrypoint or a probe)."""
+        spec = self.spec
+        stdio = (stdin, spec.stdout, spec.stderr)
+        return self.start_command(
+            _Command(argv, list(spec.env), spec.workdir, spec.uid, spec.gid, spec.groups, stdio)
+        )
+
+    def start_command(self, command: _Command) -> int:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(err_r)
+            os.close(err_w)
+            raise
         if pid == 0:
-            self._child(argv, stdin, err_w)
+            self._child(command, err_w)
         os.close(err_w)
         self._error_pipes[pid] = err_r
         return pid
@@ -317,20 +358,20 @@ class _Launcher:
         with contextlib.suppress(OSError):
             os.kill(self.init, signal.SIGKILL)
 
-    def ended(self, pid: int) -> None:
-        """Collect what the child ``pid`` reported before exec (it has been reaped)."""
+    def ended(self, pid: int) -> str:
+        """What the child ``pid`` reported before exec ("" if nothing; it has been reaped)."""
         fd = self._error_pipes.pop(pid, None)
         if fd is None:
-            return
+            return ""
+        text = ""
         os.set_blocking(fd, False)
         with contextlib.suppress(OSError):
             text = os.read(fd, 4096).decode(errors="replace").strip()
-            if text:
-                self.errors.append(text)
         os.close(fd)
+        return text
 
-    def _child(self, argv: list[str], stdin: int | None, err_w: int) -> None:
-        spec = self.spec
+    def _child(self, command: _Command, err_w: int) -> None:
+        argv = command.argv
         code = 127
         try:
             _no_imports()
@@ -340,13 +381,17 @@ class _Launcher:
             signal.pthread_sigmask(signal.SIG_SETMASK, set())
             for fd in self.ns_fds:
                 libc.setns(fd, 0)
-            os.chdir(spec.workdir)
+            os.chdir(command.workdir)
+            stdin, stdout, stderr = command.stdio
             if stdin is None:
                 stdin = os.open("/dev/null", os.O_RDONLY)
-            for target, source in ((0, stdin), (1, spec.stdout), (2, spec.stderr)):
-                if source != target:
-                    os.dup2(source, target)
-            env = {name: value for name, _, value in (e.partition("=") for e in spec.env)}
+            # Moved above 2 first, so that one target never overwrites a later source.
+            sources = [os.dup(fd) for fd in (stdin, stdout, stderr)]
+            for target, source in enumerate(sources):
+                os.dup2(source, target)
+            if command.tty:
+                fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # job control and Ctrl-C are its own
+            env = {name: value for name, _, value in (e.partition("=") for e in command.env)}
             path = _lookup(argv[0], env.get("PATH", ""))
             if path is None:
                 os.write(err_w, f"executable not found in the image: {argv[0]}".encode())
@@ -355,13 +400,14 @@ class _Launcher:
             _drop_capabilities()
             if self.filter_program is not None:
                 libc.install_seccomp_filter(self.filter_program)
-            if os.getuid() != spec.uid or os.getgid() != spec.gid:
+            groups = [g for g in command.groups if self.id_plan.mappable_gid(g)]
+            if os.getuid() != command.uid or os.getgid() != command.gid:
                 if self.id_plan.setgroups:
-                    os.setgroups([g for g in spec.groups if self.id_plan.mappable_gid(g)])
-                os.setgid(spec.gid)
-                os.setuid(spec.uid)
+                    os.setgroups(groups)
+                os.setgid(command.gid)
+                os.setuid(command.uid)
             elif self.id_plan.setgroups:
-                os.setgroups([g for g in spec.groups if self.id_plan.mappable_gid(g)])
+                os.setgroups(groups)
             try:
                 os.execve(path, argv, env)
             except OSError as exc:
@@ -409,12 +455,14 @@ def exit_code(status: int) -> int:
 
 
 class _Children:
-    """Waits for the creator's children with a deadline, using pidfds."""
+    """Waits for the creator's children with a deadline, using pidfds; meanwhile
+    starts the ``ocislim exec`` commands the host hands over (``execs``)."""
 
-    def __init__(self, launcher: _Launcher) -> None:
+    def __init__(self, launcher: _Launcher, execs: _Execs) -> None:
         self.status: dict[int, int] = {}
         self._fds: dict[int, int] = {}
         self._launcher = launcher
+        self._execs = execs
 
     def watch(self, pid: int) -> None:
         self._fds[pid] = os.pidfd_open(pid)
@@ -432,9 +480,12 @@ class _Children:
                 return True
             poller = select.poll()
             by_fd = {}
-            for pid in pids:
-                poller.register(self._fds[pid], select.POLLIN)
-                by_fd[self._fds[pid]] = pid
+            for pid, fd in self._fds.items():
+                poller.register(fd, select.POLLIN)
+                by_fd[fd] = pid
+            exec_fd = self._execs.fileno()
+            if exec_fd is not None:
+                poller.register(exec_fd, select.POLLIN)
             timeout = 500.0
             if deadline is not None:
                 timeout = min(timeout, max(0.0, deadline - time.monotonic()) * 1000)
@@ -446,7 +497,12 @@ class _Children:
                     return False
                 continue
             for fd, _ in ready:
-                self._reap(by_fd[fd])
+                if fd == exec_fd:
+                    pid = self._execs.take()
+                    if pid:
+                        self.watch(pid)
+                else:
+                    self._reap(by_fd[fd])
 
     def _reap(self, pid: int) -> None:
         while True:
@@ -457,7 +513,75 @@ class _Children:
                 continue
         self.status[pid] = status
         os.close(self._fds.pop(pid))
-        self._launcher.ended(pid)
+        error = self._launcher.ended(pid)
+        if pid in self._execs.running:
+            self._execs.ended(pid, status, error)
+        elif error:
+            self._launcher.errors.append(error)
+
+
+def _answer(conn: int, obj: dict[str, object]) -> None:
+    with socket.socket(fileno=conn) as sock, contextlib.suppress(OSError):
+        send(sock, obj)
+
+
+@dataclass
+class _Execs:
+    """The ``ocislim exec`` commands: taken from ``sock`` (None: no exec channel), each
+    started by the launcher; its connection gets the exit code when it has been reaped."""
+
+    sock: socket.socket | None
+    launcher: _Launcher
+    closed: bool = False
+    running: dict[int, tuple[int, _Command]] = field(default_factory=dict)
+    records: list[dict[str, object]] = field(default_factory=list)
+
+    def fileno(self) -> int | None:
+        return self.sock.fileno() if self.sock is not None else None
+
+    def take(self) -> int:
+        """Start the next command handed over; its pid, or 0 (refused or none)."""
+        assert self.sock is not None
+        message, fds = receive(self.sock, 4)
+        if message is None or len(fds) != 4 or not isinstance(message.get("exec"), dict):
+            for fd in fds:
+                os.close(fd)
+            if message is None:
+                self.sock = None  # the host's server has gone
+            return 0
+        *stdio, conn = fds
+        try:
+            if self.closed:
+                _answer(conn, {"error": "the sandbox is stopping"})
+                return 0
+            c = message["exec"]
+            command = _Command(
+                [str(a) for a in c["argv"]],
+                [str(e) for e in c["env"]],
+                str(c["workdir"]),
+                int(c["uid"]),
+                int(c["gid"]),
+                tuple(int(g) for g in c["groups"]),
+                (stdio[0], stdio[1], stdio[2]),
+                bool(c["tty"]),
+            )
+            pid = self.launcher.start_command(command)
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            _answer(conn, {"error": f"cannot start the command: {exc}"})
+            return 0
+        finally:
+            for fd in stdio:
+                os.close(fd)
+        self.running[pid] = (conn, command)
+        return pid
+
+    def ended(self, pid: int, status: int, error: str) -> None:
+        conn, command = self.running.pop(pid)
+        code = exit_code(status)
+        _answer(conn, {"error": error, "exit_code": code} if error else {"exit_code": code})
+        self.records.append(
+            {"pid": pid, "argv": command.argv, "tty": command.tty, "exit_code": code}
+        )
 
 
 @dataclass
@@ -477,9 +601,13 @@ class _Overlay:
 
 
 def _supervise(
-    spec: RunSpec, probe_argvs: tuple[tuple[str, ...], ...], launcher: _Launcher, root_fd: int
+    spec: RunSpec,
+    probe_argvs: tuple[tuple[str, ...], ...],
+    launcher: _Launcher,
+    root_fd: int,
+    execs: _Execs,
 ) -> dict[str, object]:
-    children = _Children(launcher)
+    children = _Children(launcher, execs)
     overlay = _Overlay(root_fd)
     entry = launcher.start(list(spec.argv), spec.stdin)
     children.watch(entry)
@@ -509,17 +637,23 @@ def _supervise(
                 _signal(pid, signal.SIGTERM)
         children.wait([entry], time.monotonic() + spec.grace, overlay.check)
     overlay.check()
-    # Whatever is left (daemons, a probe, an entrypoint ignoring SIGTERM) dies with the init.
+    # Whatever is left (daemons, a probe, an exec, an entrypoint ignoring SIGTERM) dies
+    # with the init.
+    execs.closed = True
     launcher.kill_init()
     if children.alive(entry):
         children.wait([entry], None)
     if running_probe and children.alive(running_probe):
         children.wait([running_probe], None)
+    for pid in list(execs.running):
+        if children.alive(pid):
+            children.wait([pid], None)
     return {
         "exit_code": exit_code(children.status[entry]),
         "timed_out": timed_out,
         "probes": probe_codes,
         "tmpfs_full": overlay.full,
+        "execs": execs.records,
     }
 
 

@@ -3,7 +3,9 @@
 :func:`trace` runs a spec under the tracer, then analyses the events once
 (:func:`~ocislim.sandbox.analysis.analyse`, every access labelled with its
 program) against the image tree and the runtime mounts; ``ocislim trace``, the
-build's trace stage and its verification rounds all read that one result.
+build's trace stage and its verification rounds all read that one result.  The
+processes of each ``ocislim exec`` command (the command and what it started) are
+analysed apart, so their files are the exec's, not the program's.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from ocislim.progress import NULL_PROGRESS, Progress
 from ocislim.sandbox.analysis import DirTree, FileReport, Process, analyse, processes
 from ocislim.sandbox.namespaces import PROBE_DIR
 from ocislim.sandbox.runner import run_traced
-from ocislim.sandbox.spec import RunResult, RunSpec
-from ocislim.sandbox.tracer import Event, Tracer
+from ocislim.sandbox.spec import ExecRecord, RunResult, RunSpec
+from ocislim.sandbox.tracer import Event, ExecEvent, ExitEvent, SpawnEvent, SyscallEvent, Tracer
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,7 @@ class TraceResult:
     report: FileReport
     processes: tuple[Process, ...]
     syscalls: dict[str, int] | None
+    exec_reports: tuple[tuple[ExecRecord, FileReport], ...] = ()
 
     @property
     def exit_code(self) -> int:
@@ -50,6 +53,16 @@ class TraceResult:
             "misses": [f.to_json() for f in self.report.misses],
             "processes": [p.to_json() for p in self.processes],
         }
+        if self.exec_reports:
+            out["exec"] = [
+                {
+                    "command": list(record.argv),
+                    "tty": record.tty,
+                    "exit_code": record.exit_code,
+                    "files": [f.to_json() for f in report.files],
+                }
+                for record, report in self.exec_reports
+            ]
         if self.syscalls is not None:
             out["syscalls"] = dict(sorted(self.syscalls.items()))
         return out
@@ -74,5 +87,43 @@ def trace(
     counts = tracer.finish() if count_syscalls else None
     events = tuple(tracer.events)
     runtime = (*result.runtime_paths, PROBE_DIR)
-    report = analyse(events, DirTree(Path(root)), runtime)
-    return TraceResult(result, events, report, processes(events, tracer.init_pid), counts)
+    tree = DirTree(Path(root))
+    program_events, by_exec = split_execs(events, [r.pid for r in result.exec_commands])
+    report = analyse(program_events, tree, runtime)
+    exec_reports = tuple(
+        (record, analyse(by_exec[record.pid], tree, runtime)) for record in result.exec_commands
+    )
+    found = processes(program_events, tracer.init_pid)
+    return TraceResult(result, events, report, found, counts, exec_reports)
+
+
+def split_execs(
+    events: tuple[Event, ...], exec_pids: list[int]
+) -> tuple[list[Event], dict[int, list[Event]]]:
+    """The events of the program, and those of each exec command (by its host pid)
+    and the processes it started.  Pure."""
+    owner: dict[int, int] = {}  # process -> the exec command it descends from
+    by_exec: dict[int, list[Event]] = {pid: [] for pid in exec_pids}
+    program: list[Event] = []
+    for event in events:
+        pid: int | None
+        if isinstance(event, SpawnEvent):
+            pid = event.parent_pid
+            if event.child_pid in by_exec and event.child_pid not in owner:
+                owner[event.child_pid] = event.child_pid
+            elif pid in owner and not event.thread:
+                owner[event.child_pid] = owner[pid]
+        elif isinstance(event, (SyscallEvent, ExecEvent, ExitEvent)):
+            pid = event.pid
+        else:
+            pid = None
+        target = owner.get(pid) if pid is not None else None
+        if isinstance(event, SpawnEvent) and event.child_pid in owner:
+            target = owner[event.child_pid]
+        if target is None:
+            program.append(event)
+        else:
+            by_exec[target].append(event)
+        if isinstance(event, ExitEvent) and event.tid == event.pid and event.pid in owner:
+            del owner[event.pid]  # its pid may be reused by a process that is not the exec's
+    return program, by_exec

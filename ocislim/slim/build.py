@@ -183,11 +183,12 @@ def _pipeline(
     with timer.stage("unpack"):
         unpacked = _unpack(image, options, progress, scratch)
     probe_plan = ProbePlan.from_options(options.probes, image.config.exposed_ports)
-    keep_from = report_mod.load(options.keep_from) if options.keep_from else None
+    keep_from = [(p, report_mod.load(p)) for p in options.keep_from_paths]
     counting = options.output.seccomp_profile is not None
-    with Prober(image.config, options.run, probe_plan, progress, counting) as prober:
+    name = str(image.source)
+    with Prober(image.config, options.run, probe_plan, progress, counting, name) as prober:
         traced = Traced(None, (), ())
-        if keep_from is None:
+        if not keep_from:
             with timer.stage("trace"):
                 traced = _trace(unpacked, prober)
         with timer.stage("analyse"):
@@ -236,7 +237,7 @@ def _analyse(
     image: Image,
     options: BuildOptions,
     traced: Traced,
-    keep_from: dict[str, Any] | None,
+    keep_from: list[tuple[Path, dict[str, Any]]],
     progress: Progress,
 ) -> Planned:
     notes = _Notes(progress)
@@ -253,14 +254,14 @@ def _verify(
     planned: Planned,
     keeper: Keeper,
     prober: Prober,
-    keep_from: dict[str, Any] | None,
+    keep_from: list[tuple[Path, dict[str, Any]]],
     options: BuildOptions,
     scratch: Path,
 ) -> Verified:
     """Rounds on a slim root made from ``planned``; the keeper grows with what they add."""
     baseline = traced.baseline
     if baseline is None:
-        baseline = prober.baseline_for_keep_from(keep_from, unpacked.root)
+        baseline = prober.baseline_for_keep_from([r for _, r in keep_from], unpacked.root)
     prober.progress.stage("verify", "slim root filesystem")
     slim = SlimRoot(scratch / "slim", unpacked.root, unpacked.tree)
     try:
@@ -389,7 +390,7 @@ def _report(
         timings={**timer.times, "total": timer.total()},
         rules=rule_states(options),
         seccomp_path=written.seccomp_path if written else None,
-        keep_from=options.keep_from,
+        keep_from=options.keep_from_paths,
         notes=notes,
         packages=pkgdb.report_json(accounting),
         removed=removed,

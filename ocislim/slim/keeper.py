@@ -70,7 +70,7 @@ class Keeper:
         if "written-places" not in self.rules:
             places = []
         touched = _resolved(
-            self.tree, [s.path for s in seeds if s.reason.source in ("trace", "verify")]
+            self.tree, [s.path for s in seeds if s.reason.source in ("trace", "exec", "verify")]
         )
         widened = [
             *self._lang.seeds(touched),
@@ -114,18 +114,19 @@ def first_seeds(
     config: ImageConfig,
     options: BuildOptions,
     traced: Iterable[Seed],
-    keep_from: Mapping[str, Any] | None,
+    keep_from: Sequence[tuple[Path, Mapping[str, Any]]],
     note: Callable[[str], None],
 ) -> list[Seed]:
     """The ``analyse`` stage's seeds, in order: traced, the user's ``--include-*``,
-    ``--keep-from``'s kept paths, what the output config needs, and (without
-    ``--keep-from``, whose plan they already shaped) the skeleton and application rules."""
+    the kept paths of each ``--keep-from`` report (the reason names the report), what
+    the output config needs, and (without ``--keep-from``, whose plan they already
+    shaped) the skeleton and application rules."""
     out_workdir = options.overrides.workdir or config.working_dir or "/"
     seeds = list(traced)
     seeds += user_seeds(options.keep, keeper.tree, keeper.find_program, out_workdir, note)
-    if keep_from is not None:
-        why = Reason("rule", detail=str(options.keep_from), flag="--keep-from")
-        seeds += [Seed(k["path"], why, follow=False) for k in keep_from["kept"]]
+    for path, report in keep_from:
+        why = Reason("rule", detail=str(path), flag="--keep-from")
+        seeds += [Seed(k["path"], why, follow=False) for k in report["kept"]]
     seeds += _config_seeds(keeper.deps, config, options, out_workdir)
     if keep_from is None:  # a --keep-from plan already holds what these rules kept
         seeds += _rule_seeds(keeper, config, options, out_workdir)

@@ -7,6 +7,7 @@ the :class:`~ocislim.errors.OcislimError` a wrong combination deserves.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -78,9 +79,16 @@ class BuildOptions:
     include_oslibs_net: bool = True
     enable_rules: tuple[str, ...] = ()
     disable_rules: tuple[str, ...] = ()
-    keep_from: Path | None = None
+    keep_from: Path | tuple[Path, ...] | None = None  # one report, or several (a union)
     verify: bool = True
     verify_rounds: int = 3
+
+    @property
+    def keep_from_paths(self) -> tuple[Path, ...]:
+        """The ``--keep-from`` reports, in the order given."""
+        if self.keep_from is None:
+            return ()
+        return (self.keep_from,) if isinstance(self.keep_from, Path) else tuple(self.keep_from)
 
     @property
     def disabled_rules(self) -> frozenset[str]:
@@ -115,8 +123,14 @@ def check_options(options: BuildOptions) -> None:
     for sbom in out.sboms:
         if not str(sbom).endswith((".spdx.json", ".cdx.json")):
             raise UsageError(f"--sbom {sbom}: the name must end in .spdx.json or .cdx.json")
-    if options.keep_from is not None and not Path(options.keep_from).is_file():
-        raise InputNotFoundError(f"--keep-from {options.keep_from}: no such file")
+    if options.probes.continue_after == "enter" and not os.isatty(0):
+        raise UsageError(
+            "--continue-after enter waits for Enter on a terminal and stdin is not one; "
+            "use --continue-after signal (then send SIGUSR1 to ocislim)"
+        )
+    for report in options.keep_from_paths:
+        if not Path(report).is_file():
+            raise InputNotFoundError(f"--keep-from {report}: no such file")
 
 
 def rule_states(options: BuildOptions) -> dict[str, list[str]]:

@@ -34,13 +34,24 @@ from ocislim.sandbox import PROBE_DIR, RUNTIME_ETC_FILES
 from ocislim.slim.patterns import PatternSet
 
 REASON_SOURCES = (
-    "trace", "elf", "lazy", "rule", "parent", "symlink", "hardlink", "verify", "package-db"
+    "trace", "exec", "elf", "lazy", "rule", "parent", "symlink", "hardlink", "verify", "package-db"
 )  # fmt: skip
 # The order reasons are listed in: direct evidence first, structural closure last.
 _REASON_ORDER = {
     s: i
     for i, s in enumerate(
-        ("trace", "verify", "rule", "lazy", "elf", "package-db", "symlink", "hardlink", "parent")
+        (
+            "trace",
+            "exec",
+            "verify",
+            "rule",
+            "lazy",
+            "elf",
+            "package-db",
+            "symlink",
+            "hardlink",
+            "parent",
+        )
     )
 }
 

@@ -6,9 +6,13 @@ controller (:class:`ocislim.sandbox.RunController`) does during the run:
 
 - ``--continue-after`` decides when the program is stopped: ``exec`` after the
   exec probes, ``probe`` after the HTTP probes (too), ``timeout`` at the timeout,
-  ``app-exit`` when it exits by itself.  When exec probes must wait for the host
+  ``app-exit`` when it exits by itself, ``enter`` when the user presses Enter on
+  the terminal (meanwhile they can ``ocislim exec`` into the sandbox), ``signal``
+  when ocislim receives SIGUSR1.  When exec probes must wait for the host
   (HTTP probes first, or a stop later than the probes), the sandbox's gate probe
-  (:func:`ocislim.sandbox.gate_probe`) holds them until the controller opens it.
+  (:func:`ocislim.sandbox.gate_probe`) holds them until the controller opens it;
+  ``enter`` and ``signal`` hold the sandbox with a gate probe after the exec probes
+  (and one before them too when there are HTTP probes).
 
 :class:`Outcome` is what one run gave, compared between the source and the slim image.
 """
@@ -27,10 +31,12 @@ from ocislim.sandbox import (
     HttpRequest,
     HttpResult,
     Probe,
+    UserWait,
     gate_probe,
 )
 
-CONTINUE_AFTER = ("exec", "probe", "timeout", "app-exit")
+CONTINUE_AFTER = ("exec", "probe", "timeout", "app-exit", "enter", "signal")
+USER_WAITS = ("enter", "signal")  # the user decides when probing is over
 DEFAULT_TIMEOUT = 60.0  # --continue-after timeout without --timeout
 # Exit codes of a program ocislim stopped: SIGTERM, or SIGKILL after the grace time.
 STOP_CODES = frozenset({128 + 15, 128 + 9})
@@ -79,7 +85,8 @@ class ProbePlan:
     http: tuple[HttpRequest, ...]
     continue_after: str
     timeout: float | None
-    gate: str | None  # "first", "last" or None: where the gate probe goes
+    gate: str | None  # "first", "last", "both" or None: where the gate probes go
+    replays: tuple[Probe, ...] = ()  # recorded ``ocislim exec`` commands, after the probes
 
     @classmethod
     def from_options(cls, options: ProbeOptions, exposed: list[str]) -> ProbePlan:
@@ -114,7 +121,9 @@ class ProbePlan:
         if after == "timeout" and timeout is None:
             timeout = DEFAULT_TIMEOUT
         gate = None
-        if probes:
+        if after in USER_WAITS:
+            gate = "both" if probes and http else "last"
+        elif probes:
             if after in ("timeout", "app-exit"):
                 gate = "last"
             elif http:
@@ -122,20 +131,41 @@ class ProbePlan:
         return cls(probes, http, after, timeout, gate)
 
     def sandbox_probes(self) -> tuple[Probe, ...]:
+        probes = (*self.exec_probes, *self.replays)
         if self.gate is None:
-            return self.exec_probes
+            return probes
         wait = gate_probe()
         if self.gate == "first":
-            return (wait, *self.exec_probes)
-        return (*self.exec_probes, wait)
+            return (wait, *probes)
+        if self.gate == "both":
+            return (wait, *probes, wait)
+        return (*probes, wait)
 
     def exec_codes(self, codes: tuple[int, ...]) -> tuple[int, ...]:
-        """The exit codes of the user's exec probes, from all the sandbox's probe codes."""
-        if self.gate == "first":
-            return codes[1:]
-        if self.gate == "last":
-            return codes[: len(self.exec_probes)]
-        return codes
+        """The exit codes of the user's exec probes and the replays, from all the
+        sandbox's probe codes."""
+        count = len(self.exec_probes) + len(self.replays)
+        if self.gate in ("first", "both"):
+            return codes[1 : 1 + count]
+        return codes[:count]
+
+    def waits_for_user(self) -> bool:
+        return self.continue_after in USER_WAITS
+
+    def for_verification(self, replays: tuple[Probe, ...]) -> ProbePlan:
+        """The plan verification runs: no waiting for the user (the program is stopped
+        after the probes, as with ``exec``), and the recorded exec commands replayed."""
+        if not self.waits_for_user() and not replays:
+            return self
+        if self.waits_for_user():
+            # The gate probes stay; the controller opens them at once (see control()).
+            return ProbePlan(self.exec_probes, self.http, "exec", self.timeout, self.gate, replays)
+        after, gate = self.continue_after, self.gate
+        if gate is None and replays and after in ("timeout", "app-exit"):
+            gate = "last"
+        elif gate is None and replays and self.http:
+            gate = "first"
+        return ProbePlan(self.exec_probes, self.http, after, self.timeout, gate, replays)
 
     def waits_for_exit(self) -> bool:
         """Nothing but the program's own exit ends a run of this plan."""
@@ -149,13 +179,25 @@ class ProbePlan:
     def needs_controller(self) -> bool:
         return self.control().needed()
 
-    def control(self) -> ControlPlan:
-        """What the host-side controller does during a run of this plan."""
+    def control(self, announce: str = "") -> ControlPlan:
+        """What the host-side controller does during a run of this plan (``announce``:
+        what to tell the user when ``enter`` or ``signal`` waits for them)."""
         after = self.continue_after
         then: AfterHttp
+        probes = self.exec_probes or self.replays
+        if after in USER_WAITS:
+            wait = min(HTTP_WAIT, self.timeout) if self.timeout else HTTP_WAIT
+            user: UserWait = "enter" if after == "enter" else "signal"
+            return ControlPlan(
+                self.http, True, "await-user", wait, user, announce, self.gate == "both"
+            )
+        if after == "exec" and self.gate in ("last", "both"):
+            # A plan that waited for the user, run again: no waiting this time.
+            both = self.gate == "both"
+            return ControlPlan(self.http, True, "open-gate", HTTP_WAIT, None, "", both)
         if self.gate == "first":
             then = "open-gate"  # the exec probes run after the HTTP probes
-        elif after in ("exec", "probe") and self.http and not self.exec_probes:
+        elif after in ("exec", "probe") and self.http and not probes:
             then = "stop-program"
         elif after == "app-exit" and self.gate == "last":
             then = "open-gate-at-exit"
@@ -166,13 +208,17 @@ class ProbePlan:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "exec": [
-                p.command if p.command is not None else f"file {p.script}" for p in self.exec_probes
-            ],
+            "exec": [_describe(p) for p in (*self.exec_probes, *self.replays)],
             "http": [r.describe() for r in self.http],
             "continue_after": self.continue_after,
             "timeout": self.timeout,
         }
+
+
+def _describe(probe: Probe) -> str:
+    if probe.argv is not None:
+        return "exec " + " ".join(probe.argv)
+    return probe.command if probe.command is not None else f"file {probe.script}"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ Writing is atomic (temporary name, then rename).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -68,6 +69,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
     write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
+def _keep_from(reports: Sequence[Path] | Path | None) -> str | list[str] | None:
+    """One ``--keep-from`` report as its path, several as a list, none as None."""
+    if reports is None or isinstance(reports, Path):
+        return str(reports) if reports else None
+    paths = [str(p) for p in reports]
+    return paths[0] if len(paths) == 1 else paths or None
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -88,7 +97,7 @@ def build_report(
     timings: dict[str, float],
     rules: dict[str, list[str]],
     seccomp_path: Path | None,
-    keep_from: Path | None,
+    keep_from: Sequence[Path] | Path | None,
     notes: list[str],
     packages: dict[str, Any] | None = None,
     removed: list[dict[str, Any]] | None = None,
@@ -150,7 +159,7 @@ def build_report(
         "unresolved": [{"path": p, "reason": r.to_json()} for p, r in plan.unresolved],
         "verification": verification.to_json(),
         "rules": rules,
-        "keep_from": str(keep_from) if keep_from else None,
+        "keep_from": _keep_from(keep_from),
         "seccomp_profile": str(seccomp_path) if seccomp_path else None,
         "timings": timings,
         "notes": list(notes),
