@@ -31,7 +31,6 @@ from ocislim.cliflags import (
     ps_options,
     quiet_option,
     report_options,
-    run_spec_from_flags,
     sandbox_options,
     sbom_options,
     xray_options,
@@ -111,6 +110,14 @@ def handle_errors(fn: F) -> F:
 def emit_json(obj: Any) -> None:
     """Write ``obj`` to stdout as indented, key-sorted JSON."""
     click.echo(json.dumps(obj, indent=2, sort_keys=True))
+
+
+def _show(as_json: bool, obj: Any, text: Callable[[], str]) -> None:
+    """``obj`` as JSON with ``--json``, else the text ``text()`` makes (ending in a newline)."""
+    if as_json:
+        emit_json(obj)
+    else:
+        click.echo(text(), nl=False)
 
 
 # click >= 8.2 raises this for a bare group invocation; older versions print help themselves.
@@ -272,23 +279,6 @@ def convert(
 # --- run / trace (sandbox) ------------------------------------------------------------
 
 
-def _sandboxed(image: str, opts: dict[str, Any], traced: bool, progress: Any) -> Any:
-    from pathlib import Path
-
-    from ocislim.layers.rootfs import prepared_rootfs
-    from ocislim.sandbox import run, trace
-
-    rootfs = Path(opts["rootfs"]) if opts["rootfs"] else None
-    with (
-        _open(image, opts["ref"], opts["platform"]) as img,
-        prepared_rootfs(img, rootfs, progress) as root,
-    ):
-        spec = run_spec_from_flags(img.config, root, {**opts, "label": (image, traced)})
-        if traced:
-            return trace(root, spec, progress, count_syscalls=opts["syscalls"])
-        return run(root, spec, progress)
-
-
 @main.command(context_settings={"ignore_unknown_options": False})
 @click.argument("image", metavar="IMAGE")
 @sandbox_options
@@ -300,7 +290,9 @@ def run(image: str, quiet: bool, **opts: Any) -> None:
 
     COMMAND after -- replaces the entrypoint and cmd.
     """
-    result = _sandboxed(image, opts, False, StderrProgress(quiet))
+    from ocislim.clisupport import sandboxed
+
+    result = sandboxed(image, opts, False, StderrProgress(quiet))
     sys.exit(result.exit_code)
 
 
@@ -318,22 +310,10 @@ def trace(image: str, quiet: bool, as_json: bool, syscalls: bool, **opts: Any) -
     The program's stdout goes to stderr with --json.  Exit code: the program's.
     """
     opts.update(as_json=as_json, syscalls=syscalls)
-    result = _sandboxed(image, opts, True, StderrProgress(quiet or as_json))
-    if as_json:
-        emit_json(result.to_json())
-    else:
-        report = result.report
-        for f in report.files:
-            click.echo(f"{','.join(f.access):<20} {f.path}")
-        click.echo(
-            f"exit code {result.exit_code}; {len(report.files)} image files, "
-            f"{len(report.runtime)} runtime-provided, {len(report.created)} created, "
-            f"{len(report.misses)} looked up but absent; {len(result.processes)} processes"
-        )
-        if syscalls and result.syscalls is not None:
-            click.echo(
-                f"{sum(result.syscalls.values())} system calls of {len(result.syscalls)} kinds"
-            )
+    from ocislim.clisupport import sandboxed, trace_text
+
+    result = sandboxed(image, opts, True, StderrProgress(quiet or as_json))
+    _show(as_json, result.to_json(), lambda: trace_text(result, syscalls))
     sys.exit(result.exit_code)
 
 
@@ -357,16 +337,11 @@ def exec_(sandbox: str, command: tuple[str, ...], **opts: Any) -> None:
 @handle_errors
 def ps(as_json: bool) -> None:
     """List this user's running sandboxes (of build, trace and run)."""
+    from ocislim.clisupport import ps_text
     from ocislim.sandbox import running_sandboxes
 
     found = running_sandboxes()
-    if as_json:
-        emit_json([e.to_json() for e in found])
-        return
-    click.echo(f"{'ID':<12}  {'MODE':<5}  {'PID':>7}  {'STARTED':<20}  IMAGE  COMMAND")
-    for e in found:
-        command = " ".join(e.command)[:60]
-        click.echo(f"{e.id:<12}  {e.mode:<5}  {e.pid:>7}  {e.started:<20}  {e.image}  {command}")
+    _show(as_json, [e.to_json() for e in found], lambda: ps_text(found))
 
 
 @main.command()
@@ -397,10 +372,7 @@ def xray(
         report = do_xray(img, top=top, progress=StderrProgress(quiet or as_json))
         if dockerfile:
             write_text_atomic(Path(dockerfile), reconstruct(img.config))
-    if as_json:
-        emit_json(report)
-    else:
-        click.echo(render_text(report, top), nl=False)
+    _show(as_json, report, lambda: render_text(report, top))
 
 
 @main.command()
@@ -430,10 +402,7 @@ def diff(
     chosen = parse_types(types)
     with _open(image_a, ref_a, platform) as img_a, _open(image_b, ref_b, platform) as img_b:
         report = do_diff(img_a, img_b, chosen, StderrProgress(quiet or as_json))
-    if as_json:
-        emit_json(report)
-    else:
-        click.echo(render_text(report), nl=False)
+    _show(as_json, report, lambda: render_text(report))
 
 
 @main.command()
@@ -469,10 +438,7 @@ def deps(
     target = Path(rootfs) if rootfs else None
     with _open(image, ref, platform) as img, prepared_rootfs(img, target, progress) as root:
         result = analyze_config(root, img.config, paths, all_objects=all_objects, progress=progress)
-    if as_json:
-        emit_json(result.to_json())
-    else:
-        click.echo((render_tree if tree else render_list)(result), nl=False)
+    _show(as_json, result.to_json(), lambda: (render_tree if tree else render_list)(result))
 
 
 # --- build (slim) ---------------------------------------------------------------------
@@ -496,10 +462,7 @@ def build(image: str, quiet: bool, as_json: bool, **flags: Any) -> None:
     options = options_from_flags({**flags, "quiet": quiet})
     with _open(image, flags["ref"], flags["platform"]) as img:
         result = do_build(img, options, StderrProgress(quiet or as_json))
-    if as_json:
-        emit_json(result.summary())
-    else:
-        click.echo(render_summary(result.summary()), nl=False)
+    _show(as_json, result.summary(), lambda: render_summary(result.summary()))
 
 
 @main.command()

@@ -42,7 +42,7 @@ from ocislim.errors import OcislimError, SandboxError, UsageError
 from ocislim.sandbox.config import resolve_user
 from ocislim.sandbox.registry import Entry
 from ocislim.sandbox.spec import RunSpec
-from ocislim.sandbox.supervisor import Message, receive, send
+from ocislim.sandbox.wire import Message, receive, send
 
 _UCRED = struct.Struct("3i")  # pid, uid, gid
 

@@ -14,7 +14,7 @@ from ocislim.errors import SandboxError, UserNamespaceUnavailableError
 from ocislim.progress import Progress
 from ocislim.sandbox.idmaps import userns_unavailable_message
 from ocislim.sandbox.spec import ExecRecord, RunResult
-from ocislim.sandbox.supervisor import Message
+from ocislim.sandbox.wire import Message
 
 
 def creator_error(message: Message | None) -> SandboxError:

@@ -32,9 +32,10 @@ from ocislim.sandbox.namespaces import PROBE_DIR, BindMount, RootPlan, runtime_e
 from ocislim.sandbox.registry import registered
 from ocislim.sandbox.seccomp import trace_filter
 from ocislim.sandbox.spec import RunResult, RunSpec
-from ocislim.sandbox.supervisor import CreatorPlan, Message, creator_main, receive, send
+from ocislim.sandbox.supervisor import CreatorPlan, creator_main
 from ocislim.sandbox.syscalls import native_arch
 from ocislim.sandbox.tracer import Tracer
+from ocislim.sandbox.wire import Message, receive, send
 
 
 def run(root: Path, spec: RunSpec, progress: Progress = NULL_PROGRESS) -> RunResult:

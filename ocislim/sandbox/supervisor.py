@@ -31,109 +31,29 @@ the init is killed, which kills every process left in the pid namespace.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import importlib.machinery
-import json
 import os
 import select
 import signal
 import socket
-import stat
-import sys
-import termios
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ocislim.sandbox import libc
 from ocislim.sandbox.idmaps import IdMapPlan
+from ocislim.sandbox.launcher import Command, Launcher, exit_code
 from ocislim.sandbox.namespaces import RootPlan, build_root
+from ocislim.sandbox.wire import (
+    close_fds_except,
+    no_imports,
+    read_lines,
+    receive,
+    send,
+    write_line,
+)
 
 if TYPE_CHECKING:
     from ocislim.sandbox.spec import RunSpec
-
-# The capabilities OCI runtimes (runc, crun, podman, docker) leave a container by default.
-DEFAULT_CAPABILITIES = frozenset(
-    {
-        0,  # CAP_CHOWN
-        1,  # CAP_DAC_OVERRIDE
-        3,  # CAP_FOWNER
-        4,  # CAP_FSETID
-        5,  # CAP_KILL
-        6,  # CAP_SETGID
-        7,  # CAP_SETUID
-        8,  # CAP_SETPCAP
-        10,  # CAP_NET_BIND_SERVICE
-        13,  # CAP_NET_RAW
-        18,  # CAP_SYS_CHROOT
-        27,  # CAP_MKNOD
-        29,  # CAP_AUDIT_WRITE
-        31,  # CAP_SETFCAP
-    }
-)
-_MAX_FD = 0x7FFFFFFF
-_MESSAGE_SIZE = 1 << 16
-
-
-# --- messages -----------------------------------------------------------------------
-
-# A decoded message: JSON, so its values are whatever the sender put there.
-Message = dict[str, Any]
-
-
-def send(sock: socket.socket, obj: dict[str, object], fds: list[int] | None = None) -> None:
-    """One message on a SOCK_SEQPACKET socket (optionally carrying descriptors)."""
-    data = json.dumps(obj).encode()
-    if fds:
-        socket.send_fds(sock, [data], fds)
-    else:
-        sock.send(data)
-
-
-def receive(sock: socket.socket, max_fds: int = 0) -> tuple[Message | None, list[int]]:
-    """The next message and the descriptors it carried; (None, []) at end of stream."""
-    data, fds, _, _ = socket.recv_fds(sock, _MESSAGE_SIZE, max_fds)
-    if not data:
-        for fd in fds:
-            os.close(fd)
-        return None, []
-    message: Message = json.loads(data)
-    return message, list(fds)
-
-
-def _write_line(fd: int, obj: dict[str, object]) -> None:
-    data = (json.dumps(obj) + "\n").encode()
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-def _read_lines(fd: int) -> list[Message]:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return [json.loads(line) for line in b"".join(chunks).splitlines() if line.strip()]
-
-
-def _no_imports() -> None:
-    """After this, an import can only load built-in or frozen modules.
-
-    Called in processes that enter the image's filesystem: the host's sys.path names
-    directories the image could provide, and a module found there would run as ocislim.
-    """
-    sys.meta_path[:] = [importlib.machinery.BuiltinImporter, importlib.machinery.FrozenImporter]
-
-
-def _close_fds_except(keep: set[int]) -> None:
-    low = 0
-    for fd in sorted(keep):
-        if fd > low:
-            os.closerange(low, fd)
-        low = fd + 1
-    os.closerange(low, _MAX_FD)
-
 
 # --- creator (host pid namespace, new user namespace) -------------------------------
 
@@ -220,7 +140,7 @@ def _supervise_run(
         go, _ = receive(sock)
         if go is None:
             return 1
-        messages = _read_lines(setup_r)
+        messages = read_lines(setup_r)
         os.close(setup_r)
         ready = next((m for m in messages if m.get("event") == "ready"), None)
         if ready is None:
@@ -236,7 +156,7 @@ def _supervise_run(
         os.write(ack_w, b"k")
         os.close(ack_w)
         send(sock, ready)
-        launcher = _Launcher(plan.spec, plan.id_plan, ns_fds, plan.filter_program, init)
+        launcher = Launcher(plan.spec, plan.id_plan, ns_fds, plan.filter_program, init)
         execs = _Execs(exec_sock, launcher)
         done = _supervise(plan.spec, plan.probe_argvs, launcher, root_fd, execs)
         for note in launcher.errors:
@@ -259,7 +179,7 @@ def _init_main(
 ) -> None:
     """Never returns. Builds the root, reports once, then only reaps orphans."""
     try:
-        _close_fds_except({setup_w, ack_r, *detached.values()})
+        close_fds_except({setup_w, ack_r, *detached.values()})
         libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(sig, signal.SIG_DFL)
@@ -268,7 +188,7 @@ def _init_main(
         if plan.private_network:
             flags |= libc.CLONE_NEWNET
         libc.unshare(flags)
-        _no_imports()
+        no_imports()
         try:
             layout = build_root(plan, detached, userns=userns)
         except BaseException as exc:
@@ -276,9 +196,9 @@ def _init_main(
             if isinstance(exc, OSError) and exc.strerror:
                 where = exc.filename if exc.filename else "mount"
                 detail = f"{where}: {exc.strerror}"
-            _write_line(setup_w, {"event": "error", "message": detail})
+            write_line(setup_w, {"event": "error", "message": detail})
             os._exit(1)
-        _write_line(
+        write_line(
             setup_w,
             {
                 "event": "ready",
@@ -290,10 +210,10 @@ def _init_main(
         os.read(ack_r, 1)  # the creator has opened our namespaces
     except BaseException as exc:
         with contextlib.suppress(BaseException):
-            _write_line(setup_w, {"event": "error", "message": f"sandbox init: {exc}"})
+            write_line(setup_w, {"event": "error", "message": f"sandbox init: {exc}"})
         os._exit(1)
     # Nothing of ocislim's is left to see: no descriptor, no memory to read or trace.
-    os.closerange(0, _MAX_FD)
+    close_fds_except(set())
     libc.prctl(libc.PR_SET_DUMPABLE, 0)
     while True:
         try:
@@ -304,161 +224,11 @@ def _init_main(
             continue
 
 
-# --- the program's processes ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Command:
-    """What one process of the program runs, and as whom; ``stdio``: its 0, 1 and 2."""
-
-    argv: list[str]
-    env: list[str]
-    workdir: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-    stdio: tuple[int | None, int, int]
-    tty: bool = False
-
-
-@dataclass
-class _Launcher:
-    spec: RunSpec
-    id_plan: IdMapPlan
-    ns_fds: list[int]
-    filter_program: list[tuple[int, int, int, int]] | None
-    init: int
-    errors: list[str] = field(default_factory=list)
-    _error_pipes: dict[int, int] = field(default_factory=dict)
-
-    def start(self, argv: list[str], stdin: int | None) -> int:
-        """Start ``argv`` as the program's spec says (the entrypoint or a probe)."""
-        spec = self.spec
-        stdio = (stdin, spec.stdout, spec.stderr)
-        return self.start_command(
-            _Command(argv, list(spec.env), spec.workdir, spec.uid, spec.gid, spec.groups, stdio)
-        )
-
-    def start_command(self, command: _Command) -> int:
-        err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        try:
-            pid = os.fork()
-        except OSError:
-            os.close(err_r)
-            os.close(err_w)
-            raise
-        if pid == 0:
-            self._child(command, err_w)
-        os.close(err_w)
-        self._error_pipes[pid] = err_r
-        return pid
-
-    def kill_init(self) -> None:
-        """Kill the init, and with it every process of the pid namespace."""
-        with contextlib.suppress(OSError):
-            os.kill(self.init, signal.SIGKILL)
-
-    def ended(self, pid: int) -> str:
-        """What the child ``pid`` reported before exec ("" if nothing; it has been reaped)."""
-        fd = self._error_pipes.pop(pid, None)
-        if fd is None:
-            return ""
-        text = ""
-        os.set_blocking(fd, False)
-        with contextlib.suppress(OSError):
-            text = os.read(fd, 4096).decode(errors="replace").strip()
-        os.close(fd)
-        return text
-
-    def _child(self, command: _Command, err_w: int) -> None:
-        argv = command.argv
-        code = 127
-        try:
-            _no_imports()
-            os.setsid()
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-                signal.signal(sig, signal.SIG_DFL)
-            signal.pthread_sigmask(signal.SIG_SETMASK, set())
-            for fd in self.ns_fds:
-                libc.setns(fd, 0)
-            os.chdir(command.workdir)
-            stdin, stdout, stderr = command.stdio
-            if stdin is None:
-                stdin = os.open("/dev/null", os.O_RDONLY)
-            # Moved above 2 first, so that one target never overwrites a later source.
-            sources = [os.dup(fd) for fd in (stdin, stdout, stderr)]
-            for target, source in enumerate(sources):
-                os.dup2(source, target)
-            if command.tty:
-                fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # job control and Ctrl-C are its own
-            env = {name: value for name, _, value in (e.partition("=") for e in command.env)}
-            path = _lookup(argv[0], env.get("PATH", ""))
-            if path is None:
-                os.write(err_w, f"executable not found in the image: {argv[0]}".encode())
-                os._exit(127)
-            _close_fds_except({0, 1, 2, err_w})
-            _drop_capabilities()
-            if self.filter_program is not None:
-                libc.install_seccomp_filter(self.filter_program)
-            groups = [g for g in command.groups if self.id_plan.mappable_gid(g)]
-            if os.getuid() != command.uid or os.getgid() != command.gid:
-                if self.id_plan.setgroups:
-                    os.setgroups(groups)
-                os.setgid(command.gid)
-                os.setuid(command.uid)
-            elif self.id_plan.setgroups:
-                os.setgroups(groups)
-            try:
-                os.execve(path, argv, env)
-            except OSError as exc:
-                code = 127 if exc.errno == 2 else 126
-                os.write(err_w, f"cannot execute {argv[0]}: {exc.strerror}".encode())
-        except BaseException as exc:
-            with contextlib.suppress(BaseException):
-                os.write(err_w, f"cannot start {argv[0]}: {exc}".encode())
-        os._exit(code)
-
-
-def _drop_capabilities() -> None:
-    for cap in range(64):
-        if cap in DEFAULT_CAPABILITIES:
-            continue
-        try:
-            libc.prctl(libc.PR_CAPBSET_DROP, cap)
-        except OSError:
-            break  # EINVAL: past the kernel's last capability
-
-
-def _lookup(name: str, search_path: str) -> str | None:
-    """``name`` as execve would be given it: relative to the cwd if it has a slash,
-    else the first executable regular file along ``search_path``."""
-    if "/" in name:
-        return name
-    for directory in search_path.split(":"):
-        candidate = os.path.join(directory or ".", name)
-        try:
-            st = os.stat(candidate)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_mode & 0o111:
-            return candidate
-    return None
-
-
-def exit_code(status: int) -> int:
-    """A wait status as a shell reports it (128+N when killed by signal N)."""
-    if os.WIFEXITED(status):
-        return os.WEXITSTATUS(status)
-    if os.WIFSIGNALED(status):
-        return 128 + os.WTERMSIG(status)
-    return 1
-
-
 class _Children:
     """Waits for the creator's children with a deadline, using pidfds; meanwhile
     starts the ``ocislim exec`` commands the host hands over (``execs``)."""
 
-    def __init__(self, launcher: _Launcher, execs: _Execs) -> None:
+    def __init__(self, launcher: Launcher, execs: _Execs) -> None:
         self.status: dict[int, int] = {}
         self._fds: dict[int, int] = {}
         self._launcher = launcher
@@ -531,9 +301,9 @@ class _Execs:
     started by the launcher; its connection gets the exit code when it has been reaped."""
 
     sock: socket.socket | None
-    launcher: _Launcher
+    launcher: Launcher
     closed: bool = False
-    running: dict[int, tuple[int, _Command]] = field(default_factory=dict)
+    running: dict[int, tuple[int, Command]] = field(default_factory=dict)
     records: list[dict[str, object]] = field(default_factory=list)
 
     def fileno(self) -> int | None:
@@ -555,7 +325,7 @@ class _Execs:
                 _answer(conn, {"error": "the sandbox is stopping"})
                 return 0
             c = message["exec"]
-            command = _Command(
+            command = Command(
                 [str(a) for a in c["argv"]],
                 [str(e) for e in c["env"]],
                 str(c["workdir"]),
@@ -603,7 +373,7 @@ class _Overlay:
 def _supervise(
     spec: RunSpec,
     probe_argvs: tuple[tuple[str, ...], ...],
-    launcher: _Launcher,
+    launcher: Launcher,
     root_fd: int,
     execs: _Execs,
 ) -> dict[str, object]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ocislim.sandbox.supervisor import receive
+from ocislim.sandbox.wire import receive
 from tests.clirun import PLAIN_USER, chown_tree, plain_user_dir, plain_user_python, run_cli
 from tests.images import fixture_image
 from tests.integration.build_support import Podman, podman_fixture  # noqa: F401

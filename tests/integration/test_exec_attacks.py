@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ocislim.sandbox.supervisor import DEFAULT_CAPABILITIES
+from ocislim.sandbox.launcher import DEFAULT_CAPABILITIES
 from tests.clirun import (
     PLAIN_USER,
     REPO,
