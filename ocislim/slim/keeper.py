@@ -128,7 +128,7 @@ def first_seeds(
         why = Reason("rule", detail=str(path), flag="--keep-from")
         seeds += [Seed(k["path"], why, follow=False) for k in report["kept"]]
     seeds += _config_seeds(keeper.deps, config, options, out_workdir)
-    if keep_from is None:  # a --keep-from plan already holds what these rules kept
+    if not keep_from:  # a --keep-from plan already holds what these rules kept
         seeds += _rule_seeds(keeper, config, options, out_workdir)
     return seeds
 
