@@ -136,7 +136,9 @@ def source_failure(baseline: Outcome, plan: ProbePlan) -> str | None:
         )
     if code != 0 and not baseline.stopped(plan):
         return f"the program failed in the source image (exit code {code}); nothing to verify"
-    names = plan.to_json()["exec"]
+    # Only the user's own exec probes: a replayed ``ocislim exec`` command may fail on
+    # purpose, and verification compares its exit code instead.
+    names = plan.to_json()["exec"][: len(plan.exec_probes)]
     for name, probe_code in zip(names, baseline.exec_codes, strict=False):
         if probe_code in CANNOT_START:
             what = CANNOT_START[probe_code]
