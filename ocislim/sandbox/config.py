@@ -116,6 +116,17 @@ def parse_size(value: str) -> int:
     return size
 
 
+def env_item(item: str, flag: str) -> tuple[str, str] | None:
+    """``K=V`` as a pair; ``K`` alone takes the caller's value (None when it has none).
+    Raises :class:`UsageError` naming ``flag`` for an item without a name."""
+    key, sep, value = item.partition("=")
+    if not key:
+        raise UsageError(f"{flag} {item!r}: expected K=V")
+    if sep:
+        return key, value
+    return (key, os.environ[key]) if key in os.environ else None
+
+
 def run_spec(
     config: ImageRunConfig,
     root: Path,
@@ -149,14 +160,9 @@ def run_spec(
     uid, gid, groups, home = resolve_user(root, user if user is not None else config.user)
     variables: dict[str, str] = {}
     for item in [*config.env, *env]:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise UsageError(f"--env {item!r}: expected K=V")
-        if not sep:
-            if key not in os.environ:
-                continue
-            value = os.environ[key]
-        variables[key] = value
+        pair = env_item(item, "--env")
+        if pair is not None:
+            variables[pair[0]] = pair[1]
     variables.setdefault("PATH", DEFAULT_PATH)
     variables.setdefault("HOSTNAME", hostname)
     variables.setdefault("HOME", home)

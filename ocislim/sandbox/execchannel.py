@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from ocislim.errors import OcislimError, SandboxError, UsageError
-from ocislim.sandbox.config import resolve_user
+from ocislim.sandbox.config import env_item, resolve_user
 from ocislim.sandbox.registry import Entry
 from ocislim.sandbox.spec import RunSpec
 from ocislim.sandbox.wire import Message, receive, send
@@ -182,16 +182,8 @@ def exec_command(
     a pty (job control, window size and Ctrl-C are the command's), relayed to ours."""
     if not argv:
         raise UsageError("exec: give a COMMAND after --")
-    values = []
-    for item in env:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise UsageError(f"-e {item!r}: expected K=V")
-        if not sep:
-            if key not in os.environ:
-                continue
-            value = os.environ[key]
-        values.append(f"{key}={value}")
+    pairs = [env_item(item, "-e") for item in env]
+    values = [f"{key}={value}" for key, value in filter(None, pairs)]
     request = {"argv": list(argv), "env": values, "workdir": workdir, "user": user}
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
     try:
