@@ -244,7 +244,7 @@ def convert(
     output: str,
     ref: str | None,
     platform: str | None,
-    fmt: str,
+    fmt: str | None,
     compression: str | None,
     level: int | None,
     flatten: bool,
@@ -253,16 +253,16 @@ def convert(
     quiet: bool,
 ) -> None:
     """Rewrite IMAGE as OUTPUT: change format or compression, or flatten the layers."""
-    from pathlib import Path
-
     from ocislim.convert import ConvertOptions
     from ocislim.convert import convert as do_convert
+    from ocislim.image.transport import resolve_output
 
-    options = ConvertOptions(fmt, compression, level, flatten, tag)
+    out = resolve_output(output, fmt, tag)
+    options = ConvertOptions(out.fmt, compression, level, flatten, out.tag)
     options.check()  # before the image is read
     progress = StderrProgress(quiet or as_json)
     with _open(image, ref, platform) as img:
-        written = do_convert(img, Path(output), options, progress)
+        written = do_convert(img, out.path, options, progress)
     summary = {
         "output": str(written.path),
         "format": written.format,

@@ -80,9 +80,7 @@ def format_options(compression_help: str) -> list[Decorator]:
             "--format",
             "fmt",
             type=click.Choice(FORMATS),
-            default="oci-archive",
-            show_default=True,
-            help="Output format.",
+            help="Output format (default: OUTPUT's TRANSPORT: if any, else oci-archive).",
         ),
         click.option("--compression", type=click.Choice(COMPRESSIONS), help=compression_help),
         click.option("--level", type=click.IntRange(0, 22), help="Compression level."),
@@ -416,6 +414,7 @@ def parse_command_list(value: str | None) -> list[str] | None:
 def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
     """BuildOptions from the ``build`` command's flags (click parameter names)."""
     from ocislim.image.mutate import ConfigOverrides
+    from ocislim.image.transport import resolve_output
     from ocislim.sandbox import parse_size
     from ocislim.slim.options import BuildOptions, OutputOptions, RunOptions
     from ocislim.slim.probes import ProbeOptions
@@ -428,12 +427,13 @@ def options_from_flags(flags: dict[str, Any]) -> BuildOptions:
         if not item.isdigit() or not 0 < int(item) < 65536:
             raise UsageError(f"--http-probe-ports: {item!r} is not a port number")
         ports.append(int(item))
+    out = resolve_output(flags["output"], flags.get("fmt"), flags.get("tag"))
     output = OutputOptions(
-        path=Path(flags["output"]),
-        fmt=flags["fmt"],
+        path=out.path,
+        fmt=out.fmt,
         compression=flags.get("compression"),
         level=flags.get("level"),
-        tag=flags.get("tag"),
+        tag=out.tag,
         report=Path(flags["report"]) if flags.get("report") else None,
         seccomp_profile=Path(flags["seccomp_profile"]) if flags.get("seccomp_profile") else None,
         package_db=flags.get("package_db") or "trim",

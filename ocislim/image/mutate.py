@@ -84,21 +84,44 @@ def _override(config: dict[str, Any], overrides: ConfigOverrides) -> None:
         del config[key]
 
 
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_STEM_SUFFIXES = (".tar", ".oci", ".docker", ".archive", ".gz", ".tgz", ".zst", ".zstd", ".layout")
+
+
 def default_tag(image: Image) -> str:
-    """``NAME.slim:TAG`` from the source's reference, else from its file name."""
-    ref = image.ref_name or ""
-    ref = ref.split("@", 1)[0]
+    """``NAME.slim:TAG`` from the source's reference, else from its file or directory name.
+
+    A reference that is only a tag (an OCI layout's ``v2``, ``oci:DIR:latest``)
+    keeps its tag; the name then comes from the archive's or directory's name
+    (``oci:/x/myapp:v2`` -> ``localhost/myapp.slim:v2``; an image read from
+    stdin is ``localhost/image``).  A full name among the image's refs (as
+    containerd exports beside the tag) is preferred to a tag alone.
+    """
+    refs = [r.split("@", 1)[0] for r in (image.ref_name, *image.names) if r]
+    full = [r for r in refs if ("/" in r or ":" in r) and not r.startswith(":")]
+    ref = full[0] if full else (refs[0] if refs else "")
     name, tag = ref, "latest"
     slash = ref.rfind("/")
     colon = ref.rfind(":")
     if colon > slash:
         name, tag = ref[:colon], ref[colon + 1 :] or "latest"
+    elif not full and _TAG_RE.fullmatch(ref):
+        name, tag = "", ref  # only a tag: the name comes from the source's name
     if not name:
-        stem = image.source.name
-        for suffix in (".tar", ".oci", ".docker", ".archive"):
-            stem = stem.removesuffix(suffix)
-        name = "localhost/" + (_NAME_RE.sub("-", stem.lower()).strip("-._/") or "image")
+        name = "localhost/" + _source_stem(image)
     return f"{name}.slim:{tag}"
+
+
+def _source_stem(image: Image) -> str:
+    """A reference name from the source's file or directory name (``image`` for stdin)."""
+    source = image.source
+    if str(source).startswith(("/dev/", "/proc/")):
+        return "image"  # stdin or a pipe: its name says nothing
+    stem = source.name or source.resolve().name
+    while stem.endswith(_STEM_SUFFIXES):
+        for suffix in _STEM_SUFFIXES:
+            stem = stem.removesuffix(suffix)
+    return _NAME_RE.sub("-", stem.lower()).strip("-._/") or "image"
 
 
 def _iso(epoch: int) -> str:

@@ -1,9 +1,11 @@
-"""Open an image from an oci-archive, a docker-archive or an OCI layout directory.
+"""Open an image from an oci-archive, a docker-archive, an OCI layout or a skopeo ``dir``.
 
-:func:`open_image` detects the format from content, selects one image
-(``--ref``, ``--platform``), and returns an :class:`Image` whose JSON objects
-are digest-verified and whose layers verify themselves while they stream.
-Nothing is extracted and the source is never written to.
+:func:`open_image` takes an image name (see :mod:`ocislim.image.transport`:
+a path, ``-`` for stdin, or ``TRANSPORT:PATH[:REF]``), detects the format
+from content, selects one image (REF or ``--ref``, ``--platform``), and
+returns an :class:`Image` whose JSON objects are digest-verified and whose
+layers verify themselves while they stream.  Nothing is extracted and the
+source is never written to (a compressed archive or stdin is spooled once).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from ocislim.image.models import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     OCI_CONFIG,
+    OCI_INDEX,
     OCI_LAYER,
     OCI_LAYER_GZIP,
     OCI_LAYER_ZSTD,
@@ -40,7 +43,8 @@ from ocislim.image.models import (
     parse_json,
 )
 from ocislim.image.prefetch import PrefetchReader
-from ocislim.image.store import BlobStore, clean_name, open_store
+from ocislim.image.store import BlobStore, DirStore, SkopeoDirStore, clean_name, open_store
+from ocislim.image.transport import InputName, index_ref, merge_ref, parse_input
 
 _MAX_JSON = 16 << 20  # a manifest, index or config larger than this is hostile
 _MAX_INDEX_DEPTH = 4
@@ -129,6 +133,12 @@ class Image:
     config_raw: bytes = field(repr=False)
     layers: tuple[Layer, ...]
     refs: tuple[str, ...] = ()
+    name: str = ""  # as the user gave it ("-", "oci:DIR:REF"); str(source) by default
+    names: tuple[str, ...] = ()  # every ref of the selected image (ref_name is the first)
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            self.name = str(self.source)
 
     @property
     def platform(self) -> Platform:
@@ -174,6 +184,7 @@ class _Candidate:
     refs: tuple[str, ...]
     descriptor: Descriptor | None  # None for docker-archive entries
     docker_entry: dict[str, Any] | None = None
+    position: int = 0  # in index.json's or manifest.json's list: what REF @N selects
 
 
 def _ref_matches(wanted: str, refs: tuple[str, ...]) -> bool:
@@ -190,10 +201,26 @@ def _ref_matches(wanted: str, refs: tuple[str, ...]) -> bool:
 
 def _oci_candidates(store: BlobStore, source: Path) -> Iterator[_Candidate]:
     index_obj, _ = _read_json(store, "index.json", f"{source}: index.json")
-    index = Index.from_json(index_obj, f"{source}: index.json")
+    yield from _walk_index(store, source, Index.from_json(index_obj, f"{source}: index.json"))
 
-    def walk(idx: Index, depth: int, inherited: tuple[str, ...]) -> Iterator[_Candidate]:
-        for desc in idx.manifests:
+
+def _skopeo_dir_candidates(store: BlobStore, source: Path, raw: bytes) -> Iterator[_Candidate]:
+    """skopeo's ``dir`` format: ``manifest.json`` is the one manifest (or an index)."""
+    obj = load_json(raw, f"{source}: manifest.json")
+    kind = OCI_INDEX if "manifests" in obj else OCI_MANIFEST
+    descriptor = {"mediaType": obj.get("mediaType") or kind, "digest": str(sha256_of(raw))}
+    index = Index.from_json(
+        {"schemaVersion": 2, "manifests": [{**descriptor, "size": len(raw)}]}, str(source)
+    )
+    yield from _walk_index(store, source, index)
+
+
+def _walk_index(store: BlobStore, source: Path, index: Index) -> Iterator[_Candidate]:
+    def walk(
+        idx: Index, depth: int, inherited: tuple[str, ...], top: int | None
+    ) -> Iterator[_Candidate]:
+        for position, desc in enumerate(idx.manifests):
+            position = position if top is None else top
             refs = inherited + tuple(
                 v for k, v in desc.annotations.items() if k in (REF_NAME, CONTAINERD_NAME)
             )
@@ -201,32 +228,39 @@ def _oci_candidates(store: BlobStore, source: Path) -> Iterator[_Candidate]:
                 if depth >= _MAX_INDEX_DEPTH:
                     raise ImageError(f"{source}: indexes nested too deeply")
                 obj, _ = _read_blob_json(store, desc, f"index {desc.digest}")
-                yield from walk(Index.from_json(obj, f"index {desc.digest}"), depth + 1, refs)
+                nested = Index.from_json(obj, f"index {desc.digest}")
+                yield from walk(nested, depth + 1, refs, position)
             elif desc.media_type in MANIFEST_TYPES or not desc.media_type:
                 if desc.annotations.get("vnd.docker.reference.type"):
                     continue  # buildx attestation manifests are not images
-                yield _Candidate(refs, desc)
+                yield _Candidate(refs, desc, position=position)
 
-    yield from walk(index, 0, ())
+    yield from walk(index, 0, (), None)
 
 
-def _docker_candidates(store: BlobStore, source: Path) -> Iterator[_Candidate]:
+def _docker_candidates(entries: list[Any], source: Path) -> Iterator[_Candidate]:
     what = f"{source}: manifest.json"
-    entries = parse_json(_read_small(store, "manifest.json", what), what)
-    if not isinstance(entries, list):
-        raise ImageError(f"{what}: expected a list")
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
             raise ImageError(f"{what}: entry {i} is not an object")
         tags = entry.get("RepoTags") or []
         if not isinstance(tags, list):
             raise ImageError(f"{what}: entry {i}: RepoTags must be a list")
-        yield _Candidate(tuple(str(t) for t in tags), None, entry)
+        yield _Candidate(tuple(str(t) for t in tags), None, entry, i)
 
 
 def _select(candidates: list[_Candidate], ref: str | None, source: Path) -> list[_Candidate]:
     if not candidates:
         raise ImageError(f"{source}: the archive holds no image")
+    position = index_ref(ref)
+    if position is not None:
+        chosen = [c for c in candidates if c.position == position]
+        if not chosen:
+            count = len({c.position for c in candidates})
+            raise RefNotFoundError(
+                f"{source}: no image {ref}: it holds {count} (@0 to @{count - 1})"
+            )
+        return chosen
     if ref is not None:
         chosen = [c for c in candidates if _ref_matches(ref, c.refs)]
         if not chosen:
@@ -303,36 +337,53 @@ def _load_docker(
 
 
 def open_image(path: str | Path, *, ref: str | None = None, platform: str | None = None) -> Image:
-    """Open one image from ``path``.
+    """Open one image from ``path``: an image name when a ``str`` (a path, ``-`` for stdin,
+    or ``TRANSPORT:PATH[:REF]``, see :mod:`~ocislim.image.transport`), a plain path when a
+    :class:`~pathlib.Path`.
 
-    Raises :class:`InputNotFoundError` when ``path`` is missing,
+    Raises :class:`InputNotFoundError` when the input is missing or unreadable,
+    :class:`UsageError` for a malformed name or a REF that contradicts ``ref``,
     :class:`RefNotFoundError` when ``ref``/``platform`` select nothing or more
     than one image is present without a ref (the message lists the choices),
     and :class:`ImageError` subclasses for anything malformed.  Manifest, index
     and config are verified here; layers verify while they are read.
     """
-    source = Path(path)
+    name = parse_input(path) if isinstance(path, str) else InputName(str(path), path)
+    ref = merge_ref(name, ref)
+    source = name.path
     wanted_platform = Platform.parse(platform) if platform else None
-    store = open_store(source)
+    store = open_store(source, stdin=name.stdin)
     try:
-        return _open(store, source, ref, wanted_platform)
+        image = _open(store, source, ref, wanted_platform)
     except BaseException:
         store.close()
         raise
+    image.name = name.text
+    return image
 
 
 def _open(store: BlobStore, source: Path, ref: str | None, wanted: Platform | None) -> Image:
-    is_dir = source.is_dir()
+    is_dir = isinstance(store, DirStore)
     if store.exists("index.json"):
         fmt = "oci-dir" if is_dir else "oci-archive"
         candidates = _select(list(_oci_candidates(store, source)), ref, source)
     elif store.exists("manifest.json"):
-        fmt = "docker-dir" if is_dir else "docker-archive"
-        candidates = _select(list(_docker_candidates(store, source)), ref, source)
+        what = f"{source}: manifest.json"
+        raw = _read_small(store, "manifest.json", what)
+        entries = parse_json(raw, what)
+        if isinstance(entries, list):
+            fmt = "docker-dir" if is_dir else "docker-archive"
+            candidates = _select(list(_docker_candidates(entries, source)), ref, source)
+        elif isinstance(entries, dict):
+            fmt = "dir"  # skopeo's: manifest.json is the manifest, blobs named by digest
+            store = SkopeoDirStore(store, sha256_of(raw))
+            candidates = _select(list(_skopeo_dir_candidates(store, source, raw)), ref, source)
+        else:
+            raise ImageError(f"{what}: expected a list (docker-archive) or a manifest (dir)")
     else:
         raise ImageError(
-            f"{source}: not an image (neither an OCI layout with index.json "
-            "nor a docker-archive with manifest.json)"
+            f"{source}: not an image (neither an OCI layout with index.json, "
+            "a docker-archive with manifest.json, nor a skopeo dir)"
         )
     all_refs = tuple(sorted({r for c in candidates for r in c.refs}))
 
@@ -382,6 +433,7 @@ def _open(store: BlobStore, source: Path, ref: str | None, wanted: Platform | No
         config_raw=config_raw,
         layers=layers,
         refs=all_refs,
+        names=cand.refs,
     )
 
 

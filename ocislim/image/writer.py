@@ -3,7 +3,9 @@
 :func:`write_image` is atomic: everything goes to a hidden
 :mod:`~ocislim.scratch` name beside the destination, which is renamed into
 place only when complete; on failure the temporary output is removed and the
-destination is untouched (after a kill -9, the next command removes it).
+destination is untouched (after a kill -9, the next command removes it).  An
+existing OCI layout gains the image the same way: new blobs, then a new
+``index.json``, each renamed into place.
 Output is deterministic: sorted archive members with fixed owners, modes and
 times, canonical JSON.
 """
@@ -30,6 +32,7 @@ from ocislim.image.models import (
     OCI_MANIFEST,
     REF_NAME,
     canonical_json,
+    load_json,
 )
 
 FORMATS = ("oci-archive", "docker-archive", "oci-dir")
@@ -58,7 +61,8 @@ class WrittenImage:
     format: str
     manifest_digest: Digest
     config_digest: Digest
-    size: int  # bytes of the archive or layout on disk
+    size: int  # bytes of the archive or layout on disk (added to a layout that existed)
+    ref: str | None = None  # what selects the image there (open_image's ref): "@N" in a layout
 
 
 def source_date_epoch() -> int:
@@ -193,21 +197,92 @@ def _write_dir(path: Path, files: list[tuple[str, int, Callable[[], BinaryIO]]])
             _copy_verified(name, size, opener, out)
 
 
+def is_layout(path: Path) -> bool:
+    """Whether ``path`` is a directory holding an OCI layout (``oci-layout`` and ``index.json``)."""
+    return (path / "oci-layout").is_file() and (path / "index.json").is_file()
+
+
 def check_destination(dest: Path, fmt: str, sources: list[Path]) -> None:
     """Raise :class:`OutputError` unless ``fmt`` can be written to ``dest``.
 
-    Callers run it before long work so a bad output path fails at once.
+    An ``oci-dir`` destination is absent, an empty directory, or an existing
+    OCI layout (which gains the image; it may be a source's layout, since
+    nothing in it is replaced but ``index.json``).  Callers run it before long
+    work so a bad output path fails at once.
     """
+    appending = fmt == "oci-dir" and is_layout(dest)
     for source in sources:
+        if appending:
+            break
         if dest.exists() and source.exists() and os.path.samefile(dest, source):
             raise OutputError(f"{dest}: is the source image; choose another output")
     if not dest.parent.is_dir():
         raise OutputError(f"{dest.parent}: no such directory")
     if fmt == "oci-dir":
-        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-            raise OutputError(f"{dest}: exists and is not an empty directory")
+        if dest.exists() and not appending and (not dest.is_dir() or any(dest.iterdir())):
+            raise OutputError(f"{dest}: exists and is not an empty directory (nor an OCI layout)")
     elif dest.is_dir():
         raise OutputError(f"{dest}: is a directory; --format oci-dir writes a layout directory")
+
+
+def _write_into_layout(
+    dest: Path, files: list[tuple[str, int, Callable[[], BinaryIO]]], ref_name: str | None
+) -> tuple[int, int]:
+    """Add an image to the existing layout ``dest``; return the bytes added and the
+    position of its manifest in the index (what ``@N`` names).
+
+    Blobs already present are kept (their names are their digests); each new
+    one appears under its name only when complete.  ``index.json`` is replaced
+    last and atomically: it keeps every other image, drops the entry that had
+    ``ref_name``, and lists the new manifest last.
+    """
+    ours = dict((name, (size, opener)) for name, size, opener in files)
+    new_index = load_json(ours.pop("index.json")[1]().read(), "new index.json")
+    ours.pop("oci-layout")
+    try:
+        with open(dest / "index.json", "rb") as fh:
+            old_index = load_json(fh.read(), f"{dest}/index.json")
+    except OSError as exc:
+        raise OutputError(f"{dest}/index.json: cannot read ({exc.strerror})") from None
+    manifests = old_index.get("manifests")
+    if not isinstance(manifests, list):
+        raise OutputError(f"{dest}/index.json: not an OCI index; choose another output")
+    added = 0
+    for name, (size, opener) in sorted(ours.items()):
+        target = dest / name
+        if target.is_file() and target.stat().st_size == size:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _replace_file(target, _copier(name, size, opener))
+        added += size
+    kept = [m for m in manifests if not (ref_name and _ref_of(m) == ref_name)]
+    index = {**old_index, "manifests": [*kept, *new_index["manifests"]]}
+    data = canonical_json(index)
+    _replace_file(dest / "index.json", lambda out: out.write(data))
+    return added + len(data), len(kept)
+
+
+def _ref_of(descriptor: object) -> object:
+    annotations = descriptor.get("annotations") if isinstance(descriptor, dict) else None
+    return annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+
+
+def _copier(name: str, size: int, opener: Callable[[], BinaryIO]) -> Callable[[BinaryIO], object]:
+    return lambda out: _copy_verified(name, size, opener, out)
+
+
+def _replace_file(target: Path, fill: Callable[[BinaryIO], object]) -> None:
+    """Write ``target`` through a scratch file beside it, renamed into place when complete."""
+    temp = scratch.make_file(target.parent, f".{target.name[:16]}.ocislim-out-")
+    try:
+        with open(temp, "wb") as out:
+            fill(out)
+        os.chmod(temp, 0o644)
+        os.rename(temp, target)
+    except BaseException:
+        scratch.remove(temp)
+        raise
+    scratch.release(temp)
 
 
 def write_image(
@@ -221,8 +296,11 @@ def write_image(
     """Write one image to ``dest`` in ``fmt`` (see :data:`FORMATS`).
 
     Every blob is verified against its digest while it is copied.  An existing
-    file at ``dest`` is replaced atomically; an existing non-empty directory is
-    refused, as is ``dest`` naming any of ``sources``.
+    file at ``dest`` is replaced atomically, as is the ``index.json`` of an
+    existing OCI layout (``oci-dir``), which gains the image (an entry with the
+    same ``ref_name`` is dropped from its index; see :func:`_write_into_layout`);
+    any other non-empty directory is refused, as is ``dest`` naming any of
+    ``sources`` (but a source's layout may gain the image).
     """
     if fmt not in FORMATS:
         raise OutputError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -233,6 +311,13 @@ def write_image(
         manifest_digest = sha256_of(_manifest(config_raw, layers))
     else:
         files, manifest_digest = _oci_files(config_raw, layers, ref_name)
+    if fmt == "oci-dir" and is_layout(dest):
+        try:
+            size, position = _write_into_layout(dest, files, ref_name)
+        except OSError as exc:
+            raise OutputError(f"{dest}: cannot write ({exc.strerror or exc})") from None
+        config_digest = sha256_of(config_raw)
+        return WrittenImage(dest, fmt, manifest_digest, config_digest, size, f"@{position}")
     prefix = f".{dest.name}.ocislim-out-"
     if fmt == "oci-dir":
         temp = scratch.make_dir(dest.parent, prefix)

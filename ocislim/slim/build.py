@@ -335,7 +335,7 @@ def _write(
     written = write_image(dest, out.fmt, config_raw, [layer], tag, [image.source])
     if out.sboms:
         progress.stage("write", f"SBOM of {dest.name}")
-        with open_image(written.path) as slim_image:
+        with open_image(written.path, ref=written.ref) as slim_image:
             inventory = sbom.inventory(slim_image, accounting, Nested(progress, "write"))
         sbom.write_sboms(inventory, [Path(os.path.abspath(p)) for p in out.sboms])
     seccomp_path = _abspath(out.seccomp_profile)

@@ -189,12 +189,17 @@ def test_docker25_archive_is_read_through_its_index(tmp_path: Path) -> None:
         assert [str(d) for d in img.config.diff_ids] == [sha(raw) for raw in LAYERS]
 
 
-def test_compressed_outer_archive_is_refused_with_a_hint(tmp_path: Path) -> None:
+@pytest.mark.parametrize("algorithm", ["gzip", "zstd"])
+def test_compressed_outer_archive_is_read_and_left_as_it_was(
+    tmp_path: Path, algorithm: str
+) -> None:
     archive = oci(tmp_path / "image.tar", Draft(LAYERS))
-    gz = tmp_path / "image.tar.gz"
-    gz.write_bytes(compress(archive.read_bytes(), "gzip"))
-    result = invoke("inspect", str(gz), code=4)
-    assert "compressed archive; decompress it first" in result.stderr
+    packed = tmp_path / "image.tar.x"
+    packed.write_bytes(compress(archive.read_bytes(), algorithm))
+    before = packed.read_bytes()
+    result = invoke("inspect", "--json", str(packed))
+    assert json.loads(result.output)["format"] == "oci-archive"
+    assert packed.read_bytes() == before
 
 
 def test_a_tar_that_is_no_image_is_refused(tmp_path: Path) -> None:
