@@ -380,7 +380,10 @@ def open_store(path: Path, *, stdin: bool = False) -> BlobStore:
     if stdin:
         if os.isatty(0):
             raise UsageError(f"{path}: stdin is a terminal; pipe an image archive into it")
-        fd = os.dup(0)
+        try:
+            fd = os.dup(0)
+        except OSError:
+            raise InputNotFoundError(f"{path}: stdin is closed") from None
     else:
         try:
             st = path.stat()
@@ -389,10 +392,8 @@ def open_store(path: Path, *, stdin: bool = False) -> BlobStore:
         except PermissionError:
             raise InputNotFoundError(f"{path}: permission denied") from None
         if stat.S_ISDIR(st.st_mode):
-            try:
-                os.listdir(path)
-            except PermissionError:
-                raise InputNotFoundError(f"{path}: permission denied") from None
+            if not os.access(path, os.X_OK):  # its files cannot be reached, whatever their modes
+                raise InputNotFoundError(f"{path}: permission denied")
             return DirStore(path)
         if not stat.S_ISREG(st.st_mode) and not stat.S_ISFIFO(st.st_mode):
             raise ImageError(f"{path}: not a file or directory")
