@@ -163,8 +163,9 @@ class _OneLineErrors(click.Group):
 def main() -> None:
     """Slim OCI images without a daemon or root.
 
-    IMAGE is an oci-archive, a docker-archive or an OCI layout directory; the
-    format is detected from content.
+    IMAGE is an oci-archive or docker-archive (gzip or zstd too), an OCI layout
+    or skopeo dir, - for stdin, or TRANSPORT:PATH[:REF] (oci-archive, docker-archive,
+    oci, dir); the format is detected from content.  OUTPUT may be TRANSPORT:PATH[:TAG].
     """
 
 

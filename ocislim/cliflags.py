@@ -48,7 +48,7 @@ def image_options(fn: F) -> F:
             click.option(
                 "--ref",
                 metavar="NAME",
-                help="Pick one image from an archive or layout holding several.",
+                help="Pick one image from an archive or layout holding several (or @N).",
             ),
             click.option(
                 "--platform",

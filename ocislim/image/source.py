@@ -219,8 +219,8 @@ def _walk_index(store: BlobStore, source: Path, index: Index) -> Iterator[_Candi
     def walk(
         idx: Index, depth: int, inherited: tuple[str, ...], top: int | None
     ) -> Iterator[_Candidate]:
-        for position, desc in enumerate(idx.manifests):
-            position = position if top is None else top
+        for i, desc in enumerate(idx.manifests):
+            position = i if top is None else top  # a nested index's images share its @N
             refs = inherited + tuple(
                 v for k, v in desc.annotations.items() if k in (REF_NAME, CONTAINERD_NAME)
             )
@@ -256,10 +256,9 @@ def _select(candidates: list[_Candidate], ref: str | None, source: Path) -> list
     if position is not None:
         chosen = [c for c in candidates if c.position == position]
         if not chosen:
-            count = len({c.position for c in candidates})
-            raise RefNotFoundError(
-                f"{source}: no image {ref}: it holds {count} (@0 to @{count - 1})"
-            )
+            last = max(c.position for c in candidates)
+            choices = "only @0" if last == 0 else f"@0 to @{last}"
+            raise RefNotFoundError(f"{source}: no image {ref}; choose {choices}")
         return chosen
     if ref is not None:
         chosen = [c for c in candidates if _ref_matches(ref, c.refs)]

@@ -29,7 +29,7 @@ from ocislim.image.transport import (
     resolve_output,
 )
 from tests.clirun import PLAIN_USER, REPO, plain_user_dir, plain_user_python, run_cli
-from tests.oci_build import Draft, compress, oci, write_layout
+from tests.oci_build import INDEX, Draft, compress, oci, write_layout
 from tests.synth import M, docker_archive, layer, sha
 
 LAYERS = [layer([M("etc", "dir"), M("etc/hello", data=b"hi\n")])]
@@ -158,7 +158,7 @@ def test_transport_refs_select_like_ref(tmp_path: Path, as_dir: bool) -> None:
     assert who(f"{transport}:{path}:@0") == b"a"
     assert who(f"{transport}:{path}", ref="@1") == b"b"
     assert who(str(path), ref="v1") == b"a"
-    with pytest.raises(RefNotFoundError, match="no image @2"):
+    with pytest.raises(RefNotFoundError, match="no image @2; choose @0 to @1"):
         open_image(f"{transport}:{path}:@2")
     with pytest.raises(UsageError):
         open_image(f"{transport}:{path}:v1", ref="v2")
@@ -198,6 +198,25 @@ def test_skopeo_dir_format_is_detected_by_content(tmp_path: Path) -> None:
     (path / sha(d.blobs[0]).split(":")[1]).unlink()
     with pytest.raises(Exception, match="missing"):
         who(str(path))
+
+
+def test_skopeo_dir_written_with_all_holds_an_index(tmp_path: Path) -> None:
+    """``skopeo copy --all ... dir:``: manifest.json is the index, instances HEX.manifest.json."""
+    dest = tmp_path / "all"
+    dest.mkdir()
+    manifests = []
+    for arch in ("amd64", "arm64"):
+        d = Draft([layer([M("who", data=arch.encode())])], architecture=arch)
+        blobs, desc = d.blobs_and_descriptor(platform={"os": "linux", "architecture": arch})
+        for digest, data in blobs.items():
+            suffix = ".manifest.json" if digest == desc["digest"] else ""
+            (dest / (digest.split(":")[1] + suffix)).write_bytes(data)
+        manifests.append(desc)
+    index = {"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests}
+    (dest / "manifest.json").write_text(json.dumps(index))
+    (dest / "version").write_text("Directory Transport Version: 1.1\n")
+    assert who(f"dir:{dest}", platform="linux/arm64") == b"arm64"
+    assert who(str(dest), platform="linux/amd64") == b"amd64"
 
 
 @pytest.mark.parametrize("algorithm", ["gzip", "zstd"])
