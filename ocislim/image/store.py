@@ -36,6 +36,8 @@ from ocislim.image.tarsafe import BoundedTarInfo, check_member
 
 _MAX_LINK_DEPTH = 16
 _SPOOL_CHUNK = 1 << 20
+# Compressions an archive may come in that ocislim does not decode: named in the error.
+_UNSUPPORTED = ((b"\xfd7zXZ\x00", "xz"), (b"BZh", "bzip2"))
 
 
 def clean_name(name: str, what: str) -> str:
@@ -360,11 +362,11 @@ class _FdReader:
 
 
 def _read_head(fd: int, seekable: bool) -> bytes:
-    """Up to 4 bytes from the start of the input (pread when it is a regular file)."""
+    """Up to 6 bytes from the start of the input (pread when it is a regular file)."""
     if seekable:
-        return os.pread(fd, 4, 0)
+        return os.pread(fd, 6, 0)
     head = b""
-    while len(head) < 4 and (chunk := os.read(fd, 4 - len(head))):
+    while len(head) < 6 and (chunk := os.read(fd, 6 - len(head))):
         head += chunk
     return head
 
@@ -405,6 +407,9 @@ def open_store(path: Path, *, stdin: bool = False) -> BlobStore:
             raise ImageError(f"{path}: not a file, FIFO or pipe")
         head = _read_head(fd, regular)
         compression = detect(head)
+        other = next((n for m, n in _UNSUPPORTED if head.startswith(m)), None)
+        if other is not None:
+            raise ImageError(f"{path}: {other}-compressed archive; ocislim reads gzip and zstd")
         if regular and compression == "none":
             owned, fd = fd, -1
             return TarStore(path, owned)  # the store closes it, also when it fails

@@ -5,7 +5,9 @@ real pipe or a real other user matters."""
 
 from __future__ import annotations
 
+import bz2
 import json
+import lzma
 import os
 import subprocess
 import sys
@@ -239,6 +241,15 @@ def test_compressed_archives_are_spooled_and_left_alone(
     with pytest.raises(Exception, match=r"truncated|corrupt|not a readable tar"):
         open_image(str(broken))
     assert os.listdir(spool) == []
+
+
+def test_other_compressions_are_named(tmp_path: Path) -> None:
+    archive = oci(tmp_path / "image.tar", draft()).read_bytes()
+    for name, data in (("xz", lzma.compress(archive)), ("bzip2", bz2.compress(archive))):
+        packed = tmp_path / f"image.{name}"
+        packed.write_bytes(data)
+        result = invoke("inspect", str(packed), code=4)
+        assert f"{packed}: {name}-compressed archive; ocislim reads gzip and zstd" in result.output
 
 
 @pytest.mark.parametrize("algorithm", ["none", "gzip", "zstd"])
