@@ -9,9 +9,11 @@ import bz2
 import json
 import lzma
 import os
+import signal
 import subprocess
 import sys
 import tarfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +268,49 @@ def test_stdin_is_read_once_and_nothing_stays_behind(tmp_path: Path, algorithm: 
     cut = data[:1500] if algorithm == "none" else data[:-12]  # inside a member / the stream
     done = cli("inspect", "-", stdin=cut, tmpdir=spool)
     assert done.returncode == 4, done.stderr
+    assert os.listdir(spool) == []
+
+
+def _spool_of(pid: int, place: Path) -> str | None:
+    """The link of ``pid``'s descriptor open on a file in ``place``, if any."""
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"{place}/"):
+            return target
+    return None
+
+
+def test_ctrl_c_while_spooling_stdin_leaves_nothing(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    archive = oci(tmp_path / "image.tar", draft()).read_bytes()
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TMPDIR": str(spool)}
+    with subprocess.Popen(
+        [sys.executable, "-m", "ocislim", "inspect", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as proc:
+        assert proc.stdin is not None
+        proc.stdin.write(archive[:2048])  # and keep the pipe open: spooling waits for more
+        proc.stdin.flush()
+        found = None
+        for _ in range(600):
+            found = _spool_of(proc.pid, spool)
+            if found is not None or proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        # While in use the spool already has no name: nothing to remove, whatever happens.
+        assert found is not None and found.endswith(" (deleted)"), found
+        assert os.listdir(spool) == []
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert b"interrupted" in err
     assert os.listdir(spool) == []
 
 
