@@ -165,7 +165,19 @@ def test_oci_layout_tag_only_ref_and_oci_output_read_by_skopeo(tmp_path: Path) -
     assert ref == "localhost/myapp.slim:v2"
     # -o oci:DIR:TAG writes a layout skopeo reads by that tag; a second tag joins it.
     ok(ocislim("convert", "-q", f"oci:{layout}:v2", f"oci:{out / 'layout'}:slim"))
-    ok(ocislim("build", f"oci:{layout}:@0", "-o", f"oci:{out / 'layout'}:built", "-q"))
+    sbom = out / "built.spdx.json"  # read back from the layout it joined, by its position
+    ok(
+        ocislim(
+            "build",
+            f"oci:{layout}:@0",
+            "-o",
+            f"oci:{out / 'layout'}:built",
+            "-q",
+            "--sbom",
+            str(sbom),
+        )
+    )
+    assert json.loads(sbom.read_text())["spdxVersion"] == "SPDX-2.3"
     for tag in ("slim", "built"):
         inspected = json.loads(skopeo("inspect", f"oci:{out / 'layout'}:{tag}"))
         assert inspected["Labels"]["org.opencontainers.image.title"] == "ocislim demo"
