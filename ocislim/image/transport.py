@@ -40,6 +40,8 @@ OUTPUT_TRANSPORTS = {
     "oci": "oci-dir",
 }
 STDIN_NAMES = ("-", "/dev/stdin")
+# skopeo's transports for images that are not local files: named in the error.
+_ELSEWHERE = ("docker", "docker-daemon", "containers-storage", "ostree", "sif", "tarball")
 _INDEX_REF = re.compile(r"@(0|[1-9][0-9]{0,8})")
 _TRANSPORT = re.compile(r"(?P<transport>[a-z-]+):(?P<rest>.*)", re.DOTALL)
 
@@ -102,6 +104,11 @@ def parse_input(text: str) -> InputName:
     if text in STDIN_NAMES:
         return InputName(text, Path("/dev/stdin"))
     found = _TRANSPORT.fullmatch(text)
+    if found is not None and found["transport"] in _ELSEWHERE and not os.path.lexists(text):
+        raise UsageError(
+            f"{text}: ocislim reads local images only; copy it first, e.g. "
+            f"skopeo copy {text} oci-archive:image.tar"
+        )
     if found is None or found["transport"] not in INPUT_TRANSPORTS:
         return InputName(text, Path(text))
     transport = found["transport"]

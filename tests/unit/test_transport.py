@@ -75,6 +75,13 @@ def test_plain_paths_and_stdin_names() -> None:
     assert parse_input("oci-archive:-").stdin
 
 
+def test_remote_transports_say_how_to_get_the_image() -> None:
+    with pytest.raises(UsageError, match=r"skopeo copy docker://busybox oci-archive:image\.tar"):
+        parse_input("docker://busybox")
+    with pytest.raises(UsageError, match="local images only"):
+        parse_input("containers-storage:localhost/app:1")
+
+
 def test_transport_names_split_like_skopeo() -> None:
     assert parse_input("oci-archive:/a/b.tar") == InputName(
         "oci-archive:/a/b.tar", Path("/a/b.tar"), "oci-archive", None
