@@ -116,7 +116,7 @@ def convert(
             for layer_in in image.layers:
                 have = layer_compression(layer_in)
                 want = target or have
-                progress.stage("layer", f"{layer_in.index + 1}/{len(image.layers)} {want}")
+                progress.stage("write", f"layer {layer_in.index + 1}/{len(image.layers)} {want}")
                 if have == want and options.level is None:
                     layers.append(_as_is(layer_in, have))
                 else:
