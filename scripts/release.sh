@@ -14,7 +14,8 @@
 # rpds-py) are for this CPython version and machine only, so build on the kind of
 # machine the pipeline runs on.  The .pyz is a shiv zipapp: on first run it extracts
 # itself (C extensions cannot be imported from inside a zip file) to $SHIV_ROOT,
-# default ~/.shiv, and later runs reuse that copy.
+# default ~/.shiv, and later runs reuse that copy; it exports PYTHONPATH so that the
+# helper processes ocislim starts (HTTP probes) find ocislim too.
 #
 # Usage: scripts/release.sh [--python PY] [--out DIR]     (default OUT: dist)
 set -euo pipefail
@@ -28,7 +29,7 @@ while (($#)); do
     case $1 in
         --python) PY=$2; shift 2 ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "release.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
 done
@@ -63,7 +64,7 @@ tar -C "$OUT" --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
 step "zipapp: shiv $SHIV_VERSION from the wheelhouse only"
 PYZ=$OUT/ocislim-$VERSION-$TAG.pyz
 "$WORK/venv/bin/shiv" --console-script ocislim --output-file "$PYZ" \
-    --python "/usr/bin/env $PYTHON_NAME" --reproducible \
+    --python "/usr/bin/env $PYTHON_NAME" --reproducible --extend-pythonpath \
     --no-index --find-links "$OUT/wheelhouse" ocislim >/dev/null
 
 # What was built must run here before it ships.
