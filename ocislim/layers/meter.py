@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from ocislim.image.source import Layer
 from ocislim.progress import BYTES, Progress
 
 
@@ -19,6 +20,8 @@ class CountedStream(Protocol):
     def read(self, n: int = -1) -> bytes: ...
 
     def finish(self) -> None: ...
+
+    def close(self) -> None: ...
 
     @property
     def compressed_read(self) -> int: ...
@@ -51,8 +54,18 @@ class MeteredStream:
         return data
 
     def finish(self) -> None:
-        """Finish (and so verify) the stream; report the whole layer as read."""
+        """Read what is left (still reporting), then finish and so verify the stream."""
+        while self.read(1 << 20):
+            pass
         self._stream.finish()
         if self._reported != self._stream.compressed_read:
             self._reported = self._stream.compressed_read
             self._progress.advance(self._what, self._reported, self._total, BYTES)
+
+    def close(self) -> None:
+        self._stream.close()
+
+
+def open_metered(layer: Layer, progress: Progress) -> MeteredStream:
+    """``layer.open()`` reporting its compressed bytes read as ``layer N`` (from 1)."""
+    return MeteredStream(layer.open(), f"layer {layer.index + 1}", layer.descriptor.size, progress)
