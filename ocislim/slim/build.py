@@ -315,9 +315,9 @@ def _write(
     plan = pkgdb.with_metadata(verified.plan, unpacked.tree, accounting)
     entries = plan.entries(unpacked.tree)
     wanted = {(e.data.layer, e.data.ordinal) for e in entries if e.data is not None}
+    progress.stage("write", f"one layer, {len(entries)} entries, {compression}")
     with Spool(scratch) as spool:
         offsets = spool_contents(image, wanted, spool, progress)
-        progress.stage("write", f"one layer, {len(entries)} entries, {compression}")
         layer = write_tree_layer(
             entries,
             spooled_data(spool, offsets),
