@@ -12,7 +12,6 @@ import json
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +34,7 @@ from ocislim.cliflags import (
     sbom_options,
     xray_options,
 )
+from ocislim.cliprogress import StreamProgress
 from ocislim.errors import OcislimError, OutputError
 from ocislim.humanize import human_size
 from ocislim.scratch import sweep_at_start
@@ -45,38 +45,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class StderrProgress:
-    """Progress on stderr: one line per stage, throttled counters on a TTY."""
-
-    def __init__(self, quiet: bool) -> None:
-        self.quiet = quiet
-        self._tty = sys.stderr.isatty()
-        self._last = 0.0
-
-    def stage(self, name: str, detail: str = "") -> None:
-        if not self.quiet:
-            self._clear()
-            click.echo(f"ocislim: {name}{': ' + detail if detail else ''}", err=True)
-
-    def advance(self, what: str, done: int, total: int | None = None) -> None:
-        if self.quiet or not self._tty:
-            return
-        now = time.monotonic()
-        if now - self._last < 0.2 and (total is None or done < total):
-            return
-        self._last = now
-        shown = f"{done}/{total}" if total else str(done)
-        sys.stderr.write(f"\r  {what}: {shown}\x1b[K")
-        sys.stderr.flush()
-
-    def note(self, message: str) -> None:
-        if not self.quiet:
-            self._clear()
-            click.echo(f"ocislim: note: {message}", err=True)
-
-    def _clear(self) -> None:
-        if self._tty:
-            sys.stderr.write("\r\x1b[K")
+def StderrProgress(quiet: bool) -> StreamProgress:
+    """Progress on stderr: a live bar on a terminal, periodic lines otherwise; none if ``quiet``."""
+    return StreamProgress(sys.stderr, quiet)
 
 
 def _terminated(signum: int, frame: object) -> None:

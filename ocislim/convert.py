@@ -23,6 +23,7 @@ from ocislim.image.outlayers import check_level, output_compression
 from ocislim.image.source import Image, Layer
 from ocislim.image.writer import OutputLayer, WrittenImage, check_destination, write_image
 from ocislim.layers.merge import merge, spooled_data
+from ocislim.layers.meter import open_metered
 from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
 from ocislim.layers.writer import write_tree_layer
@@ -53,9 +54,11 @@ def layer_compression(layer: Layer) -> str:
         return detect(fh.read(4))
 
 
-def _recompress(layer: Layer, compression: str, level: int | None, scratch: Path) -> OutputLayer:
+def _recompress(
+    layer: Layer, compression: str, level: int | None, scratch: Path, progress: Progress
+) -> OutputLayer:
     path = scratch / f"layer-{layer.index}"
-    stream = layer.open()
+    stream = open_metered(layer, progress)
     try:
         with open(path, "wb") as out:
             blob = HashingWriter(out)
@@ -69,9 +72,9 @@ def _recompress(layer: Layer, compression: str, level: int | None, scratch: Path
     return OutputLayer(blob.digest, blob.count, layer.diff_id, compression, _file_opener(path))
 
 
-def _as_is(layer: Layer, compression: str) -> OutputLayer:
+def _as_is(layer: Layer, compression: str, progress: Progress) -> OutputLayer:
     # The copy checks the blob digest only; the diff_id needs one decompressing pass.
-    stream = layer.open()
+    stream = open_metered(layer, progress)
     try:
         stream.finish()
     finally:
@@ -116,11 +119,11 @@ def convert(
             for layer_in in image.layers:
                 have = layer_compression(layer_in)
                 want = target or have
-                progress.stage("layer", f"{layer_in.index + 1}/{len(image.layers)} {want}")
+                progress.stage("write", f"layer {layer_in.index + 1}/{len(image.layers)} {want}")
                 if have == want and options.level is None:
-                    layers.append(_as_is(layer_in, have))
+                    layers.append(_as_is(layer_in, have, progress))
                 else:
-                    layers.append(_recompress(layer_in, want, options.level, work))
+                    layers.append(_recompress(layer_in, want, options.level, work, progress))
             config_raw = image.config_raw
         progress.stage("write", f"{options.fmt} {dest}")
         return write_image(

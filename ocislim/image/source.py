@@ -72,6 +72,11 @@ class LayerStream:
         """Uncompressed bytes read so far (the whole layer after :meth:`finish`)."""
         return self._outer.count
 
+    @property
+    def compressed_read(self) -> int:
+        """Bytes of the blob as stored read so far (read-ahead included), for progress."""
+        return (self._inner or self._outer).count
+
     def finish(self) -> None:
         while self.reader.read(1 << 20):
             pass

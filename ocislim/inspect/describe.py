@@ -17,7 +17,9 @@ def describe(image: Image, progress: Progress = NULL_PROGRESS) -> dict[str, Any]
     """A summary of ``image``: identity, config, history, and per-layer sizes and counts."""
     layers = []
     for layer in image.layers:
-        progress.stage("read", f"layer {layer.index + 1}/{len(image.layers)}")
+        progress.stage(
+            "read", f"layer {layer.index + 1}/{len(image.layers)} {layer.descriptor.digest}"
+        )
         stats: dict[str, int] = {}
         entries = 0
         for _ in iter_members(layer, progress, stats):

@@ -21,6 +21,7 @@ from ocislim.image.compression import max_decompressed
 from ocislim.image.source import Image, Layer
 from ocislim.image.streams import ByteReader
 from ocislim.image.tarsafe import BoundedTarInfo, check_member
+from ocislim.layers.meter import MeteredStream
 from ocislim.layers.spool import Spool
 from ocislim.layers.tree import (
     OPAQUE_MARKER,
@@ -61,11 +62,12 @@ def iter_members(
     it is read densely (a flattened layer).
     """
     stream = layer.open()
+    metered = MeteredStream(stream, f"layer {layer.index + 1}", layer.descriptor.size, progress)
     try:
         try:
             # The stub wants a seekable, writable file even in stream mode ("r|").
             tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
-                fileobj=stream, mode="r|", errorlevel=2, tarinfo=BoundedTarInfo
+                fileobj=metered, mode="r|", errorlevel=2, tarinfo=BoundedTarInfo
             )
         except tarfile.ReadError as exc:
             if "empty file" in str(exc):
@@ -88,11 +90,9 @@ def iter_members(
                         )
                 yield ordinal, member, tar
                 ordinal += 1
-                if ordinal % 256 == 0:
-                    progress.advance(f"layer {layer.index + 1}", ordinal)
         except tarfile.TarError as exc:
             raise ImageError(f"{layer.what}: corrupt tar stream ({exc})") from None
-        stream.finish()
+        metered.finish()
         if stats is not None:
             stats["uncompressed_size"] = stream.uncompressed_size
     finally:
@@ -125,17 +125,19 @@ def merge(
     sink: TreeSink | None = None,
     spool: Spool | None = None,
     progress: Progress = NULL_PROGRESS,
+    stage: str = "read",
 ) -> FileTree:
     """Merge all layers of ``image`` into a new :class:`FileTree`.
 
     With ``spool``, the bytes of every regular file are copied there and each
     entry's ``data.spool_offset`` says where.  Raises on the first hostile or
     malformed member; whatever the sink did up to then is the caller's to undo.
+    Each layer is reported as ``stage: layer i/n digest`` (``"unpack"`` when extracting).
     """
     tree = FileTree(sink, implied_mtime())
     total = len(image.layers)
     for layer in image.layers:
-        progress.stage("layer", f"{layer.index + 1}/{total} {layer.descriptor.digest}")
+        progress.stage(stage, f"layer {layer.index + 1}/{total} {layer.descriptor.digest}")
         with _tar_errors(layer):
             _merge_layer(tree, layer, spool, progress)
     return tree
@@ -191,7 +193,9 @@ def spool_contents(
     for layer in image.layers:
         if layer.index not in layers_needed:
             continue
-        progress.stage("read", f"layer {layer.index + 1}/{len(image.layers)}")
+        progress.stage(
+            "read", f"layer {layer.index + 1}/{len(image.layers)} {layer.descriptor.digest}"
+        )
         with _tar_errors(layer):
             for ordinal, member, tar in iter_members(layer, progress):
                 if (layer.index, ordinal) in wanted and member.isfile():

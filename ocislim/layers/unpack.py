@@ -99,7 +99,7 @@ def unpack(image: Image, dest: Path, progress: Progress = NULL_PROGRESS) -> Unpa
     work = scratch.make_dir(dest.parent, f".{dest.name}.ocislim-unpack-")
     try:
         sink = DiskSink(work, shown_as=dest)
-        tree = merge(image, sink=sink, progress=progress)
+        tree = merge(image, sink=sink, progress=progress, stage="unpack")
         # A plain user can set the xattr only while the root is still writable (before
         # its own mode is applied); root sets it last, over any the image gave "/".
         if not sink.privileged:

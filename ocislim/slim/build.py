@@ -218,7 +218,7 @@ def _unpack(image: Image, options: BuildOptions, progress: Progress, scratch: Pa
         given = Path(os.path.abspath(given))
         if holds_image(given, image):
             progress.stage("unpack", f"reusing {given} (reading headers)")
-            return Unpacked(given, merge(image, progress=nested))
+            return Unpacked(given, merge(image, progress=progress))
         progress.stage("unpack", str(given))
         result = unpack(image, given, nested)
     else:
@@ -315,9 +315,9 @@ def _write(
     plan = pkgdb.with_metadata(verified.plan, unpacked.tree, accounting)
     entries = plan.entries(unpacked.tree)
     wanted = {(e.data.layer, e.data.ordinal) for e in entries if e.data is not None}
+    progress.stage("write", f"one layer, {len(entries)} entries, {compression}")
     with Spool(scratch) as spool:
-        offsets = spool_contents(image, wanted, spool, Nested(progress, "write"))
-        progress.stage("write", f"one layer, {len(entries)} entries, {compression}")
+        offsets = spool_contents(image, wanted, spool, progress)
         layer = write_tree_layer(
             entries,
             spooled_data(spool, offsets),
@@ -336,7 +336,7 @@ def _write(
     if out.sboms:
         progress.stage("write", f"SBOM of {dest.name}")
         with open_image(written.path, ref=written.ref) as slim_image:
-            inventory = sbom.inventory(slim_image, accounting, Nested(progress, "write"))
+            inventory = sbom.inventory(slim_image, accounting, progress)
         sbom.write_sboms(inventory, [Path(os.path.abspath(p)) for p in out.sboms])
     seccomp_path = _abspath(out.seccomp_profile)
     if seccomp_path is not None:
