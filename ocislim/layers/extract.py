@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ocislim.errors import OutputError
+from ocislim.idrange import owners_settable
 from ocislim.image.streams import ByteReader
 from ocislim.layers.tree import Entry
 from ocislim.scratch import remove_tree
@@ -43,7 +44,7 @@ class DiskSink:
         destination of a scratch directory)."""
         self.root = os.fspath(root)
         self.shown = os.fspath(shown_as) if shown_as is not None else self.root
-        self.privileged = os.geteuid() == 0 if privileged is None else privileged
+        self.privileged = owners_settable() if privileged is None else privileged
         self.skipped_devices: list[str] = []
         self.xattr_failures: list[str] = []
         self._dirs: dict[str, Entry] = {}

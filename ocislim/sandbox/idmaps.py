@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ocislim.errors import SandboxError
+from ocislim.idrange import range_mapped, read_id_map
 from ocislim.sandbox import libc
 
 # Root's sandbox ids without an /etc/subuid entry for root: the last 65536-id block of
@@ -88,12 +89,16 @@ def plan_id_maps(wanted_uid: int, wanted_gid: int) -> IdMapPlan:
     files keep their owners inside through an idmapped mount.  A plain user with newuidmap,
     newgidmap and subordinate ranges maps 0 to itself and 1.. to the range.
     Otherwise the caller's single id is mapped to ``wanted_*`` directly (the
-    program then runs as that id without being able to switch).
+    program then runs as that id without being able to switch).  A range that is
+    not mapped in ocislim's own user namespace cannot be used, so inside a nested
+    namespace both root and a plain user fall back to that single id.
     """
     uid, gid = os.getuid(), os.getgid()
-    if uid == 0:
-        u_start, u_count = _subordinate_range("/etc/subuid", 0) or ROOT_DEFAULT_RANGE
-        g_start, g_count = _subordinate_range("/etc/subgid", 0) or ROOT_DEFAULT_RANGE
+    uid_map, gid_map = read_id_map("uid"), read_id_map("gid")
+    u_start, u_count = _subordinate_range("/etc/subuid", uid) or ROOT_DEFAULT_RANGE
+    g_start, g_count = _subordinate_range("/etc/subgid", uid) or ROOT_DEFAULT_RANGE
+    usable = range_mapped(u_start, u_count, uid_map) and range_mapped(g_start, g_count, gid_map)
+    if uid == 0 and usable:
         return IdMapPlan(
             (IdMap(0, u_start, u_count),),
             (IdMap(0, g_start, g_count),),
@@ -104,10 +109,10 @@ def plan_id_maps(wanted_uid: int, wanted_gid: int) -> IdMapPlan:
     sub_u = _subordinate_range("/etc/subuid", uid)
     sub_g = _subordinate_range("/etc/subgid", uid)
     helpers = shutil.which("newuidmap") and shutil.which("newgidmap")
-    if helpers and sub_u and sub_g:
+    if uid != 0 and helpers and sub_u and sub_g and usable:
         return IdMapPlan(
-            (IdMap(0, uid, 1), IdMap(1, sub_u[0], sub_u[1])),
-            (IdMap(0, gid, 1), IdMap(1, sub_g[0], sub_g[1])),
+            (IdMap(0, uid, 1), IdMap(1, u_start, u_count)),
+            (IdMap(0, gid, 1), IdMap(1, g_start, g_count)),
             helper=True,
             setgroups=True,
         )
