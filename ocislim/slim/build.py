@@ -395,6 +395,7 @@ def _report(
         packages=pkgdb.report_json(accounting),
         removed=removed,
         removed_dirs=pkgdb.removed_dirs(removed),
+        compression=(out.layers.compression or "gzip") if written else None,
     )
     report_mod.write_json_atomic(report_path, report)
     if out.html is not None:

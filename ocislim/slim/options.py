@@ -15,6 +15,7 @@ from typing import Literal
 from ocislim.errors import InputNotFoundError, UsageError
 from ocislim.image.mutate import ConfigOverrides
 from ocislim.image.outlayers import LayerCompression, check_level, output_compression
+from ocislim.image.reference import check_tag
 from ocislim.image.writer import FORMATS
 from ocislim.slim.elfdeps import NETWORK_RULES, lazy_rule_names
 from ocislim.slim.keeprules import default_enabled, rule_names
@@ -118,6 +119,7 @@ def check_options(options: BuildOptions) -> None:
     if options.verify_rounds < 1:
         raise UsageError("--verify-rounds must be at least 1")
     check_level(out.layers.compression, out.level)
+    check_tag(out.tag)
     if out.package_db not in ("trim", "keep", "drop"):
         raise UsageError(f"--package-db {out.package_db!r}: choose trim, keep or drop")
     for sbom in out.sboms:

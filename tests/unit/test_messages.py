@@ -1,0 +1,231 @@
+"""Messages and exit codes say what happened: usage errors are 2, numbers agree, layers count
+from 1, references are checked, levels match their compression.
+
+The CLI runs in-process with click's runner on small synthetic images.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from ocislim import errors
+from ocislim.cli import main
+from ocislim.cliflags import LEVEL_HELP
+from ocislim.errors import UsageError
+from ocislim.humanize import plural
+from ocislim.image import outlayers
+from ocislim.image.reference import check_tag, reference_problem
+from ocislim.slim import report as report_mod
+from tests.synth import M, docker_archive, layer, oci_archive
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+LAYERS = [
+    layer([M("etc", "dir"), M("etc/hello", data=b"hi\n"), M("bin", "symlink", link="etc")]),
+    layer([M("etc/second", data=b"2\n")]),
+]
+
+
+def invoke(*args: str, code: int = 0) -> Any:
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+def error_line(result: Any) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("ocislim: error: ")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.fixture()
+def image(tmp_path: Path) -> Path:
+    work = tmp_path / "src"
+    work.mkdir()
+    return oci_archive(work, LAYERS, ref="localhost/app:1")
+
+
+# --- --ref and --platform are usage errors -------------------------------------------
+
+
+def test_unknown_ref_is_a_usage_error_listing_what_is_there(image: Path, tmp_path: Path) -> None:
+    for command in (["inspect"], ["xray"], ["unpack"]):
+        extra = [str(tmp_path / "dir")] if command == ["unpack"] else []
+        result = invoke(*command, "-q", "--ref", "nope", str(image), *extra, code=2)
+        line = error_line(result)
+        assert "no image named 'nope'; available: localhost/app:1" in line
+    docker = docker_archive(tmp_path, LAYERS, tag="demo:2")
+    line = error_line(invoke("inspect", "--ref", "nope", str(docker), code=2))
+    assert line.endswith("available: demo:2")
+
+
+def test_unavailable_platform_is_a_usage_error(image: Path) -> None:
+    line = error_line(invoke("inspect", "--platform", "linux/s390x", str(image), code=2))
+    assert "image is for linux/amd64, not linux/s390x" in line
+    assert issubclass(errors.RefNotFoundError, UsageError)
+
+
+# --- --tag follows the reference grammar ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["localhost/app:1", "docker.io/library/busybox:1.36", "a/b/c", "reg.example:5000/x_y__z-w:v1.2",
+     "[::1]:5000/a:b", "app", "localhost/v2.slim:latest", "a:" + "t" * 128],
+)  # fmt: skip
+def test_valid_references(value: str) -> None:
+    assert reference_problem(value) is None
+    check_tag(value)
+
+
+@pytest.mark.parametrize(
+    "value, rule",
+    [("Bad Tag!!", "lower-case"), ("Upper/x:1", "upper case"), ("ghcr.io/Foo/bar", "'Foo'"),
+     ("app:", "tag ''"), ("app:bad tag", "tag 'bad tag'"), ("a..b", "'a..b'"),
+     ("a:" + "t" * 129, "{0,127}"), ("app@sha256:" + "0" * 64, "digest"),
+     ("bad_host.:5000/a", "registry"), ("x" * 256, "255"), ("", "empty"), ("a//b", "''")],
+)  # fmt: skip
+def test_invalid_references_name_the_rule(value: str, rule: str) -> None:
+    problem = reference_problem(value)
+    assert problem is not None and rule in problem
+    with pytest.raises(UsageError, match=r"--tag .*not an image reference"):
+        check_tag(value)
+
+
+def test_bad_tag_is_refused_by_build_and_convert_before_any_work(
+    image: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    for args in (
+        ["convert", str(image), str(out / "c.tar"), "--tag", "Bad Tag!!"],
+        ["build", str(image), "-o", str(out / "b.tar"), "--tag", "Bad Tag!!"],
+    ):
+        line = error_line(invoke(*args, code=2))
+        assert "--tag 'Bad Tag!!': not an image reference" in line
+        assert "[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}" in line  # the rule, in one line
+    assert list(out.iterdir()) == []
+    invoke("convert", "-q", str(image), str(out / "ok.tar"), "--tag", "localhost/ok:2")
+
+
+# --- --level matches each compression -------------------------------------------------
+
+
+def test_levels_are_each_compressions_own() -> None:
+    for compression, good, bad in (("gzip", (1, 9), (0, 10, -1)), ("zstd", (1, 22), (0, 23))):
+        for level in good:
+            outlayers.check_level(compression, level)
+        for level in bad:
+            levels = outlayers.level_range(compression)
+            with pytest.raises(UsageError, match=f"{compression} levels are {levels}"):
+                outlayers.check_level(compression, level)
+    outlayers.check_level("none", 15)  # no level to have
+    assert LEVEL_HELP == outlayers.LEVEL_HELP  # --help quotes the rule without importing it
+
+
+def test_level_help_and_errors(image: Path, tmp_path: Path) -> None:
+    help_text = " ".join(invoke("build", "--help").stdout.split())
+    assert "gzip 1-9 (default 6), zstd 1-22 (default 3)" in help_text
+    assert "0<=x<=22" not in help_text
+    out = str(tmp_path / "o.tar")
+    for args, needle in (
+        (["--compression", "gzip", "--level", "0"], "--level 0: gzip levels are 1-9"),
+        (["--compression", "zstd", "--level", "23"], "--level 23: zstd levels are 1-22"),
+        (["--flatten", "--level", "12"], "--level 12: gzip levels are 1-9"),
+    ):
+        assert needle in error_line(invoke("convert", str(image), out, *args, code=2))
+    # keeping each layer's compression (gzip here): checked against the layer's own
+    line = error_line(invoke("convert", "-q", str(image), out, "--level", "15", code=2))
+    assert "gzip levels are 1-9" in line
+    assert not Path(out).exists()
+
+
+def test_uncompressed_layers_are_never_called_compressed() -> None:
+    short = {
+        "source": {"image": "s", "reference": None, "files": 2, "paths": 4, "content_size": 9,
+                   "compressed_size": 50, "compression": "gzip"},
+        "output": {"image": "o", "format": "docker-archive", "reference": "r", "files": 1,
+                   "paths": 2, "content_size": 3, "compressed_size": 2048, "compression": "none"},
+        "ratio": {"content_size": 0.33, "compressed_size": 40.96, "files": 0.5},
+        "kept": 2, "verification": {"passed": True, "rounds": 1}, "report": "r.json",
+    }  # fmt: skip
+    text = report_mod.render_summary(short)
+    assert "compressed" not in text.replace("uncompressed", "")
+    assert "layers:      50 B gzip -> 2.0 kB uncompressed" in text
+    assert report_mod.layer_compressions(["x.tar+gzip", "x.tar", "y+gzip"]) == "gzip+none"
+
+
+# --- counts: one definition -----------------------------------------------------------
+
+
+def test_plural() -> None:
+    assert [plural(1, "object"), plural(2, "object"), plural(0, "path")] == [
+        "1 object",
+        "2 objects",
+        "0 paths",
+    ]
+    assert plural(1, "library", "libraries") == "1 library"
+    assert plural(3, "library", "libraries") == "3 libraries"
+
+
+def test_xray_counts_files_and_paths_as_build_does(image: Path) -> None:
+    from ocislim.image import open_image
+    from ocislim.inspect.xray import xray
+    from ocislim.layers.merge import merge
+    from ocislim.layers.stats import content_stats
+
+    with open_image(image) as img:
+        rep = xray(img)
+        stats = content_stats(merge(img))
+    assert rep["files"] == stats["files"] == 2  # the symlink is a path, not a file
+    assert rep["paths"] == report_mod.paths(stats) == 4  # /etc, /etc/hello, /etc/second, /bin
+    assert rep["files_size"] == stats["content_size"]
+    assert "4 paths, 2 files holding" in invoke("xray", "-q", str(image)).stdout
+
+
+# --- layers are numbered from 1 -------------------------------------------------------
+
+
+def test_inspect_and_xray_number_layers_from_1(image: Path) -> None:
+    rows = invoke("inspect", "-q", str(image)).stdout.splitlines()
+    start = next(i for i, line in enumerate(rows) if line.lstrip().startswith("#"))
+    numbers = [row.split()[0] for row in rows[start + 1 : start + 3]]
+    assert numbers == ["1", "2"]
+    text = invoke("xray", "-q", str(image)).stdout
+    table = text.split("Layers", 1)[1].splitlines()[2:4]
+    assert [row.split()[0] for row in table] == ["1", "2"]
+    assert "Largest files in layer 1" in text and "in layer 0" not in text
+
+
+# --- the README's exit-code table is errors.py's -------------------------------------
+
+
+def _readme_exit_codes() -> dict[int, tuple[str, set[str]]]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("\n## Exit codes\n", 1)[1].split("\n## ", 1)[0]
+    rows: dict[int, tuple[str, set[str]]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].isdigit():
+            rows[int(cells[0])] = (cells[1], set(re.findall(r"`(\w+Error)`", cells[2])))
+    return rows
+
+
+def test_readme_exit_code_table_matches_errors_py() -> None:
+    rows = _readme_exit_codes()
+    classes = {
+        name: cls
+        for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, errors.OcislimError)
+    }
+    named = {name for _, names in rows.values() for name in names}
+    assert named == set(classes), "every error class in one row, no row naming another"
+    for code, (_meaning, names) in rows.items():
+        for name in names:
+            assert classes[name].exit_code == code, (name, code)
+    codes = {cls.exit_code for cls in classes.values()}
+    assert codes <= set(rows) and {0, 126, 127, 130} <= set(rows)
