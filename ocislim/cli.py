@@ -93,13 +93,11 @@ def handle_errors(fn: F) -> F:
         sweep_at_start(kwargs.get(k) for k in ("output", "directory", "rootfs"))
         try:
             return fn(*args, **kwargs)
-        except OcislimError as exc:
-            click.echo(f"ocislim: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"ocislim: error: {where}{exc.strerror or exc}", err=True)
-            sys.exit(OutputError.exit_code)
+        except (OcislimError, OSError) as exc:
+            from ocislim.clisupport import error_text
+
+            click.echo(f"ocislim: error: {error_text(exc)}", err=True)
+            sys.exit(exc.exit_code if isinstance(exc, OcislimError) else OutputError.exit_code)
         except KeyboardInterrupt:
             click.echo("ocislim: interrupted", err=True)
             sys.exit(130)
@@ -489,7 +487,7 @@ def sbom(image: str, outputs: tuple[Path, ...], as_json: bool, quiet: bool, **fl
 @report_options
 @handle_errors
 def report(report: str, html: str) -> None:
-    """Render a build report (slim.report.json) as one self-contained HTML page."""
+    """Render a build report (OUTPUT.report.json) as one self-contained HTML page."""
     from ocislim.htmlreport import write_html
     from ocislim.slim.report import load
 

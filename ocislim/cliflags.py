@@ -267,7 +267,11 @@ def build_options(fn: F) -> F:
         ),
         *format_options("Layer compression (default gzip; docker-archive is uncompressed)."),
         click.option("--tag", metavar="NAME:TAG", help="Default: the source's NAME.slim:TAG."),
-        click.option("--report", type=click.Path(dir_okay=False), help="Default: beside OUTPUT."),
+        click.option(
+            "--report",
+            type=click.Path(dir_okay=False),
+            help="Default: beside OUTPUT, out.tar: out.report.json, DIR: DIR.report.json.",
+        ),
         click.option(
             "--seccomp-profile",
             type=click.Path(dir_okay=False),

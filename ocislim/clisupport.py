@@ -7,6 +7,7 @@ forms of their results (each line ends in a newline).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,24 @@ def sandboxed(image: str, opts: dict[str, Any], traced: bool, progress: Progress
         if traced:
             return trace(root, spec, progress, count_syscalls=opts["syscalls"])
         return run(root, spec, progress)
+
+
+# A scratch name (ocislim/scratch.py: PREFIX ending in "ocislim-KIND-", then BOOT-PID-RANDOM)
+# and anything below it: the user never chose it, so messages name its directory instead.
+_SCRATCH = re.compile(r"/[^/\s]*ocislim-[a-z]+-[0-9a-f]{8}-[0-9]+-[0-9a-f]{8}(?:/[^\s:]*)?")
+
+
+def error_text(exc: BaseException) -> str:
+    """The one line an error becomes (after ``ocislim: error: ``), naming the user's
+    files and directories: a path inside ocislim's scratch space becomes the directory
+    that holds the scratch (``cannot write to /out: Permission denied``)."""
+    if isinstance(exc, OSError):
+        name = str(exc.filename) if exc.filename else ""
+        reason = exc.strerror or str(exc)
+        if name and _SCRATCH.search(name):
+            return f"cannot write to {_SCRATCH.sub('', name) or '/'}: {reason}"
+        return f"{name}: {reason}" if name else reason
+    return _SCRATCH.sub("", str(exc))
 
 
 def trace_text(result: TraceResult, syscalls: bool) -> str:

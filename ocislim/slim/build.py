@@ -63,7 +63,6 @@ from ocislim.slim.verify import Verification, verify
 from ocislim.timing import StageTimer
 
 STAGES = ("unpack", "trace", "analyse", "verify", "write")
-DEFAULT_REPORT_NAME = "slim.report.json"
 
 
 @dataclass(frozen=True)
@@ -364,8 +363,7 @@ def _report(
 ) -> BuildResult:
     """Write the report from every stage's result; raise if verification failed."""
     out = options.output
-    dest = Path(os.path.abspath(out.path))
-    report_path = _abspath(out.report) or dest.parent / DEFAULT_REPORT_NAME
+    report_path = Path(os.path.abspath(out.report_path))
     if written is not None:
         plan, accounting = written.plan, written.accounting
     else:

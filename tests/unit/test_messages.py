@@ -229,3 +229,71 @@ def test_readme_exit_code_table_matches_errors_py() -> None:
             assert classes[name].exit_code == code, (name, code)
     codes = {cls.exit_code for cls in classes.values()}
     assert codes <= set(rows) and {0, 126, 127, 130} <= set(rows)
+
+
+# --- errors name the user's directory, never ocislim's scratch ------------------------
+
+
+def test_error_text_names_the_directory_of_a_scratch_path() -> None:
+    from ocislim.clisupport import error_text
+    from ocislim.errors import OutputError
+
+    scratch = "/out/.ocislim-build-486ae994-17218-5c56c2e6"
+    denied = PermissionError(13, "Permission denied", scratch + "/rootfs/etc")
+    assert error_text(denied) == "cannot write to /out: Permission denied"
+    full = OutputError(f"{scratch}: No space left on device (scratch files)")
+    assert error_text(full) == "/out: No space left on device (scratch files)"
+    staged = OSError(28, "No space left on device", "/o/.x.tar.ocislim-out-486ae994-1-5c56c2e6")
+    assert error_text(staged) == "cannot write to /o: No space left on device"
+    assert error_text(FileNotFoundError(2, "No such file or directory", "/a/b")) == (
+        "/a/b: No such file or directory"
+    )
+
+
+def test_unwritable_output_directories_are_named_before_any_work(image: Path) -> None:
+    import os
+    import shutil
+
+    from tests.clirun import PLAIN_USER, plain_user_dir, plain_user_python, run_cli
+
+    python, source = plain_user_python()
+    base = plain_user_dir("messages-")
+    try:
+        shutil.copy(image, base / "image.tar")
+        locked = base / "locked"
+        locked.mkdir(mode=0o755)  # root's: the plain user cannot create files in it
+        os.chown(base / "image.tar", *(os.stat(base)[4:6]))
+        img = str(base / "image.tar")
+        for args, what in (
+            (["convert", img, str(locked / "o.tar")], ""),
+            (["unpack", img, str(locked / "dir")], ""),
+            (["build", img, "-o", str(locked / "o.tar")], "(-o "),
+            (["build", img, "-o", str(base / "o.tar"), "--html", str(locked / "r.html")], "--html"),
+        ):
+            result = run_cli(*args, "-q", python=python, user=PLAIN_USER, pythonpath=source)
+            assert result.code == 8, result.stderr
+            line = result.error
+            assert f"cannot write to {locked}: Permission denied" in line and what in line, line
+            assert ".ocislim-" not in line, line  # no scratch name
+        assert list(locked.iterdir()) == [] and sorted(p.name for p in base.iterdir()) == [
+            "image.tar",
+            "locked",
+        ]
+    finally:
+        shutil.rmtree(base)
+
+
+# --- the default report is named after the output -------------------------------------
+
+
+def test_default_report_is_named_after_the_output(tmp_path: Path) -> None:
+    from ocislim.slim.options import OutputOptions, default_report_path
+
+    assert default_report_path(Path("/o/out.tar")) == Path("/o/out.report.json")
+    assert default_report_path(Path("/o/app.oci.tar")) == Path("/o/app.oci.report.json")
+    assert default_report_path(Path("/o/layout/")) == Path("/o/layout.report.json")
+    assert default_report_path(Path("slim.tar")) == Path("slim.report.json")
+    a, b = OutputOptions(tmp_path / "a.tar"), OutputOptions(tmp_path / "b.tar")
+    assert a.report_path != b.report_path  # two builds into one directory
+    given = OutputOptions(tmp_path / "a.tar", report=tmp_path / "mine.json")
+    assert given.report_path == tmp_path / "mine.json"
