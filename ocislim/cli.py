@@ -290,7 +290,9 @@ def run(image: str, quiet: bool, **opts: Any) -> None:
     """
     from ocislim.clisupport import sandboxed
 
-    result = sandboxed(image, opts, False, StderrProgress(quiet))
+    result, failed = sandboxed(image, opts, False, StderrProgress(quiet))
+    if failed:
+        click.echo(f"ocislim: error: {failed}", err=True)
     sys.exit(result.exit_code)
 
 
@@ -310,8 +312,10 @@ def trace(image: str, quiet: bool, as_json: bool, syscalls: bool, **opts: Any) -
     opts.update(as_json=as_json, syscalls=syscalls)
     from ocislim.clisupport import sandboxed, trace_text
 
-    result = sandboxed(image, opts, True, StderrProgress(quiet or as_json))
+    result, failed = sandboxed(image, opts, True, StderrProgress(quiet or as_json))
     _show(as_json, result.to_json(), lambda: trace_text(result, syscalls))
+    if failed:
+        click.echo(f"ocislim: error: {failed}", err=True)
     sys.exit(result.exit_code)
 
 

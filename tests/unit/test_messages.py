@@ -297,3 +297,23 @@ def test_default_report_is_named_after_the_output(tmp_path: Path) -> None:
     assert a.report_path != b.report_path  # two builds into one directory
     given = OutputOptions(tmp_path / "a.tar", report=tmp_path / "mine.json")
     assert given.report_path == tmp_path / "mine.json"
+
+
+def test_start_error_only_for_a_program_the_sandbox_could_not_start() -> None:
+    from ocislim.clisupport import start_error
+
+    missing = ("executable not found in the image: nope",)
+    assert start_error(127, missing, "nope") == "nope: not found in the image (exit code 127)"
+    enoent = ("cannot execute /nope: No such file or directory",)
+    assert start_error(127, enoent, "/nope") == "/nope: not found in the image (exit code 127)"
+    assert start_error(127, enoent, "/nope", is_file=True) == (
+        "/nope: its interpreter or loader is not in the image (No such file or directory)"
+    )
+    denied = ("cannot execute /etc: Permission denied",)
+    assert (
+        start_error(126, denied, "/etc")
+        == "/etc: cannot be executed (Permission denied; exit code 126)"
+    )
+    assert start_error(127, (), "/bin/sh") is None  # the program's own 127
+    assert start_error(0, enoent, "/nope") is None
+    assert start_error(127, ("cannot execute /probe: No such file or directory",), "/app") is None
