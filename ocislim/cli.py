@@ -189,10 +189,7 @@ def inspect(image: str, ref: str | None, platform: str | None, as_json: bool, qu
 
     with _open(image, ref, platform) as img:
         info = describe(img, StderrProgress(quiet or as_json))
-    if as_json:
-        emit_json(info)
-    else:
-        click.echo(render_text(info))
+    _show(as_json, info, lambda: render_text(info) + "\n")
 
 
 @main.command()
@@ -210,8 +207,6 @@ def unpack(
     Safe on hostile archives; as a plain user, ownership is not changed and
     device nodes are skipped.  DIR appears only when the unpack is complete.
     """
-    from pathlib import Path
-
     from ocislim.layers.unpack import unpack as do_unpack
 
     progress = StderrProgress(quiet or as_json)
@@ -251,8 +246,6 @@ def convert(
     quiet: bool,
 ) -> None:
     """Rewrite IMAGE as OUTPUT: change format or compression, or flatten the layers."""
-    from pathlib import Path
-
     from ocislim.convert import ConvertOptions
     from ocislim.convert import convert as do_convert
 
@@ -363,8 +356,6 @@ def xray(
 ) -> None:
     """Show what is inside IMAGE: layers, largest files, wasted space, duplicates,
     setuid files, shells, CA bundles, packages, users.  Reads each layer once."""
-    from pathlib import Path
-
     from ocislim.inspect.dockerfile import reconstruct
     from ocislim.inspect.xray import render_text
     from ocislim.inspect.xray import xray as do_xray
@@ -431,8 +422,6 @@ def deps(
     up on the image's PATH); default: the entrypoint's program.  Lazy loads (NSS
     modules, libgcc_s, gconv) are included.  Missing libraries are reported, exit 0.
     """
-    from pathlib import Path
-
     from ocislim.elf import analyze_config, render_list, render_tree
     from ocislim.layers.rootfs import prepared_rootfs
 
@@ -496,3 +485,13 @@ def report(report: str, html: str) -> None:
     from ocislim.slim.report import load
 
     write_html(load(Path(report)), Path(html))
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the completion script for SHELL: eval "$(ocislim completion bash)" in ~/.bashrc
+    (zsh alike); fish: ocislim completion fish > ~/.config/fish/completions/ocislim.fish"""
+    from ocislim.clicompletion import completion_script
+
+    click.echo(completion_script(main, shell), nl=False)
