@@ -36,7 +36,7 @@ from ocislim.cliflags import (
     xray_options,
 )
 from ocislim.errors import OcislimError, OutputError
-from ocislim.humanize import human_size
+from ocislim.humanize import human_size, plural
 from ocislim.scratch import sweep_at_start
 
 if TYPE_CHECKING:
@@ -221,7 +221,8 @@ def unpack(
     if as_json:
         emit_json(summary)
     elif not quiet:
-        click.echo(f"unpacked {result.entries} entries into {result.root}", err=True)
+        entries = plural(result.entries, "entry", "entries")
+        click.echo(f"unpacked {entries} into {result.root}", err=True)
 
 
 @main.command()
@@ -237,19 +238,15 @@ def convert(
     output: str,
     ref: str | None,
     platform: str | None,
-    fmt: str,
-    compression: str | None,
-    level: int | None,
-    flatten: bool,
-    tag: str | None,
     as_json: bool,
     quiet: bool,
+    **f: Any,
 ) -> None:
     """Rewrite IMAGE as OUTPUT: change format or compression, or flatten the layers."""
     from ocislim.convert import ConvertOptions
     from ocislim.convert import convert as do_convert
 
-    options = ConvertOptions(fmt, compression, level, flatten, tag)
+    options = ConvertOptions(f["fmt"], f["compression"], f["level"], f["flatten"], f["tag"])
     options.check()  # before the image is read
     progress = StderrProgress(quiet or as_json)
     with _open(image, ref, platform) as img:
@@ -472,7 +469,8 @@ def sbom(image: str, outputs: tuple[Path, ...], as_json: bool, quiet: bool, **fl
     if as_json:
         emit_json(sbom_mod.summary(inventory))
     elif not quiet:
-        click.echo(f"{len(inventory.packages)} packages, {len(inventory.files)} files", err=True)
+        counts = [plural(len(inventory.packages), "package"), plural(len(inventory.files), "file")]
+        click.echo(", ".join(counts), err=True)
 
 
 @main.command()

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocislim.humanize import human_size
+from ocislim.humanize import human_size, plural
 from ocislim.image.source import Image
 from ocislim.inspect import contents
 from ocislim.inspect.packages import find_packages
@@ -130,10 +130,11 @@ def render_text(rep: dict[str, Any], top: int = 10) -> str:
         f"Manifest:   {ident['manifest_digest']}",
         f"Size:       {human_size(rep['size'])} compressed, "
         f"{human_size(rep['uncompressed_size'])} uncompressed, "
-        f"{rep['paths']} paths, {rep['files']} files holding {human_size(rep['files_size'])}",
+        f"{plural(rep['paths'], 'path')}, {plural(rep['files'], 'file')} holding "
+        f"{human_size(rep['files_size'])}",
         f"Wasted:     {human_size(rep['wasted_bytes'])} in paths set by several layers; "
         f"efficiency {rep['efficiency'] * 100:.2f}%",
-        f"Duplicates: {len(rep['duplicates']['groups'])} groups of identical files waste "
+        f"Duplicates: {plural(len(rep['duplicates']['groups']), 'group')} of identical files waste "
         f"{human_size(rep['duplicates']['wasted_bytes'])}",
         "",
     ]
@@ -180,7 +181,7 @@ def render_text(rep: dict[str, Any], top: int = 10) -> str:
                     shorten(shown + (f" (+{more} more)" if more > 0 else ""), 100),
                 ]
             )
-        title = f"Duplicate files ({len(groups)} groups"
+        title = f"Duplicate files ({plural(len(groups), 'group')}"
         title += f", largest {top})" if len(groups) > top else ")"
         lines += section(title, table(["WASTED", "SIZE", "COPIES", "PATHS"], rows, right=(0, 1, 2)))
     special = rep["special_files"]

@@ -38,6 +38,7 @@ from typing import Any
 from ocislim import scratch as scratch_paths
 from ocislim.errors import OutputError, VerificationError
 from ocislim.htmlreport import write_html
+from ocislim.humanize import plural
 from ocislim.image.mutate import default_tag, flattened_config
 from ocislim.image.source import Image, open_image
 from ocislim.image.writer import WrittenImage, check_destination, write_image
@@ -221,7 +222,7 @@ def _unpack(image: Image, options: BuildOptions, progress: Progress, scratch: Pa
         progress.stage("unpack", str(given))
         result = unpack(image, given, nested)
     else:
-        progress.stage("unpack", f"{len(image.layers)} layers")
+        progress.stage("unpack", plural(len(image.layers), "layer"))
         result = unpack(image, scratch / "rootfs", nested)
     return Unpacked(result.root, result.tree)
 
@@ -316,7 +317,9 @@ def _write(
     wanted = {(e.data.layer, e.data.ordinal) for e in entries if e.data is not None}
     with Spool(scratch) as spool:
         offsets = spool_contents(image, wanted, spool, Nested(progress, "write"))
-        progress.stage("write", f"one layer, {len(entries)} entries, {compression}")
+        progress.stage(
+            "write", f"one layer, {plural(len(entries), 'entry', 'entries')}, {compression}"
+        )
         layer = write_tree_layer(
             entries,
             spooled_data(spool, offsets),
