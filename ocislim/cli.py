@@ -353,11 +353,13 @@ def xray(
 ) -> None:
     """Show what is inside IMAGE: layers, largest files, wasted space, duplicates,
     setuid files, shells, CA bundles, packages, users.  Reads each layer once."""
+    from ocislim.clisupport import check_output_dirs
     from ocislim.inspect.dockerfile import reconstruct
     from ocislim.inspect.xray import render_text
     from ocislim.inspect.xray import xray as do_xray
     from ocislim.outputs import write_text_atomic
 
+    check_output_dirs([("--dockerfile", dockerfile)])  # before the scan, not after
     with _open(image, ref, platform) as img:
         report = do_xray(img, top=top, progress=StderrProgress(quiet or as_json))
         if dockerfile:
@@ -461,8 +463,10 @@ def build(image: str, quiet: bool, as_json: bool, **flags: Any) -> None:
 @handle_errors
 def sbom(image: str, outputs: tuple[Path, ...], as_json: bool, quiet: bool, **flags: Any) -> None:
     """Write SBOMs of IMAGE: packages (whole or partial), files with SHA-256, identity."""
+    from ocislim.clisupport import check_output_dirs
     from ocislim.slim import sbom as sbom_mod
 
+    check_output_dirs([("-o", str(p)) for p in outputs])
     with _open(image, flags["ref"], flags["platform"]) as img:
         inventory = sbom_mod.inventory(img, progress=StderrProgress(quiet or as_json))
     sbom_mod.write_sboms(inventory, list(outputs))

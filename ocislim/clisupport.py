@@ -85,6 +85,21 @@ def start_error(
 _SCRATCH = re.compile(r"/[^/\s]*ocislim-[a-z]+-[0-9a-f]{8}-[0-9]+-[0-9a-f]{8}(?:/[^\s:]*)?")
 
 
+def check_output_dirs(outputs: Sequence[tuple[str, str | None]]) -> None:
+    """Raise :class:`~ocislim.errors.OutputError` when the directory of an output file
+    (``(flag, path)``; None: not asked for) is missing or not writable, before long work."""
+    from ocislim.errors import OutputError
+    from ocislim.slim.options import check_writable_dir
+
+    for flag, path in outputs:
+        if path is None:
+            continue
+        parent = Path(os.path.abspath(path)).parent
+        if not parent.is_dir():
+            raise OutputError(f"{flag} {path}: directory {parent} does not exist")
+        check_writable_dir(parent, f"{flag} {path}")
+
+
 def error_text(exc: BaseException) -> str:
     """The one line an error becomes (after ``ocislim: error: ``), naming the user's
     files and directories: a path inside ocislim's scratch space becomes the directory

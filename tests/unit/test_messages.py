@@ -457,3 +457,22 @@ def test_buildah_parses_the_reconstructed_dockerfile(tmp_path: Path) -> None:
     argv[argv.index(str(dockerfile))] = str(bad)
     result = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
     assert "parsing main Dockerfile" in result.stderr, result.stderr  # the check can fail
+
+
+def test_xray_and_sbom_check_their_output_directories_first(image: Path, tmp_path: Path) -> None:
+    from ocislim.clisupport import check_output_dirs
+    from ocislim.errors import OutputError
+
+    absent = tmp_path / "absent" / "Dockerfile"
+    line = error_line(invoke("xray", "-q", str(image), "--dockerfile", str(absent), code=8))
+    assert f"--dockerfile {absent}: directory {absent.parent} does not exist" in line
+    assert (
+        "Image:" not in invoke("xray", "-q", str(image), "--dockerfile", str(absent), code=8).stdout
+    )
+    line = error_line(
+        invoke("sbom", "-q", str(image), "-o", str(tmp_path / "no/x.spdx.json"), code=8)
+    )
+    assert "does not exist" in line
+    with pytest.raises(OutputError, match="does not exist"):
+        check_output_dirs([("--html", str(tmp_path / "no" / "r.html")), ("--x", None)])
+    check_output_dirs([("--html", str(tmp_path / "r.html")), ("--x", None)])
