@@ -94,7 +94,7 @@ def convert(
 ) -> WrittenImage:
     """Write ``image`` to ``dest`` as ``options`` say. Atomic; the source is only read."""
     options.check()
-    chosen = output_compression(options.fmt, options.compression, None)
+    chosen = output_compression(options.fmt, options.compression, None, options.level)
     if chosen.note:
         progress.note(chosen.note)
     target = chosen.compression

@@ -17,6 +17,7 @@ LEVELS = {"gzip": range(1, 10), "zstd": range(1, 23)}
 GZIP_LEVELS = LEVELS["gzip"]
 LEVEL_HELP = "Compression level: gzip 1-9 (default 6), zstd 1-22 (default 3)."
 DOCKER_UNCOMPRESSED = "docker-archive layers are stored uncompressed; ignoring --compression"
+NO_LEVEL = "layers are stored uncompressed; --level {level} has no effect"
 
 
 @dataclass(frozen=True)
@@ -27,17 +28,23 @@ class LayerCompression:
     note: str | None = None
 
 
-def output_compression(fmt: str, requested: str | None, default: str | None) -> LayerCompression:
+def output_compression(
+    fmt: str, requested: str | None, default: str | None, level: int | None = None
+) -> LayerCompression:
     """The compression layers of ``fmt`` are written with, for ``--compression requested``.
 
     docker-archive layers are always uncompressed; asking for a compression there
     gives a note, not an error (and summaries then say "uncompressed").  Otherwise
-    ``requested``, else ``default``.
+    ``requested``, else ``default``.  A ``level`` for uncompressed layers gets a note.
     """
     if fmt == "docker-archive":
         note = DOCKER_UNCOMPRESSED if requested not in (None, "none") else None
-        return LayerCompression("none", note)
-    return LayerCompression(requested or default)
+        chosen = LayerCompression("none", note)
+    else:
+        chosen = LayerCompression(requested or default)
+    if level is not None and chosen.compression == "none" and chosen.note is None:
+        return LayerCompression("none", NO_LEVEL.format(level=level))
+    return chosen
 
 
 def level_range(compression: str) -> str:

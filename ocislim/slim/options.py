@@ -68,7 +68,7 @@ class OutputOptions:
     def layers(self) -> LayerCompression:
         """How the slim layer is compressed: ``--compression``, else gzip; none for
         docker-archive (with a note when ``--compression`` asked for another)."""
-        return output_compression(self.fmt, self.compression, "gzip")
+        return output_compression(self.fmt, self.compression, "gzip", self.level)
 
 
 @dataclass(frozen=True)

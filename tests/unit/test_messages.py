@@ -123,7 +123,11 @@ def test_levels_are_each_compressions_own() -> None:
             levels = outlayers.level_range(compression)
             with pytest.raises(UsageError, match=f"{compression} levels are {levels}"):
                 outlayers.check_level(compression, level)
-    outlayers.check_level("none", 15)  # no level to have
+    outlayers.check_level("none", 15)  # no level to have, so a note says it does nothing
+    noted = outlayers.output_compression("oci-archive", "none", "gzip", 5)
+    assert noted == outlayers.LayerCompression("none", outlayers.NO_LEVEL.format(level=5))
+    assert "--level 5 has no effect" in str(noted.note)
+    assert outlayers.output_compression("oci-archive", "zstd", "gzip", 5).note is None
     assert LEVEL_HELP == outlayers.LEVEL_HELP  # --help quotes the rule without importing it
 
 
