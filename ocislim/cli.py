@@ -212,17 +212,18 @@ def unpack(
     progress = StderrProgress(quiet or as_json)
     with _open(image, ref, platform) as img:
         result = do_unpack(img, Path(directory), progress)
+    paths = result.entries - 1  # the tree's entries hold the root /, which is no path
     summary = {
         "directory": str(result.root),
         "entries": result.entries,
+        "paths": paths,
         "skipped_devices": result.skipped_devices,
         "privileged": result.privileged,
     }
     if as_json:
         emit_json(summary)
     elif not quiet:
-        entries = plural(result.entries, "entry", "entries")
-        click.echo(f"unpacked {entries} into {result.root}", err=True)
+        click.echo(f"unpacked {plural(paths, 'path')} into {result.root}", err=True)
 
 
 @main.command()
@@ -492,8 +493,7 @@ def report(report: str, html: str) -> None:
 @main.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
-    """Print the completion script for SHELL: eval "$(ocislim completion bash)" in ~/.bashrc
-    (zsh alike); fish: ocislim completion fish > ~/.config/fish/completions/ocislim.fish"""
+    """Print the completion script for SHELL, e.g. eval "$(ocislim completion bash)"."""
     from ocislim.clicompletion import completion_script
 
     click.echo(completion_script(main, shell), nl=False)

@@ -480,3 +480,12 @@ def test_xray_and_sbom_check_their_output_directories_first(image: Path, tmp_pat
     with pytest.raises(OutputError, match="does not exist"):
         check_output_dirs([("--html", str(tmp_path / "no" / "r.html")), ("--x", None)])
     check_output_dirs([("--html", str(tmp_path / "r.html")), ("--x", None)])
+
+
+def test_unpack_counts_paths_as_build_does(image: Path, tmp_path: Path) -> None:
+    import json
+
+    summary = json.loads(invoke("unpack", "--json", str(image), str(tmp_path / "a")).stdout)
+    assert (summary["paths"], summary["entries"]) == (4, 5)  # entries: the tree with /
+    text = invoke("unpack", str(image), str(tmp_path / "b")).stderr
+    assert f"unpacked 4 paths into {tmp_path / 'b'}" in text
