@@ -493,7 +493,7 @@ def report(report: str, html: str) -> None:
 @main.command()
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
-    """Print the completion script for SHELL, e.g. eval "$(ocislim completion bash)"."""
+    """Print a shell completion script (bash, zsh or fish; see the README)."""
     from ocislim.clicompletion import completion_script
 
     click.echo(completion_script(main, shell), nl=False)

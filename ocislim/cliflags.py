@@ -98,7 +98,7 @@ def convert_options(fn: F) -> F:
         [
             *format_options(layers),
             click.option("--flatten", is_flag=True, help="Merge all layers into one."),
-            click.option("--tag", metavar="NAME:TAG", help="Reference name of the output image."),
+            click.option("--tag", metavar="NAME:TAG", help="Output reference (lower-case NAME)."),
         ],
     )
 
@@ -267,11 +267,7 @@ def build_options(fn: F) -> F:
         ),
         *format_options("Layer compression (default gzip; docker-archive is uncompressed)."),
         click.option("--tag", metavar="NAME:TAG", help="Default: the source's NAME.slim:TAG."),
-        click.option(
-            "--report",
-            type=click.Path(dir_okay=False),
-            help="Default: beside OUTPUT, out.tar: out.report.json, DIR: DIR.report.json.",
-        ),
+        click.option("--report", type=click.Path(dir_okay=False), help="Default: OUT.report.json."),
         click.option(
             "--seccomp-profile",
             type=click.Path(dir_okay=False),
