@@ -489,3 +489,17 @@ def test_unpack_counts_paths_as_build_does(image: Path, tmp_path: Path) -> None:
     assert (summary["paths"], summary["entries"]) == (4, 5)  # entries: the tree with /
     text = invoke("unpack", str(image), str(tmp_path / "b")).stderr
     assert f"unpacked 4 paths into {tmp_path / 'b'}" in text
+
+
+def test_html_report_counts_paths_without_the_root() -> None:
+    from ocislim import htmlreport
+    from tests.unit.test_accounting_outputs import _report
+
+    old = _report()  # a report from before: the root was listed in kept
+    root = {"path": "/", "kind": "dir", "size": 0, "reasons": [{"source": "parent", "by": "/x"}]}
+    old["kept"] = [root, *old["kept"]]
+    old["source"] |= {"paths": 7}
+    page = htmlreport.render(old)
+    assert 'data-key="kept-paths" data-n="1"' in page
+    assert 'data-key="source-paths" data-n="7"' in page
+    assert "<td>/</td>" not in page
