@@ -97,3 +97,19 @@ def test_builds_into_one_directory_keep_their_reports_and_numbers_agree(tmp_path
     assert f"files:       {src['files']} -> {out['files']}\n" in text
     assert re.search(rf"paths:\s+{src['paths']} -> {out['paths']} ", text), text
     assert "layers:      " in text and "gzip -> " in text
+
+
+def test_docker_archive_with_zstd_says_uncompressed(tmp_path: Path) -> None:
+    out = tmp_path / "slim.docker.tar"
+    result = run_cli(
+        "build", str(DEMO_IMAGE), "-o", str(out), "--format", "docker-archive",
+        "--compression", "zstd", "--no-verify",
+    )  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert "ocislim: note: docker-archive layers are stored uncompressed" in result.stderr
+    layers = next(line for line in result.stdout.splitlines() if line.startswith("layers:"))
+    assert layers.split("->")[1].split("(")[0].strip().endswith("uncompressed"), layers
+    assert "compressed" not in result.stdout.replace("uncompressed", "")
+    report = json.loads((tmp_path / "slim.docker.report.json").read_text())
+    assert report["output"]["compression"] == "none"
+    assert any("stored uncompressed" in note for note in report["notes"])
