@@ -36,7 +36,7 @@ from ocislim.cliflags import (
 )
 from ocislim.cliprogress import StreamProgress
 from ocislim.errors import OcislimError, OutputError
-from ocislim.humanize import human_size
+from ocislim.humanize import human_size, plural
 from ocislim.scratch import sweep_at_start
 
 if TYPE_CHECKING:
@@ -64,13 +64,11 @@ def handle_errors(fn: F) -> F:
         sweep_at_start(kwargs.get(k) for k in ("output", "directory", "rootfs"))
         try:
             return fn(*args, **kwargs)
-        except OcislimError as exc:
-            click.echo(f"ocislim: error: {exc}", err=True)
-            sys.exit(exc.exit_code)
-        except OSError as exc:
-            where = f"{exc.filename}: " if exc.filename else ""
-            click.echo(f"ocislim: error: {where}{exc.strerror or exc}", err=True)
-            sys.exit(OutputError.exit_code)
+        except (OcislimError, OSError) as exc:
+            from ocislim.clisupport import error_text
+
+            click.echo(f"ocislim: error: {error_text(exc)}", err=True)
+            sys.exit(exc.exit_code if isinstance(exc, OcislimError) else OutputError.exit_code)
         except KeyboardInterrupt:
             click.echo("ocislim: interrupted", err=True)
             sys.exit(130)
@@ -163,10 +161,7 @@ def inspect(image: str, ref: str | None, platform: str | None, as_json: bool, qu
 
     with _open(image, ref, platform) as img:
         info = describe(img, StderrProgress(quiet or as_json))
-    if as_json:
-        emit_json(info)
-    else:
-        click.echo(render_text(info))
+    _show(as_json, info, lambda: render_text(info) + "\n")
 
 
 @main.command()
@@ -184,23 +179,23 @@ def unpack(
     Safe on hostile archives; as a plain user, ownership is not changed and
     device nodes are skipped.  DIR appears only when the unpack is complete.
     """
-    from pathlib import Path
-
     from ocislim.layers.unpack import unpack as do_unpack
 
     progress = StderrProgress(quiet or as_json)
     with _open(image, ref, platform) as img:
         result = do_unpack(img, Path(directory), progress)
+    paths = result.entries - 1  # the tree's entries hold the root /, which is no path
     summary = {
         "directory": str(result.root),
         "entries": result.entries,
+        "paths": paths,
         "skipped_devices": result.skipped_devices,
         "privileged": result.privileged,
     }
     if as_json:
         emit_json(summary)
     elif not quiet:
-        click.echo(f"unpacked {result.entries} entries into {result.root}", err=True)
+        click.echo(f"unpacked {plural(paths, 'path')} into {result.root}", err=True)
 
 
 @main.command()
@@ -216,21 +211,17 @@ def convert(
     output: str,
     ref: str | None,
     platform: str | None,
-    fmt: str | None,
-    compression: str | None,
-    level: int | None,
-    flatten: bool,
-    tag: str | None,
     as_json: bool,
     quiet: bool,
+    **f: Any,
 ) -> None:
     """Rewrite IMAGE as OUTPUT: change format or compression, or flatten the layers."""
     from ocislim.convert import ConvertOptions
     from ocislim.convert import convert as do_convert
     from ocislim.image.transport import resolve_output
 
-    out = resolve_output(output, fmt, tag)
-    options = ConvertOptions(out.fmt, compression, level, flatten, out.tag)
+    out = resolve_output(output, f["fmt"], f["tag"])
+    options = ConvertOptions(out.fmt, f["compression"], f["level"], f["flatten"], out.tag)
     options.check()  # before the image is read
     progress = StderrProgress(quiet or as_json)
     with _open(image, ref, platform) as img:
@@ -264,7 +255,9 @@ def run(image: str, quiet: bool, **opts: Any) -> None:
     """
     from ocislim.clisupport import sandboxed
 
-    result = sandboxed(image, opts, False, StderrProgress(quiet))
+    result, failed = sandboxed(image, opts, False, StderrProgress(quiet))
+    if failed:
+        click.echo(f"ocislim: error: {failed}", err=True)
     sys.exit(result.exit_code)
 
 
@@ -284,8 +277,10 @@ def trace(image: str, quiet: bool, as_json: bool, syscalls: bool, **opts: Any) -
     opts.update(as_json=as_json, syscalls=syscalls)
     from ocislim.clisupport import sandboxed, trace_text
 
-    result = sandboxed(image, opts, True, StderrProgress(quiet or as_json))
+    result, failed = sandboxed(image, opts, True, StderrProgress(quiet or as_json))
     _show(as_json, result.to_json(), lambda: trace_text(result, syscalls))
+    if failed:
+        click.echo(f"ocislim: error: {failed}", err=True)
     sys.exit(result.exit_code)
 
 
@@ -333,13 +328,13 @@ def xray(
 ) -> None:
     """Show what is inside IMAGE: layers, largest files, wasted space, duplicates,
     setuid files, shells, CA bundles, packages, users.  Reads each layer once."""
-    from pathlib import Path
-
+    from ocislim.clisupport import check_output_dirs
     from ocislim.inspect.dockerfile import reconstruct
     from ocislim.inspect.xray import render_text
     from ocislim.inspect.xray import xray as do_xray
     from ocislim.outputs import write_text_atomic
 
+    check_output_dirs([("--dockerfile", dockerfile)])  # before the scan, not after
     with _open(image, ref, platform) as img:
         report = do_xray(img, top=top, progress=StderrProgress(quiet or as_json))
         if dockerfile:
@@ -401,8 +396,6 @@ def deps(
     up on the image's PATH); default: the entrypoint's program.  Lazy loads (NSS
     modules, libgcc_s, gconv) are included.  Missing libraries are reported, exit 0.
     """
-    from pathlib import Path
-
     from ocislim.elf import analyze_config, render_list, render_tree
     from ocislim.layers.rootfs import prepared_rootfs
 
@@ -445,15 +438,18 @@ def build(image: str, quiet: bool, as_json: bool, **flags: Any) -> None:
 @handle_errors
 def sbom(image: str, outputs: tuple[Path, ...], as_json: bool, quiet: bool, **flags: Any) -> None:
     """Write SBOMs of IMAGE: packages (whole or partial), files with SHA-256, identity."""
+    from ocislim.clisupport import check_output_dirs
     from ocislim.slim import sbom as sbom_mod
 
+    check_output_dirs([("-o", str(p)) for p in outputs])
     with _open(image, flags["ref"], flags["platform"]) as img:
         inventory = sbom_mod.inventory(img, progress=StderrProgress(quiet or as_json))
     sbom_mod.write_sboms(inventory, list(outputs))
     if as_json:
         emit_json(sbom_mod.summary(inventory))
     elif not quiet:
-        click.echo(f"{len(inventory.packages)} packages, {len(inventory.files)} files", err=True)
+        counts = [plural(len(inventory.packages), "package"), plural(len(inventory.files), "file")]
+        click.echo(", ".join(counts), err=True)
 
 
 @main.command()
@@ -461,8 +457,17 @@ def sbom(image: str, outputs: tuple[Path, ...], as_json: bool, quiet: bool, **fl
 @report_options
 @handle_errors
 def report(report: str, html: str) -> None:
-    """Render a build report (slim.report.json) as one self-contained HTML page."""
+    """Render a build report (OUTPUT.report.json) as one self-contained HTML page."""
     from ocislim.htmlreport import write_html
     from ocislim.slim.report import load
 
     write_html(load(Path(report)), Path(html))
+
+
+@main.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print a shell completion script (bash, zsh or fish; see the README)."""
+    from ocislim.clicompletion import completion_script
+
+    click.echo(completion_script(main, shell), nl=False)

@@ -31,6 +31,7 @@ Decorator = Callable[[Any], Any]
 # that --help stays fast; a unit test keeps them equal.
 FORMATS = ["oci-archive", "docker-archive", "oci-dir"]
 COMPRESSIONS = ["gzip", "zstd", "none"]
+LEVEL_HELP = "Compression level: gzip 1-9 (default 6), zstd 1-22 (default 3)."  # outlayers'
 
 
 def _apply(fn: F, options: list[Decorator]) -> F:
@@ -83,7 +84,7 @@ def format_options(compression_help: str) -> list[Decorator]:
             help="Output format (default: OUTPUT's TRANSPORT: if any, else oci-archive).",
         ),
         click.option("--compression", type=click.Choice(COMPRESSIONS), help=compression_help),
-        click.option("--level", type=click.IntRange(0, 22), help="Compression level."),
+        click.option("--level", type=int, metavar="N", help=LEVEL_HELP),
     ]
 
 
@@ -95,7 +96,7 @@ def convert_options(fn: F) -> F:
         [
             *format_options(layers),
             click.option("--flatten", is_flag=True, help="Merge all layers into one."),
-            click.option("--tag", metavar="NAME:TAG", help="Reference name of the output image."),
+            click.option("--tag", metavar="NAME:TAG", help="Output reference (lower-case NAME)."),
         ],
     )
 
@@ -264,7 +265,7 @@ def build_options(fn: F) -> F:
         ),
         *format_options("Layer compression (default gzip; docker-archive is uncompressed)."),
         click.option("--tag", metavar="NAME:TAG", help="Default: the source's NAME.slim:TAG."),
-        click.option("--report", type=click.Path(dir_okay=False), help="Default: beside OUTPUT."),
+        click.option("--report", type=click.Path(dir_okay=False), help="Default: OUT.report.json."),
         click.option(
             "--seccomp-profile",
             type=click.Path(dir_okay=False),

@@ -20,6 +20,7 @@ from ocislim.image.compression import detect, open_compressor
 from ocislim.image.digest import HashingWriter
 from ocislim.image.mutate import flattened_config
 from ocislim.image.outlayers import check_level, output_compression
+from ocislim.image.reference import check_tag
 from ocislim.image.source import Image, Layer
 from ocislim.image.writer import OutputLayer, WrittenImage, check_destination, write_image
 from ocislim.layers.merge import merge, spooled_data
@@ -40,8 +41,11 @@ class ConvertOptions:
     tag: str | None = None
 
     def check(self) -> None:
-        """Raise :class:`~ocislim.errors.UsageError` for a level the compression lacks."""
-        check_level(self.compression, self.level)
+        """Raise :class:`~ocislim.errors.UsageError` for a level the compression lacks
+        (kept layers' own compressions are checked as each is read) or a bad ``--tag``."""
+        flat = "gzip" if self.flatten else None
+        check_level(output_compression(self.fmt, self.compression, flat).compression, self.level)
+        check_tag(self.tag)
 
 
 def _file_opener(path: Path) -> Callable[[], BinaryIO]:
@@ -93,7 +97,7 @@ def convert(
 ) -> WrittenImage:
     """Write ``image`` to ``dest`` as ``options`` say. Atomic; the source is only read."""
     options.check()
-    chosen = output_compression(options.fmt, options.compression, None)
+    chosen = output_compression(options.fmt, options.compression, None, options.level)
     if chosen.note:
         progress.note(chosen.note)
     target = chosen.compression
@@ -119,6 +123,7 @@ def convert(
             for layer_in in image.layers:
                 have = layer_compression(layer_in)
                 want = target or have
+                check_level(want, options.level)
                 progress.stage("write", f"layer {layer_in.index + 1}/{len(image.layers)} {want}")
                 if have == want and options.level is None:
                     layers.append(_as_is(layer_in, have, progress))

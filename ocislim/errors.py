@@ -21,6 +21,11 @@ class UsageError(OcislimError):
     exit_code = 2
 
 
+class RefNotFoundError(UsageError):
+    """``--ref`` or ``--platform`` matched nothing (or several images need one); the
+    image is fine, so this is a usage error.  The message lists what is there."""
+
+
 class InputNotFoundError(OcislimError):
     """A file or directory named by the user does not exist or cannot be read."""
 
@@ -43,10 +48,6 @@ class BlobNotFoundError(ImageError):
 
 class CompressionError(ImageError):
     """A compressed stream is truncated or corrupt."""
-
-
-class RefNotFoundError(ImageError):
-    """``--ref`` or ``--platform`` matched nothing; the message lists what is there."""
 
 
 class UnsafeArchiveError(OcislimError):

@@ -145,6 +145,16 @@ def _size(value: int, key: str) -> str:
     return _num(value, human_size(value), key)
 
 
+def _paths(side: dict[str, Any]) -> str:
+    """A side's path count (every kind but the root; see the README's glossary)."""
+    kinds = ("files", "directories", "symlinks", "other")
+    if "paths" in side:
+        return _num(side["paths"], key="source-paths")
+    if all(k in side for k in kinds):
+        return _num(sum(side[k] for k in kinds), key="source-paths")
+    return "-"
+
+
 def _reasons(reasons: Iterable[dict[str, Any]]) -> str:
     out = []
     for r in reasons:
@@ -190,8 +200,10 @@ def render(report: dict[str, Any]) -> str:
     kept_bytes = sum(k for _, k, _ in groups)
     packages = report.get("packages") or {"counts": {}, "list": []}
     counts = packages.get("counts", {})
+    kept = [k for k in report["kept"] if k["path"] != "/"]  # older reports listed the root
+    removed = _num(len(report.get("removed", [])), key="removed-paths")
     rows = []
-    for item in report["kept"]:
+    for item in kept:
         rows.append(
             f"<tr><td>{html.escape(item['path'])}</td><td>{item['kind']}</td>"
             f'<td class="r">{item["size"]}</td>'
@@ -229,9 +241,9 @@ def render(report: dict[str, Any]) -> str:
 <td class="r">{_num(out["files"], key="output-files")}</td></tr>
 <tr><td>content</td><td class="r">{_size(src["content_size"], "source-content")}</td>
 <td class="r">{_size(out["content_size"], "output-content")}</td></tr>
-<tr><td>paths kept / removed</td>
-<td class="r">{_num(len(report.get("removed", [])), key="removed-paths")} removed</td>
-<td class="r">{_num(len(report["kept"]), key="kept-paths")} kept</td></tr>
+<tr><td>paths</td>
+<td class="r">{_paths(src)} ({removed} removed)</td>
+<td class="r">{_num(len(kept), key="kept-paths")} kept</td></tr>
 </table>
 <h2>Tree by size</h2>
 <p class="legend"><span class="sw" style="background:{_KEPT}"></span>kept

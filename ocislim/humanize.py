@@ -14,3 +14,8 @@ def human_size(n: float) -> str:
         if n < 1000 or unit == "TB":
             return f"{sign}{n:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """``1 object``, ``2 objects``: ``n`` and the noun in the number it takes."""
+    return f"{n} {word if n == 1 else words or word + 's'}"

@@ -108,7 +108,8 @@ def _create(
     except OSError as exc:
         with suppress(OSError):
             undo(path)
-        raise OutputError(f"{path}: cannot create ({exc.strerror})") from None
+        # The user's directory is at fault, not the scratch name they never chose.
+        raise OutputError(f"cannot write to {parent}: {exc.strerror}") from None
     return path
 
 

@@ -45,6 +45,7 @@ from ocislim.elf.results import (
 )
 from ocislim.elf.rootpath import RootFS, tidy
 from ocislim.errors import InputNotFoundError, UsageError
+from ocislim.humanize import plural
 from ocislim.image.models import ImageRunConfig
 from ocislim.layers.pathwalk import lexical
 from ocislim.progress import NULL_PROGRESS, Progress
@@ -159,7 +160,9 @@ class DepsAnalyzer:
         lazy: list[LazyEntry] = []
         queue: list[tuple[str, str | None, int]] = [(p, None, 0) for p in requested]
         seen: set[str] = set()
-        progress.stage("deps", f"{len(queue)} objects")
+        # What was asked for; scripts add their interpreters, so the summary's count of
+        # objects analysed can be larger.
+        progress.stage("deps", f"{plural(len(queue), 'object')} asked for")
         done = 0
         while queue:
             path, script_of, depth = queue.pop(0)
@@ -172,7 +175,7 @@ class DepsAnalyzer:
             if depth < MAX_SCRIPT_DEPTH:
                 queue.extend((p, path, depth + 1) for p in extra)
             done += 1
-            progress.advance("objects", done, done + len(queue))
+            progress.advance("objects analysed", done, done + len(queue))
         reasons = {p: tuple(r) for p, r in keep.reasons.items()}
         return DepsResult(tuple(reports), tuple(lazy), tuple(sorted(reasons)), reasons)
 

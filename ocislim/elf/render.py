@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ocislim.elf.results import DYNAMIC, DepsResult, ObjectReport
+from ocislim.humanize import plural
 
 # Reasons shown per path in the list view; the JSON output has all of them.
 MAX_REASONS = 3
@@ -83,6 +84,7 @@ def _summary(result: DepsResult) -> str:
         kinds[report.kind] = kinds.get(report.kind, 0) + 1
     counted = ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
     return (
-        f"{len(result.objects)} objects ({counted}); {len(result.paths)} paths to keep; "
-        f"{len(result.missing)} missing libraries"
+        f"{plural(len(result.objects), 'object')} analysed ({counted}); "
+        f"{plural(len(result.paths), 'path')} to keep; "
+        f"{plural(len(result.missing), 'missing library', 'missing libraries')}"
     )

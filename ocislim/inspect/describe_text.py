@@ -10,7 +10,7 @@ from ocislim.humanize import human_size
 
 def render_text(info: dict[str, Any]) -> str:
     """The lines ``ocislim inspect`` shows for a :func:`~ocislim.inspect.describe.describe`
-    result (no final newline)."""
+    result (no final newline).  Layers are numbered from 1, base first."""
     cfg = info["config"]
     lines = [
         f"Image:     {info['source']} ({info['format']})",
@@ -23,7 +23,7 @@ def render_text(info: dict[str, Any]) -> str:
         "",
         f"{'#':>2}  {'DIGEST':<19}  {'COMPRESSED':>10}  {'UNCOMPRESSED':>12}  {'ENTRIES':>7}  TYPE",
     ]
-    for i, layer in enumerate(info["layers"]):
+    for i, layer in enumerate(info["layers"], start=1):  # from 1, as progress counts
         lines.append(
             f"{i:>2}  {layer['digest'][:19]:<19}  {human_size(layer['size']):>10}  "
             f"{human_size(layer['uncompressed_size']):>12}  {layer['entries']:>7}  "

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ocislim.errors import UsageError
-from ocislim.humanize import human_size
+from ocislim.humanize import human_size, plural
 from ocislim.image.source import Image
 from ocislim.inspect.packages import (
     APK_DATABASES,
@@ -370,7 +370,7 @@ def render_text(rep: dict[str, Any]) -> str:
 
 def _part(p: dict[str, Any]) -> str:
     """`` (kept K, removed R files)`` for a package kept in part."""
-    return f" (kept {p['kept']}, removed {p['removed']} files)" if "kept" in p else ""
+    return f" (kept {p['kept']}, removed {plural(p['removed'], 'file')})" if "kept" in p else ""
 
 
 def _show(value: Any) -> str:

@@ -3,7 +3,9 @@
 :func:`xray` returns a JSON-ready report (the ``--json`` output) and
 :func:`render_text` turns it into the tables a person reads.  Definitions:
 
-* per layer, ``added``/``modified``/``deleted`` count non-directory entries
+* ``paths`` and ``files`` are build's (README glossary): every path of the merged
+  tree but ``/``, and its regular files; ``files_size`` their bytes (content_size);
+* per layer, ``added``/``modified``/``deleted`` count non-directory paths
   (see :class:`~ocislim.inspect.scan.LayerScan`); ``top`` lists its largest files;
 * ``wasted_bytes`` and ``efficiency`` are dive's: a path seen in two or more
   layers wastes the bytes of all its copies; efficiency is the sum over paths of
@@ -17,12 +19,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from ocislim.humanize import human_size
+from ocislim.humanize import human_size, plural
 from ocislim.image.source import Image
 from ocislim.inspect import contents
 from ocislim.inspect.packages import find_packages
 from ocislim.inspect.scan import ImageScan, scan
 from ocislim.inspect.table import section, shorten, table
+from ocislim.layers.stats import content_stats
 from ocislim.progress import NULL_PROGRESS, Progress
 
 
@@ -46,16 +49,9 @@ def xray(image: Image, *, top: int = 10, progress: Progress = NULL_PROGRESS) -> 
 def report(image: Image, result: ImageScan) -> dict[str, Any]:
     """The xray report of an already scanned image."""
     tree = result.tree
-    files = 0
-    files_size = 0
-    inodes: set[int] = set()
-    for entry in tree.walk():
-        if entry.is_dir:
-            continue
-        files += 1
-        if entry.data is not None and entry.inode not in inodes:
-            inodes.add(entry.inode)
-            files_size += entry.data.size
+    # The same counts as build's report (README glossary): files are regular files,
+    # paths every kind but the root; a hardlink group's bytes count once.
+    stats = content_stats(tree)
     dups = contents.duplicates(result)
     users, groups = contents.accounts(result)
     packages = find_packages(result)
@@ -63,8 +59,9 @@ def report(image: Image, result: ImageScan) -> dict[str, Any]:
         "image": image_identity(image),
         "size": sum(layer.size for layer in result.layers),
         "uncompressed_size": sum(layer.uncompressed_size for layer in result.layers),
-        "files": files,
-        "files_size": files_size,
+        "paths": stats["files"] + stats["directories"] + stats["symlinks"] + stats["other"],
+        "files": stats["files"],
+        "files_size": stats["content_size"],
         "layers": [
             {
                 "index": layer.index,
@@ -133,16 +130,17 @@ def render_text(rep: dict[str, Any], top: int = 10) -> str:
         f"Manifest:   {ident['manifest_digest']}",
         f"Size:       {human_size(rep['size'])} compressed, "
         f"{human_size(rep['uncompressed_size'])} uncompressed, "
-        f"{rep['files']} files holding {human_size(rep['files_size'])}",
+        f"{plural(rep['paths'], 'path')}, {plural(rep['files'], 'file')} holding "
+        f"{human_size(rep['files_size'])}",
         f"Wasted:     {human_size(rep['wasted_bytes'])} in paths set by several layers; "
         f"efficiency {rep['efficiency'] * 100:.2f}%",
-        f"Duplicates: {len(rep['duplicates']['groups'])} groups of identical files waste "
+        f"Duplicates: {plural(len(rep['duplicates']['groups']), 'group')} of identical files waste "
         f"{human_size(rep['duplicates']['wasted_bytes'])}",
         "",
     ]
     rows = [
         [
-            layer["index"],
+            layer["index"] + 1,  # people count layers from 1, as progress does
             layer["digest"].split(":")[-1][:12],
             human_size(layer["size"]),
             human_size(layer["uncompressed_size"]),
@@ -159,7 +157,7 @@ def render_text(rep: dict[str, Any], top: int = 10) -> str:
         if not layer["top"]:
             continue
         rows = [[human_size(f["size"]), f["path"]] for f in layer["top"]]
-        title = f"Largest files in layer {layer['index']}"
+        title = f"Largest files in layer {layer['index'] + 1}"
         lines += section(title, table(["SIZE", "PATH"], rows, right=(0,)))
     if rep["inefficiencies"]:
         rows = [
@@ -183,7 +181,7 @@ def render_text(rep: dict[str, Any], top: int = 10) -> str:
                     shorten(shown + (f" (+{more} more)" if more > 0 else ""), 100),
                 ]
             )
-        title = f"Duplicate files ({len(groups)} groups"
+        title = f"Duplicate files ({plural(len(groups), 'group')}"
         title += f", largest {top})" if len(groups) > top else ")"
         lines += section(title, table(["WASTED", "SIZE", "COPIES", "PATHS"], rows, right=(0, 1, 2)))
     special = rep["special_files"]

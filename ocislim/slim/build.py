@@ -38,6 +38,7 @@ from typing import Any
 from ocislim import scratch as scratch_paths
 from ocislim.errors import OutputError, VerificationError
 from ocislim.htmlreport import write_html
+from ocislim.humanize import plural
 from ocislim.image.mutate import default_tag, flattened_config
 from ocislim.image.source import Image, open_image
 from ocislim.image.writer import WrittenImage, check_destination, write_image
@@ -63,7 +64,6 @@ from ocislim.slim.verify import Verification, verify
 from ocislim.timing import StageTimer
 
 STAGES = ("unpack", "trace", "analyse", "verify", "write")
-DEFAULT_REPORT_NAME = "slim.report.json"
 
 
 @dataclass(frozen=True)
@@ -222,7 +222,7 @@ def _unpack(image: Image, options: BuildOptions, progress: Progress, scratch: Pa
         progress.stage("unpack", str(given))
         result = unpack(image, given, nested)
     else:
-        progress.stage("unpack", f"{len(image.layers)} layers")
+        progress.stage("unpack", plural(len(image.layers), "layer"))
         result = unpack(image, scratch / "rootfs", nested)
     return Unpacked(result.root, result.tree)
 
@@ -315,7 +315,7 @@ def _write(
     plan = pkgdb.with_metadata(verified.plan, unpacked.tree, accounting)
     entries = plan.entries(unpacked.tree)
     wanted = {(e.data.layer, e.data.ordinal) for e in entries if e.data is not None}
-    progress.stage("write", f"one layer, {len(entries)} entries, {compression}")
+    progress.stage("write", f"one layer, {plural(len(entries), 'entry', 'entries')}, {compression}")
     with Spool(scratch) as spool:
         offsets = spool_contents(image, wanted, spool, progress)
         layer = write_tree_layer(
@@ -364,8 +364,7 @@ def _report(
 ) -> BuildResult:
     """Write the report from every stage's result; raise if verification failed."""
     out = options.output
-    dest = Path(os.path.abspath(out.path))
-    report_path = _abspath(out.report) or dest.parent / DEFAULT_REPORT_NAME
+    report_path = Path(os.path.abspath(out.report_path))
     if written is not None:
         plan, accounting = written.plan, written.accounting
     else:
@@ -395,6 +394,7 @@ def _report(
         packages=pkgdb.report_json(accounting),
         removed=removed,
         removed_dirs=pkgdb.removed_dirs(removed),
+        compression=(out.layers.compression or "gzip") if written else None,
     )
     report_mod.write_json_atomic(report_path, report)
     if out.html is not None:

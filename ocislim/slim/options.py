@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ocislim.errors import InputNotFoundError, UsageError
+from ocislim.errors import InputNotFoundError, OutputError, UsageError
 from ocislim.image.mutate import ConfigOverrides
 from ocislim.image.outlayers import LayerCompression, check_level, output_compression
+from ocislim.image.reference import check_tag
 from ocislim.image.writer import FORMATS
 from ocislim.slim.elfdeps import NETWORK_RULES, lazy_rule_names
 from ocislim.slim.keeprules import default_enabled, rule_names
@@ -22,13 +23,26 @@ from ocislim.slim.probes import ProbeOptions
 from ocislim.slim.rules import KeepOptions
 
 __all__ = [
+    "REPORT_SUFFIX",
     "BuildOptions",
     "ConfigOverrides",
     "OutputOptions",
     "RunOptions",
     "check_options",
+    "default_report_path",
     "rule_states",
 ]
+
+
+REPORT_SUFFIX = ".report.json"
+
+
+def default_report_path(output: Path) -> Path:
+    """Where the report goes without ``--report``: beside OUTPUT, named after it without a
+    final ``.tar`` (``out.tar`` -> ``out.report.json``, ``DIR`` -> ``DIR.report.json``), so
+    builds into one directory keep their own reports."""
+    output = Path(os.path.normpath(output))
+    return output.with_name((output.name.removesuffix(".tar") or output.name) + REPORT_SUFFIX)
 
 
 @dataclass(frozen=True)
@@ -38,7 +52,7 @@ class OutputOptions:
     compression: str | None = None  # None: gzip (docker-archive: none)
     level: int | None = None
     tag: str | None = None
-    report: Path | None = None  # None: slim.report.json beside the output
+    report: Path | None = None  # None: default_report_path(path)
     seccomp_profile: Path | None = None
     package_db: str = "trim"  # trim | keep | drop (see slim/pkgdb.py)
     removed_list: Path | None = None  # one removed path a line
@@ -46,10 +60,15 @@ class OutputOptions:
     html: Path | None = None  # the report as one self-contained HTML page
 
     @property
+    def report_path(self) -> Path:
+        """``--report``, else :func:`default_report_path` of the output."""
+        return self.report if self.report is not None else default_report_path(self.path)
+
+    @property
     def layers(self) -> LayerCompression:
         """How the slim layer is compressed: ``--compression``, else gzip; none for
         docker-archive (with a note when ``--compression`` asked for another)."""
-        return output_compression(self.fmt, self.compression, "gzip")
+        return output_compression(self.fmt, self.compression, "gzip", self.level)
 
 
 @dataclass(frozen=True)
@@ -118,6 +137,7 @@ def check_options(options: BuildOptions) -> None:
     if options.verify_rounds < 1:
         raise UsageError("--verify-rounds must be at least 1")
     check_level(out.layers.compression, out.level)
+    check_tag(out.tag)
     if out.package_db not in ("trim", "keep", "drop"):
         raise UsageError(f"--package-db {out.package_db!r}: choose trim, keep or drop")
     for sbom in out.sboms:
@@ -131,6 +151,39 @@ def check_options(options: BuildOptions) -> None:
     for report in options.keep_from_paths:
         if not Path(report).is_file():
             raise InputNotFoundError(f"--keep-from {report}: no such file")
+    for flag, path in _outputs(out):
+        check_writable_dir(Path(os.path.abspath(path)).parent, f"{flag} {path}")
+
+
+def _outputs(out: OutputOptions) -> list[tuple[str, Path]]:
+    """Every file a build writes, with the flag that named it (``-o`` for OUTPUT)."""
+    sides = [
+        ("--report", out.report_path),
+        ("--seccomp-profile", out.seccomp_profile),
+        ("--removed-list", out.removed_list),
+        ("--html", out.html),
+        *(("--sbom", path) for path in out.sboms),
+    ]
+    return [("-o", out.path), *((flag, p) for flag, p in sides if p is not None)]
+
+
+def check_writable_dir(directory: Path, what: str) -> None:
+    """Raise :class:`OutputError` naming ``directory`` when it exists and this process cannot
+    create files in it (so a build fails before its long work, not after).  A missing
+    directory is left to the callers' own "no such directory" checks."""
+    if not directory.is_dir():
+        return
+    if os.access(
+        directory, os.W_OK | os.X_OK, effective_ids=os.access in os.supports_effective_ids
+    ):
+        try:
+            read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        if not read_only:
+            return
+        raise OutputError(f"cannot write to {directory}: Read-only file system ({what})")
+    raise OutputError(f"cannot write to {directory}: Permission denied ({what})")
 
 
 def rule_states(options: BuildOptions) -> dict[str, list[str]]:

@@ -77,6 +77,22 @@ def _keep_from(reports: Sequence[Path] | Path | None) -> str | list[str] | None:
     return paths[0] if len(paths) == 1 else paths or None
 
 
+def paths(stats: dict[str, int]) -> int:
+    """Paths of a merged tree (every kind, the root ``/`` not counted) from its counts."""
+    return stats["files"] + stats["directories"] + stats["symlinks"] + stats["other"]
+
+
+def layer_compressions(media_types: Sequence[str]) -> str:
+    """``gzip``, ``zstd`` or ``none`` for layers of these media types; mixed: ``gzip+none``."""
+    found = sorted(
+        {
+            "gzip" if t.endswith("gzip") else "zstd" if t.endswith("zstd") else "none"
+            for t in media_types
+        }
+    )
+    return "+".join(found) or "none"
+
+
 def _ratio(part: int, whole: int) -> float | None:
     return round(part / whole, 4) if whole else None
 
@@ -102,9 +118,11 @@ def build_report(
     packages: dict[str, Any] | None = None,
     removed: list[dict[str, Any]] | None = None,
     removed_dirs: list[dict[str, Any]] | None = None,
+    compression: str | None = None,
 ) -> dict[str, Any]:
     """The report object (see ``report.schema.json`` for every key; ``packages``,
-    ``removed`` and ``removed_dirs`` are left out when None)."""
+    ``removed`` and ``removed_dirs`` are left out when None).  ``compression``: of the
+    written layer.  ``kept`` lists the plan's paths; the root ``/`` is not a path."""
     layers_size = sum(layer.descriptor.size for layer in image.layers)
     source = {
         "image": str(image.source),
@@ -115,6 +133,8 @@ def build_report(
         "platform": str(image.platform),
         "layers": len(image.layers),
         "compressed_size": layers_size,
+        "compression": layer_compressions([layer.descriptor.media_type for layer in image.layers]),
+        "paths": paths(source_stats),
         **source_stats,
     }
     output: dict[str, Any] = {
@@ -126,6 +146,8 @@ def build_report(
         "layers": 1,
         "compressed_size": layer_size,
         "archive_size": written.size if written else None,
+        **({"compression": compression} if compression else {}),
+        "paths": paths(output_stats),
         **output_stats,
     }
     last = verification.rounds[-1].outcome if verification.rounds else None
@@ -152,7 +174,7 @@ def build_report(
             "source": baseline.to_json() if baseline else None,
             "slim": last.to_json() if last else None,
         },
-        "kept": [k.to_json() for k in plan.kept],
+        "kept": [k.to_json() for k in plan.kept if k.path != "/"],
         "refused": [
             {"path": r.path, "why": r.why, "reason": r.reason.to_json()} for r in plan.refused
         ],
@@ -167,11 +189,16 @@ def build_report(
 
 
 def summary(report: dict[str, Any], report_path: Path) -> dict[str, Any]:
-    """The short form ``build --json`` prints."""
+    """The short form ``build --json`` prints.  ``paths`` and ``kept`` count paths (the
+    root ``/`` never); ``files`` regular files; ``compression`` names the layer blobs'."""
     src, out = report["source"], report["output"]
     return {
         "source": {k: src[k] for k in ("image", "reference", "files", "content_size")}
-        | {"compressed_size": src["compressed_size"]},
+        | {
+            "compressed_size": src["compressed_size"],
+            "compression": src.get("compression"),
+            "paths": src.get("paths", paths(src)),
+        },
         "output": {
             k: out[k]
             for k in (
@@ -184,9 +211,10 @@ def summary(report: dict[str, Any], report_path: Path) -> dict[str, Any]:
                 "compressed_size",
                 "archive_size",
             )
-        },
+        }
+        | {"compression": out.get("compression"), "paths": out.get("paths", paths(out))},
         "ratio": report["ratio"],
-        "kept": len(report["kept"]),
+        "kept": sum(1 for k in report["kept"] if k["path"] != "/"),
         "verification": {
             "passed": report["verification"]["passed"],
             "rounds": len(report["verification"]["rounds"]),
@@ -200,6 +228,13 @@ def summary(report: dict[str, Any], report_path: Path) -> dict[str, Any]:
 
 def _size(n: float | None) -> str:
     return "-" if n is None else human_size(n)
+
+
+def _how(side: dict[str, Any]) -> str:
+    """`` gzip``, `` uncompressed``: how a side's layer blobs are stored (never "compressed"
+    for bytes that are not)."""
+    how = side.get("compression")
+    return "" if not how else " uncompressed" if how == "none" else f" {how}"
 
 
 def _packages_line(counts: dict[str, int] | None) -> list[str]:
@@ -227,12 +262,15 @@ def render_summary(short: dict[str, Any]) -> str:
         check = f"{outcome} ({rounds} round{'s' * (rounds != 1)})"
     lines = [
         f"slim image:  {out['image']} ({out['format']}, {out['reference']})",
-        f"files:       {src['files']} -> {out['files']} ({short['kept']} paths kept)",
+        f"files:       {src['files']} -> {out['files']}",
+        f"paths:       {src['paths']} -> {out['paths']} (each kept path with its reasons "
+        "in the report)",
         f"content:     {_size(src['content_size'])} -> {_size(out['content_size'])} "
         f"({content:.1%} of the original{shrink})"
         if content is not None
         else "content: -",
-        f"compressed:  {_size(src['compressed_size'])} -> {_size(out['compressed_size'])}"
+        f"layers:      {_size(src['compressed_size'])}{_how(src)} -> "
+        f"{_size(out['compressed_size'])}{_how(out)}"
         + (f" ({ratio['compressed_size']:.1%})" if ratio["compressed_size"] is not None else ""),
         f"verified:    {check}",
         *_packages_line(short.get("packages")),

@@ -16,6 +16,7 @@ import pytest
 
 from ocislim.image import open_image
 from ocislim.layers.merge import merge
+from ocislim.slim.options import default_report_path
 from tests.clirun import CliResult, run_cli
 from tests.tools import require_tool
 
@@ -44,7 +45,7 @@ def build(source: Path, out_dir: Path, *args: str, name: str = "slim.tar", **kw:
     out = out_dir / name
     result = run_cli("build", str(source), "-o", str(out), *args, **kw)
     assert result.code == 0, result.stderr
-    report = out_dir / "slim.report.json"
+    report = default_report_path(out)
     for i, arg in enumerate(args):
         if arg == "--report":
             report = Path(args[i + 1])

@@ -54,7 +54,7 @@ def test_tree_and_list(rootfs_cache: Path) -> None:
     assert listing.code == 0
     line = next(x for x in listing.stdout.splitlines() if x.startswith("/usr/bin/curl "))
     assert "requested object" in line
-    assert listing.stdout.rstrip().splitlines()[-1].startswith("1 objects (1 dynamic)")
+    assert listing.stdout.rstrip().splitlines()[-1].startswith("1 object analysed (1 dynamic)")
 
 
 def test_all_objects(rootfs_cache: Path) -> None:

@@ -256,16 +256,16 @@ def test_without_ref_the_error_lists_the_choices(tmp_path: Path) -> None:
     with pytest.raises(RefNotFoundError, match="pick one with --ref") as exc:
         open_image(path)
     assert "example.com/a:1, example.com/b:2" in str(exc.value)
-    result = invoke("unpack", str(path), str(tmp_path / "out"), code=4)
+    result = invoke("unpack", str(path), str(tmp_path / "out"), code=2)
     assert result.stderr.strip().endswith("(available: example.com/a:1, example.com/b:2)")
 
 
 def test_unknown_ref_lists_what_is_there(tmp_path: Path) -> None:
     path = two_refs(tmp_path)
-    result = invoke("inspect", "--ref", "nope:9", str(path), code=4)
+    result = invoke("inspect", "--ref", "nope:9", str(path), code=2)
     assert "no image named 'nope:9'; available: example.com/a:1, example.com/b:2" in result.stderr
     docker = legacy_docker_archive(tmp_path / "save.tar")
-    result = invoke("inspect", "--ref", "nope:9", str(docker), code=4)
+    result = invoke("inspect", "--ref", "nope:9", str(docker), code=2)
     assert "no image named 'nope:9'; available: app:2, base:1" in result.stderr
 
 
@@ -322,7 +322,7 @@ def test_platform_selects_from_a_multi_platform_index(tmp_path: Path, nested: bo
     if nested:
         with open_image(path, platform="linux/arm64") as img:
             assert img.ref_name == "multi:latest"
-    result = invoke("inspect", "--platform", "linux/riscv64", str(path), code=4)
+    result = invoke("inspect", "--platform", "linux/riscv64", str(path), code=2)
     assert "no image for platform linux/riscv64; available: " in result.stderr
     assert "linux/amd64, linux/arm/v7, linux/arm64/v8, linux/s390x" in result.stderr
 
