@@ -32,7 +32,13 @@ from ocislim.slim.apprules import (
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.langrules import LangRules
 from ocislim.slim.options import BuildOptions
-from ocislim.slim.pkgrules import DpkgIndex, PackageRules, PerlDistributions, package_summary
+from ocislim.slim.pkgrules import (
+    DpkgIndex,
+    PackageRules,
+    PackageStateDirs,
+    PerlDistributions,
+    package_summary,
+)
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
@@ -52,10 +58,11 @@ class Keeper:
         self.deps = ElfDeps(root, tree, self.env, self.workdir, rules)
         self.rules = options.language_rules
         self._lang = LangRules(tree, self.deps.read_text, self.rules)
-        self._runtime = RuntimeRules(tree, self.rules, self.deps.read_text)
+        self._runtime = RuntimeRules(tree, self.rules, self.deps.read_text, self.env, self.workdir)
         self.packages = DpkgIndex(tree, self.deps.read_text)
         self._pkg = PackageRules(self.packages, self.rules)
         self._perl = PerlDistributions(self.packages, self.rules)
+        self._state = PackageStateDirs(self.packages, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -72,7 +79,12 @@ class Keeper:
         touched = _resolved(
             self.tree, [s.path for s in seeds if s.reason.source in ("trace", "exec", "verify")]
         )
+        programs = _resolved(
+            self.tree,
+            [s.path for s in seeds if s.reason.source == "trace" and "exec" in s.reason.access],
+        )
         widened = [
+            *self._state.seeds(programs),
             *self._lang.seeds(touched),
             *self._runtime.seeds(touched),
             *self._pkg.seeds(touched),

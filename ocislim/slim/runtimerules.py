@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable, Iterable
+import shlex
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ocislim.layers.tree import FileTree
@@ -79,6 +80,14 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         home="lib/jvm.cfg",
         keeps=("{home}/lib", "{home}/conf", "{home}/release", "{home}/bin/java"),
         skip=("{home}/lib/src.zip", "{home}/lib/ct.sym"),
+    ),
+    RuntimeRule(
+        "java-option-files",
+        "a JVM that ran keeps the files its option variables (JAVA_TOOL_OPTIONS, "
+        "JDK_JAVA_OPTIONS, _JAVA_OPTIONS) name: @argfiles, -Djava.security.properties, "
+        "-javaagent and -agentpath libraries, logging and VM options files",
+        triggers=("/**/lib/server/libjvm.so", "/**/lib/modules", "/**/bin/java"),
+        home="lib/jvm.cfg",
     ),
     RuntimeRule(
         "perl-inc",
@@ -177,6 +186,44 @@ def runtime_rule_names() -> tuple[str, ...]:
     return tuple(r.name for r in RUNTIME_RULES)
 
 
+# The JVM's option variables, and the options in them that name a file.
+JAVA_OPTION_VARS = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
+_JAVA_FILE_OPTIONS = (
+    re.compile(r"^@(?P<path>.+)$"),
+    re.compile(r"^-javaagent:(?P<path>[^=]+)"),
+    re.compile(r"^-agentpath:(?P<path>[^=]+)"),
+    re.compile(r"^-Djava\.security\.properties==?(?P<path>.+)$"),
+    re.compile(r"^-Djava\.util\.logging\.config\.file=(?P<path>.+)$"),
+    re.compile(r"^-Djava\.security\.policy==?(?P<path>.+)$"),
+    re.compile(r"^-XX:(?:Flags|VMOptionsFile)=(?P<path>.+)$"),
+)
+
+
+def java_option_files(env: Iterable[str], workdir: str = "/") -> list[tuple[str, str]]:
+    """(path, VARIABLE) for every file the JVM option variables in ``env`` (K=V items)
+    name; relative paths are taken from ``workdir``.  Options that are not files
+    (``file:`` URLs aside, which are read as paths) are ignored."""
+    found: list[tuple[str, str]] = []
+    for item in env:
+        name, _, value = item.partition("=")
+        if name not in JAVA_OPTION_VARS:
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            words = value.split()
+        for word in words:
+            for option in _JAVA_FILE_OPTIONS:
+                match = option.match(word)
+                if match is None:
+                    continue
+                path = match.group("path").removeprefix("file:")
+                path = posixpath.normpath(posixpath.join(workdir or "/", path))
+                found.append((path, name))
+                break
+    return found
+
+
 # Where a web server's configuration names the content it serves.
 WEB_CONFIG_DIRS = ("/etc/nginx", "/etc/apache2", "/etc/httpd", "/usr/local/apache2/conf")
 _DOC_ROOT = re.compile(r"^\s*(?:root|alias|DocumentRoot)\s+[\"']?(/[^\s;\"']*)", re.MULTILINE)
@@ -185,7 +232,9 @@ _DOC_ROOT = re.compile(r"^\s*(?:root|alias|DocumentRoot)\s+[\"']?(/[^\s;\"']*)",
 class RuntimeRules:
     """Applies the enabled runtime rules to touched paths; each (rule, home) fires once.
 
-    ``read_text(path)`` gives an in-image file's text (the web servers' configuration).
+    ``read_text(path)`` gives an in-image file's text (the web servers' configuration);
+    ``env`` (K=V items) and ``workdir`` are the probed program's (the JVM's option
+    variables).
     """
 
     def __init__(
@@ -193,9 +242,13 @@ class RuntimeRules:
         tree: FileTree,
         enabled: Iterable[str],
         read_text: Callable[[str], str | None] = lambda path: None,
+        env: Sequence[str] = (),
+        workdir: str = "/",
     ) -> None:
         self.tree = tree
         self.read_text = read_text
+        self.env = tuple(env)
+        self.workdir = workdir
         wanted = frozenset(enabled)
         self.rules = [r for r in RUNTIME_RULES if r.name in wanted]
         self._triggers = {r.name: PatternSet(r.triggers) for r in self.rules}
@@ -244,6 +297,22 @@ class RuntimeRules:
                 seeds.append(Seed(path, reason, recursive=True, skip=skip))
         if rule.name == "web-server":
             seeds += self._document_roots(reason)
+        if rule.name == "java-option-files":
+            seeds += self._java_option_files(trigger)
+        return seeds
+
+    def _java_option_files(self, trigger: str) -> list[Seed]:
+        seeds = []
+        for path, variable in java_option_files(self.env, self.workdir):
+            if self.tree.get(path) is None:
+                continue
+            why = Reason(
+                "lazy",
+                detail=f"java-option-files: named by {variable}",
+                rule="java-option-files",
+                by=trigger,
+            )
+            seeds.append(Seed(path, why, recursive=True))
         return seeds
 
     def _document_roots(self, reason: Reason) -> list[Seed]:
