@@ -25,6 +25,7 @@ from ocislim.layers.tree import FileTree
 from ocislim.slim.apprules import (
     app_candidates,
     app_seeds,
+    binary_named_seeds,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
@@ -116,6 +117,18 @@ class Keeper:
             return False
         return entry is not None and entry.kind == "file" and bool(entry.mode & 0o111)
 
+    def own_binary(self, name: str) -> str | None:
+        """The ELF program ``name`` runs when no Debian package owns it (the
+        application's own compiled program), else None."""
+        program = self.find_program(name)
+        if program is None or not self.is_program(program):
+            return None
+        resolved = self.tree.resolve(program)
+        if self.packages.owner(resolved) is not None or self.packages.owner(program) is not None:
+            return None
+        head = self.deps.read_text(resolved) or ""
+        return program if head.startswith("\x7fELF") else None
+
     def find_program(self, name: str) -> str | None:
         """``name`` as the probed program's environment finds it in the image."""
         return self.deps.find_program(name, self.env, self.workdir)
@@ -161,6 +174,10 @@ def _rule_seeds(
         seeds += script_command_seeds(
             sorted(scripts), keeper.deps.read_text, keeper.find_program, keeper.is_program
         )
+    if "binary-named-paths" in keeper.rules:
+        for program in sorted({p for argv in argvs if argv and (p := keeper.own_binary(argv[0]))}):
+            text = keeper.deps.read_text(program) or ""
+            seeds += binary_named_seeds(keeper.tree, program, text)
     return seeds
 
 

@@ -7,6 +7,7 @@ import pytest
 from ocislim.slim.apprules import (
     app_root,
     app_seeds,
+    binary_named_seeds,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
@@ -346,3 +347,32 @@ def test_a_program_that_ran_keeps_the_var_lib_entries_of_its_package() -> None:
     assert {s.path for s in seeds} == {"/var/lib/nginx", "/var/lib/nginx/body"}
     assert all(not s.recursive and s.reason.rule == "skeleton-var-lib" for s in seeds)
     assert PackageStateDirs(index, set()).seeds(["/usr/sbin/nginx"]) == []
+
+
+def test_a_compiled_programs_packed_string_literals_name_files_and_data_dirs() -> None:
+    members = [
+        M("bin", "symlink", link="usr/bin"),
+        M("usr/bin/echo", data=b"\x7fELF", mode=0o755),
+        M("usr/bin/ec", data=b"\x7fELF", mode=0o755),
+        M("usr/share/zoneinfo/Europe/Paris", data=b"TZif"),
+        M("usr/share/zoneinfo/right/Europe/Paris", data=b"TZif"),
+        M("etc/ssl/certs/ca-certificates.crt", data=b"PEM"),
+        M("etc/hosts", data=b"127.0.0.1 localhost"),
+        M("usr/local/bin/goapp", data=b"\x7fELF", mode=0o755),
+        M("usr/share/other/data.txt", data=b"x"),
+    ]
+    tree = tree_from(members)
+    data = (
+        "\x7fELF\x00span/usr/share/zoneinfo/2006-01-02/bin/echo/dev/null2001::/32"
+        "/etc/ssl/certs/ca-certificates.crtunknown/etc/hosts/usr/local/bin/goapp"
+    )
+    seeds = binary_named_seeds(tree, "/usr/local/bin/goapp", data)
+    assert {(s.path, s.recursive) for s in seeds} == {
+        ("/usr/share/zoneinfo", True),
+        ("/bin/echo", False),  # the longest name the text continues with, not /bin/ec
+        ("/etc/ssl/certs/ca-certificates.crt", False),
+    }
+    result = kept(members, seeds)
+    assert "/usr/share/zoneinfo/Europe/Paris" in result and "/usr/bin/echo" in result
+    assert "/usr/share/zoneinfo/right/Europe/Paris" not in result
+    assert {s.reason.rule for s in seeds} == {"binary-named-paths"}
