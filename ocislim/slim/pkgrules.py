@@ -132,6 +132,10 @@ PERL_INC = PatternSet(
 )
 
 
+# What a running Perl never reads: documentation and the C headers for compiling XS.
+PERL_NOT_RUN = PatternSet(
+    ["/**/*.pod", "/usr/lib/*/perl/5.*/CORE/*.h", "/usr/lib/perl5/core_perl/CORE/*.h"]
+)
 # A packlist line: the installed file, optionally followed by ``key=value`` pairs.
 _PACKLIST_LINE = re.compile(r"^(/.*?)(?:\s+[A-Za-z_]+=\S*)*\s*$")
 
@@ -182,7 +186,7 @@ class PerlDistributions:
         out = [Seed(packlist, reason, follow=False)]
         for member in self._listed[packlist]:
             entry = self.index.tree.get(member)
-            if entry is not None and not entry.is_dir:
+            if entry is not None and not entry.is_dir and PERL_NOT_RUN.match(member) is None:
                 out.append(Seed(member, reason, follow=False))
         return out
 
@@ -205,8 +209,10 @@ class PerlDistributions:
                 by=path,
             )
             for member in self.index.files(package):
+                if PERL_INC.match(member) is None or PERL_NOT_RUN.match(member) is not None:
+                    continue
                 entry = self.index.tree.get(member)
-                if entry is not None and not entry.is_dir and PERL_INC.match(member):
+                if entry is not None and not entry.is_dir:
                     out.append(Seed(member, reason, follow=False))
         return out
 

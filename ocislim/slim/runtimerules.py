@@ -61,6 +61,8 @@ _PERL_VENDOR = (
     "/usr/local/lib/perl5",
 )
 _PERL_INC = (*_PERL_CORE, *_PERL_VENDOR)
+# C headers for compiling XS modules (8 MB on bookworm): never read by a running Perl.
+_PERL_HEADERS = ("/usr/lib/*/perl/5.*/CORE/*.h", "/usr/lib/perl5/core_perl/CORE/*.h")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,9 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         triggers=("/**/lib/server/libjvm.so", "/**/lib/modules", "/**/bin/java"),
         home="lib/jvm.cfg",
         keeps=("{home}/lib", "{home}/conf", "{home}/release", "{home}/bin/java"),
-        skip=("{home}/lib/src.zip", "{home}/lib/ct.sym"),
+        # classes_nocoops.jsa serves only -XX:-UseCompressedOops (heaps over 32 GB); without
+        # it such a JVM runs without the class-data archive.
+        skip=("{home}/lib/src.zip", "{home}/lib/ct.sym", "{home}/lib/server/classes_nocoops.jsa"),
     ),
     RuntimeRule(
         "java-option-files",
@@ -92,16 +96,18 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
     RuntimeRule(
         "perl-inc",
         "a Perl that ran keeps its core library (every core module and its auto/ shared "
-        "objects: Encode, POSIX, Data::Dumper, IO::Compress ...)",
+        "objects: Encode, POSIX, Data::Dumper, IO::Compress ...; not the C headers)",
         triggers=tuple(f"{d}/**" for d in _PERL_INC),
         keeps=_PERL_CORE,
+        skip=_PERL_HEADERS,
     ),
     RuntimeRule(
         "perl-vendor",
         "a Perl that ran keeps its vendor and site module directories whole (modules "
-        "from distribution packages or CPAN that this run did not load)",
+        "from distribution packages or CPAN that this run did not load; not .pod files)",
         triggers=tuple(f"{d}/**" for d in _PERL_INC),
         keeps=_PERL_VENDOR,
+        skip=("*.pod",),  # documentation (DateTime::Locale's 10 MB); the data is in .pm
     ),
     RuntimeRule(
         "ruby-stdlib",
@@ -112,9 +118,16 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
             "/usr/lib/*/ruby/[0-9]*",
             "/usr/local/lib/ruby/[0-9]*",
             "/usr/lib/ruby/gems/*/specifications",
+            "/usr/local/lib/ruby/gems/*/specifications",
             "/usr/lib/ruby/vendor_ruby",
             "/usr/share/rubygems-integration",
         ),
+    ),
+    RuntimeRule(
+        "ruby-gem",
+        "a touched file of an installed Ruby gem (GEM_HOME/gems/NAME-VERSION: "
+        "/usr/local/bundle, /var/lib/gems, bundler's git checkouts) keeps the gem's "
+        "directory, its specification and its compiled extensions",
     ),
     RuntimeRule(
         "php-runtime",
@@ -254,10 +267,13 @@ class RuntimeRules:
         self._triggers = {r.name: PatternSet(r.triggers) for r in self.rules}
         self._fired: set[tuple[str, str]] = set()
         self._keeps: dict[str, list[str]] = {}
+        self._gems = "ruby-gem" in wanted
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
         out: list[Seed] = []
         for path in touched:
+            if self._gems:
+                out += self._ruby_gem(path)
             for rule in self.rules:
                 if self._triggers[rule.name].match(path) is None:
                     continue
@@ -272,6 +288,38 @@ class RuntimeRules:
                 self._fired.add((rule.name, home))
                 out += self._fire(rule, home, path)
         return out
+
+    def _ruby_gem(self, path: str) -> list[Seed]:
+        """``ruby-gem`` for one touched path: the gem holding it, once per gem."""
+        parts = path.split("/")
+        for i in range(len(parts) - 2, 0, -1):
+            if parts[i] != "gems":
+                continue
+            home = "/".join(parts[:i]) or "/"
+            if parts[i - 1] == "bundler":  # bundler's git checkouts: bundle/bundler/gems
+                home = "/".join(parts[: i - 1]) or "/"
+            specs = self.tree.get(f"{home}/specifications")
+            if specs is None or not specs.is_dir:
+                continue
+            gem, name = "/".join(parts[: i + 2]), parts[i + 1]
+            if ("ruby-gem", gem) in self._fired:
+                return []
+            self._fired.add(("ruby-gem", gem))
+            reason = Reason(
+                "lazy", detail=f"Ruby gem {name} (touched {path})", rule="ruby-gem", by=path
+            )
+            seeds = [Seed(gem, reason, recursive=True)]
+            spec = f"{home}/specifications/{name}.gemspec"
+            if self.tree.get(spec) is not None:
+                seeds.append(Seed(spec, reason))
+            extensions = self.tree.get(f"{home}/extensions")
+            for platform in (extensions.children or {}).values() if extensions else ():
+                for version in (platform.children or {}).values():
+                    built = (version.children or {}).get(name)
+                    if built is not None:
+                        seeds.append(Seed(built.path, reason, recursive=True))
+            return seeds
+        return []
 
     def _home(self, path: str, landmark: str) -> str | None:
         directory = posixpath.dirname(path)
