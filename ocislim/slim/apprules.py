@@ -10,6 +10,9 @@ default) and every path it keeps carries ``Reason("lazy", rule=NAME)``:
 - ``skeleton-dirs``: the standard writable directories present in the source
   (:data:`SKELETON_DIRS`) and the config's ``Volumes`` mount points stay as
   (empty) directories with their original modes.
+- ``script-commands``: the programs the application's scripts name.
+- ``binary-named-paths``: the files (and data directories under /usr/share, /etc) the
+  application's own compiled program names by absolute path in its bytes.
 - ``app-whole``: the directory tree holding the entrypoint's script or program,
   and the WorkingDir when it is not ``/``, is kept whole, up to a boundary: a
   system directory (:data:`SYSTEM_DIRS`) or a package root (:data:`PACKAGE_ROOTS`)

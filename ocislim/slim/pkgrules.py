@@ -11,6 +11,10 @@ level rule keeps more of that package's files (every kept path carries
   ``/usr/libexec`` that are not shared libraries;
 - ``package-whole``: every file of the package (documentation left out).
 
+Beside the levels, ``perl-distribution`` (a touched Perl module's Debian package under
+@INC, or its CPAN ``.packlist``) and ``skeleton-var-lib`` (the ``/var/lib`` entries of
+the package of a program that ran) are on by default.
+
 :func:`package_summary` reports, for the report's reader, which packages are kept
 whole, partly, or not at all.  Pure apart from the ``read_text`` callable.
 """
