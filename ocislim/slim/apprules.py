@@ -10,6 +10,9 @@ default) and every path it keeps carries ``Reason("lazy", rule=NAME)``:
 - ``skeleton-dirs``: the standard writable directories present in the source
   (:data:`SKELETON_DIRS`) and the config's ``Volumes`` mount points stay as
   (empty) directories with their original modes.
+- ``script-commands``: the programs the application's scripts name.
+- ``binary-named-paths``: the files (and data directories under /usr/share, /etc) the
+  application's own compiled program names by absolute path in its bytes.
 - ``app-whole``: the directory tree holding the entrypoint's script or program,
   and the WorkingDir when it is not ``/``, is kept whole, up to a boundary: a
   system directory (:data:`SYSTEM_DIRS`) or a package root (:data:`PACKAGE_ROOTS`)
@@ -46,6 +49,12 @@ APP_RULES: tuple[LangRule, ...] = (
         "script-commands",
         "the programs an application's scripts name (absolute paths of executables; in "
         "shell scripts, words found on the image's PATH) are kept, run by this probe or not",
+    ),
+    LangRule(
+        "binary-named-paths",
+        "the files an application's own compiled program (an ELF entrypoint no package "
+        "owns, such as a static Go binary) names by absolute path are kept, and the data "
+        "directories it names under /usr/share and /etc whole (zoneinfo)",
     ),
     LangRule(
         "app-whole",
@@ -308,6 +317,55 @@ def script_command_seeds(
                 if found is not None:
                     add(found)
     return seeds
+
+
+# Where a program's named directory is a data directory (kept whole), not a system one.
+_DATA_DIRS = PatternSet(["/usr/share/*", "/usr/share/*/**", "/etc/*", "/etc/*/**"])
+_NEVER_NAMED = PatternSet(["/proc/**", "/sys/**", "/dev/**", "/etc/hosts", "/etc/resolv.conf",
+                           "/etc/hostname", "/usr/share/zoneinfo/right"])  # fmt: skip
+_PATH_START = re.compile(r"/(?=[\w.+-])")
+_ZONEINFO_RIGHT = ("/usr/share/zoneinfo/right",)
+
+
+def binary_named_seeds(tree: FileTree, program: str, data: str) -> list[Seed]:
+    """What the compiled ``program`` (its bytes decoded as ``data``) names by absolute
+    path: every regular file of ``tree`` (and symlink) the text spells, and every
+    directory under /usr/share or /etc it spells (kept whole).
+
+    A compiled program's string literals are packed without separators
+    (``/bin/echo/dev/null``), so a path is read from each ``/`` component by component,
+    each component being the longest child name the text continues with."""
+    found: dict[str, bool] = {}  # path -> recursive
+    for start in _PATH_START.finditer(data):
+        entry = tree.get("/")
+        path, pos = "", start.start()
+        while entry is not None and entry.is_dir and pos < len(data) and data[pos] == "/":
+            best = None
+            for name in entry.children or {}:
+                if data.startswith(name, pos + 1) and (best is None or len(name) > len(best)):
+                    best = name
+            if best is None:
+                break
+            path, pos = f"{path}/{best}", pos + 1 + len(best)
+            entry = (entry.children or {})[best]
+            if entry.kind == "symlink":  # /bin -> usr/bin: read on through the target
+                try:
+                    entry = tree.get(tree.resolve(path)) or entry
+                except UnsafeArchiveError:
+                    break
+        if entry is None or not path or path in found or _NEVER_NAMED.match(path):
+            continue
+        if entry.is_dir:
+            if _DATA_DIRS.match(path) is not None and path.count("/") >= 3:
+                found[path] = True
+        elif entry.kind in ("file", "symlink"):
+            found[path] = False
+    why = rule_reason("binary-named-paths", f"named by the program {program}", program)
+    return [
+        Seed(path, why, recursive=recursive, skip=_ZONEINFO_RIGHT if recursive else ())
+        for path, recursive in sorted(found.items())
+        if path != program
+    ]
 
 
 def app_root(directory: str) -> str | None:

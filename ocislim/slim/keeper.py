@@ -25,6 +25,7 @@ from ocislim.layers.tree import FileTree
 from ocislim.slim.apprules import (
     app_candidates,
     app_seeds,
+    binary_named_seeds,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
@@ -32,7 +33,13 @@ from ocislim.slim.apprules import (
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.langrules import LangRules
 from ocislim.slim.options import BuildOptions
-from ocislim.slim.pkgrules import DpkgIndex, PackageRules, PerlDistributions, package_summary
+from ocislim.slim.pkgrules import (
+    DpkgIndex,
+    PackageRules,
+    PackageStateDirs,
+    PerlDistributions,
+    package_summary,
+)
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
@@ -52,10 +59,11 @@ class Keeper:
         self.deps = ElfDeps(root, tree, self.env, self.workdir, rules)
         self.rules = options.language_rules
         self._lang = LangRules(tree, self.deps.read_text, self.rules)
-        self._runtime = RuntimeRules(tree, self.rules, self.deps.read_text)
+        self._runtime = RuntimeRules(tree, self.rules, self.deps.read_text, self.env, self.workdir)
         self.packages = DpkgIndex(tree, self.deps.read_text)
         self._pkg = PackageRules(self.packages, self.rules)
         self._perl = PerlDistributions(self.packages, self.rules)
+        self._state = PackageStateDirs(self.packages, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -72,7 +80,12 @@ class Keeper:
         touched = _resolved(
             self.tree, [s.path for s in seeds if s.reason.source in ("trace", "exec", "verify")]
         )
+        programs = _resolved(
+            self.tree,
+            [s.path for s in seeds if s.reason.source == "trace" and "exec" in s.reason.access],
+        )
         widened = [
+            *self._state.seeds(programs),
             *self._lang.seeds(touched),
             *self._runtime.seeds(touched),
             *self._pkg.seeds(touched),
@@ -103,6 +116,18 @@ class Keeper:
         except UnsafeArchiveError:
             return False
         return entry is not None and entry.kind == "file" and bool(entry.mode & 0o111)
+
+    def own_binary(self, name: str) -> str | None:
+        """The ELF program ``name`` runs when no Debian package owns it (the
+        application's own compiled program), else None."""
+        program = self.find_program(name)
+        if program is None or not self.is_program(program):
+            return None
+        resolved = self.tree.resolve(program)
+        if self.packages.owner(resolved) is not None or self.packages.owner(program) is not None:
+            return None
+        head = self.deps.read_text(resolved) or ""
+        return program if head.startswith("\x7fELF") else None
 
     def find_program(self, name: str) -> str | None:
         """``name`` as the probed program's environment finds it in the image."""
@@ -149,6 +174,10 @@ def _rule_seeds(
         seeds += script_command_seeds(
             sorted(scripts), keeper.deps.read_text, keeper.find_program, keeper.is_program
         )
+    if "binary-named-paths" in keeper.rules:
+        for program in sorted({p for argv in argvs if argv and (p := keeper.own_binary(argv[0]))}):
+            text = keeper.deps.read_text(program) or ""
+            seeds += binary_named_seeds(keeper.tree, program, text)
     return seeds
 
 

@@ -11,6 +11,10 @@ level rule keeps more of that package's files (every kept path carries
   ``/usr/libexec`` that are not shared libraries;
 - ``package-whole``: every file of the package (documentation left out).
 
+Beside the levels, ``perl-distribution`` (a touched Perl module's Debian package under
+@INC, or its CPAN ``.packlist``) and ``skeleton-var-lib`` (the ``/var/lib`` entries of
+the package of a program that ran) are on by default.
+
 :func:`package_summary` reports, for the report's reader, which packages are kept
 whole, partly, or not at all.  Pure apart from the ``read_text`` callable.
 """
@@ -23,14 +27,19 @@ from collections.abc import Callable, Collection, Iterable
 from ocislim.layers.tree import FileTree
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.patterns import PatternSet
-from ocislim.slim.pkgledger import DPKG_INFO
+from ocislim.slim.pkgledger import DPKG_DIR, DPKG_INFO
 from ocislim.slim.plan import Reason, Seed
 
 PKG_RULES: tuple[LangRule, ...] = (
     LangRule(
         "perl-distribution",
         "a touched Perl module keeps its distribution: the files its Debian package "
-        "installs under @INC",
+        "installs under @INC, or the files its CPAN distribution's .packlist lists",
+    ),
+    LangRule(
+        "skeleton-var-lib",
+        "a program that ran keeps the /var/lib entries its Debian package owns (its state "
+        "directories, as the package installed them)",
     ),
     LangRule(
         "package-data",
@@ -127,14 +136,63 @@ PERL_INC = PatternSet(
 )
 
 
+# What a running Perl never reads: documentation and the C headers for compiling XS.
+PERL_NOT_RUN = PatternSet(
+    ["/**/*.pod", "/usr/lib/*/perl/5.*/CORE/*.h", "/usr/lib/perl5/core_perl/CORE/*.h"]
+)
+# A packlist line: the installed file, optionally followed by ``key=value`` pairs.
+_PACKLIST_LINE = re.compile(r"^(/.*?)(?:\s+[A-Za-z_]+=\S*)*\s*$")
+
+
 class PerlDistributions:
     """``perl-distribution``: a touched module under @INC keeps the @INC files of the
-    Debian package that owns it (each package once)."""
+    Debian package that owns it, and every file the ``.packlist`` of the CPAN
+    distribution listing it names (ExtUtils::Install writes one per distribution
+    under ``auto/``); each package or packlist once."""
 
     def __init__(self, index: DpkgIndex, enabled: Iterable[str]) -> None:
         self.index = index
         self.on = "perl-distribution" in set(enabled)
         self._done: set[str] = set()
+        self._packlists: dict[str, str] | None = None  # installed file -> its packlist
+        self._listed: dict[str, list[str]] = {}
+
+    def _packlist_of(self, path: str) -> str | None:
+        if self._packlists is None:
+            self._packlists = {}
+            for entry in self.index.tree.walk():
+                if entry.is_dir or not entry.path.endswith("/.packlist"):
+                    continue
+                if PERL_INC.match(entry.path) is None:
+                    continue
+                text = self.index.read_text(entry.path) or ""
+                files = []
+                for line in text.splitlines():
+                    found = _PACKLIST_LINE.match(line)
+                    if found is not None:
+                        files.append(found.group(1))
+                self._listed[entry.path] = files
+                for listed in files:
+                    self._packlists.setdefault(listed, entry.path)
+        return self._packlists.get(path)
+
+    def _packlist_seeds(self, path: str) -> list[Seed]:
+        packlist = self._packlist_of(path)
+        if packlist is None or packlist in self._done:
+            return []
+        self._done.add(packlist)
+        reason = Reason(
+            "lazy",
+            detail=f"Perl distribution of {packlist} (touched {path})",
+            rule="perl-distribution",
+            by=path,
+        )
+        out = [Seed(packlist, reason, follow=False)]
+        for member in self._listed[packlist]:
+            entry = self.index.tree.get(member)
+            if entry is not None and not entry.is_dir and PERL_NOT_RUN.match(member) is None:
+                out.append(Seed(member, reason, follow=False))
+        return out
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
         if not self.on:
@@ -143,6 +201,7 @@ class PerlDistributions:
         for path in touched:
             if PERL_INC.match(path) is None:
                 continue
+            out += self._packlist_seeds(path)
             package = self.index.owner(path)
             if package is None or package in self._done:
                 continue
@@ -154,8 +213,10 @@ class PerlDistributions:
                 by=path,
             )
             for member in self.index.files(package):
+                if PERL_INC.match(member) is None or PERL_NOT_RUN.match(member) is not None:
+                    continue
                 entry = self.index.tree.get(member)
-                if entry is not None and not entry.is_dir and PERL_INC.match(member):
+                if entry is not None and not entry.is_dir:
                     out.append(Seed(member, reason, follow=False))
         return out
 
@@ -187,6 +248,42 @@ class PackageRules:
                 if entry is None or entry.is_dir or not level_keeps(member, self.levels):
                     continue
                 out.append(Seed(member, reason, follow=False))
+        return out
+
+
+VAR_LIB = "/var/lib/"
+
+
+class PackageStateDirs:
+    """``skeleton-var-lib``: a program that ran (an executed path) keeps the entries under
+    ``/var/lib`` that its Debian package lists (the dpkg database itself aside); each
+    package once."""
+
+    def __init__(self, index: DpkgIndex, enabled: Iterable[str]) -> None:
+        self.index = index
+        self.on = "skeleton-var-lib" in set(enabled)
+        self._done: set[str] = set()
+
+    def seeds(self, programs: Iterable[str]) -> list[Seed]:
+        if not self.on:
+            return []
+        out: list[Seed] = []
+        for path in programs:
+            package = self.index.owner(path)
+            if package is None or package in self._done:
+                continue
+            self._done.add(package)
+            reason = Reason(
+                "lazy",
+                detail=f"/var/lib entries of Debian package {package} (ran {path})",
+                rule="skeleton-var-lib",
+                by=path,
+            )
+            for member in self.index.files(package):
+                if not member.startswith(VAR_LIB) or member.startswith(DPKG_DIR):
+                    continue
+                if self.index.tree.get(member) is not None:
+                    out.append(Seed(member, reason, follow=False))
         return out
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import posixpath
 import re
-from collections.abc import Callable, Iterable
+import shlex
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from ocislim.layers.tree import FileTree
@@ -60,6 +61,8 @@ _PERL_VENDOR = (
     "/usr/local/lib/perl5",
 )
 _PERL_INC = (*_PERL_CORE, *_PERL_VENDOR)
+# C headers for compiling XS modules (8 MB on bookworm): never read by a running Perl.
+_PERL_HEADERS = ("/usr/lib/*/perl/5.*/CORE/*.h", "/usr/lib/perl5/core_perl/CORE/*.h")
 
 
 @dataclass(frozen=True)
@@ -78,21 +81,33 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         triggers=("/**/lib/server/libjvm.so", "/**/lib/modules", "/**/bin/java"),
         home="lib/jvm.cfg",
         keeps=("{home}/lib", "{home}/conf", "{home}/release", "{home}/bin/java"),
-        skip=("{home}/lib/src.zip", "{home}/lib/ct.sym"),
+        # classes_nocoops.jsa serves only -XX:-UseCompressedOops (heaps over 32 GB); without
+        # it such a JVM runs without the class-data archive.
+        skip=("{home}/lib/src.zip", "{home}/lib/ct.sym", "{home}/lib/server/classes_nocoops.jsa"),
+    ),
+    RuntimeRule(
+        "java-option-files",
+        "a JVM that ran keeps the files its option variables (JAVA_TOOL_OPTIONS, "
+        "JDK_JAVA_OPTIONS, _JAVA_OPTIONS) name: @argfiles, -Djava.security.properties, "
+        "-javaagent and -agentpath libraries, logging and VM options files",
+        triggers=("/**/lib/server/libjvm.so", "/**/lib/modules", "/**/bin/java"),
+        home="lib/jvm.cfg",
     ),
     RuntimeRule(
         "perl-inc",
         "a Perl that ran keeps its core library (every core module and its auto/ shared "
-        "objects: Encode, POSIX, Data::Dumper, IO::Compress ...)",
+        "objects: Encode, POSIX, Data::Dumper, IO::Compress ...; not the C headers)",
         triggers=tuple(f"{d}/**" for d in _PERL_INC),
         keeps=_PERL_CORE,
+        skip=_PERL_HEADERS,
     ),
     RuntimeRule(
         "perl-vendor",
         "a Perl that ran keeps its vendor and site module directories whole (modules "
-        "from distribution packages or CPAN that this run did not load)",
+        "from distribution packages or CPAN that this run did not load; not .pod files)",
         triggers=tuple(f"{d}/**" for d in _PERL_INC),
         keeps=_PERL_VENDOR,
+        skip=("*.pod",),  # documentation (DateTime::Locale's 10 MB); the data is in .pm
     ),
     RuntimeRule(
         "ruby-stdlib",
@@ -103,9 +118,16 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
             "/usr/lib/*/ruby/[0-9]*",
             "/usr/local/lib/ruby/[0-9]*",
             "/usr/lib/ruby/gems/*/specifications",
+            "/usr/local/lib/ruby/gems/*/specifications",
             "/usr/lib/ruby/vendor_ruby",
             "/usr/share/rubygems-integration",
         ),
+    ),
+    RuntimeRule(
+        "ruby-gem",
+        "a touched file of an installed Ruby gem (GEM_HOME/gems/NAME-VERSION: "
+        "/usr/local/bundle, /var/lib/gems, bundler's git checkouts) keeps the gem's "
+        "directory, its specification and its compiled extensions",
     ),
     RuntimeRule(
         "php-runtime",
@@ -177,6 +199,44 @@ def runtime_rule_names() -> tuple[str, ...]:
     return tuple(r.name for r in RUNTIME_RULES)
 
 
+# The JVM's option variables, and the options in them that name a file.
+JAVA_OPTION_VARS = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
+_JAVA_FILE_OPTIONS = (
+    re.compile(r"^@(?P<path>.+)$"),
+    re.compile(r"^-javaagent:(?P<path>[^=]+)"),
+    re.compile(r"^-agentpath:(?P<path>[^=]+)"),
+    re.compile(r"^-Djava\.security\.properties==?(?P<path>.+)$"),
+    re.compile(r"^-Djava\.util\.logging\.config\.file=(?P<path>.+)$"),
+    re.compile(r"^-Djava\.security\.policy==?(?P<path>.+)$"),
+    re.compile(r"^-XX:(?:Flags|VMOptionsFile)=(?P<path>.+)$"),
+)
+
+
+def java_option_files(env: Iterable[str], workdir: str = "/") -> list[tuple[str, str]]:
+    """(path, VARIABLE) for every file the JVM option variables in ``env`` (K=V items)
+    name; relative paths are taken from ``workdir``.  Options that are not files
+    (``file:`` URLs aside, which are read as paths) are ignored."""
+    found: list[tuple[str, str]] = []
+    for item in env:
+        name, _, value = item.partition("=")
+        if name not in JAVA_OPTION_VARS:
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            words = value.split()
+        for word in words:
+            for option in _JAVA_FILE_OPTIONS:
+                match = option.match(word)
+                if match is None:
+                    continue
+                path = match.group("path").removeprefix("file:")
+                path = posixpath.normpath(posixpath.join(workdir or "/", path))
+                found.append((path, name))
+                break
+    return found
+
+
 # Where a web server's configuration names the content it serves.
 WEB_CONFIG_DIRS = ("/etc/nginx", "/etc/apache2", "/etc/httpd", "/usr/local/apache2/conf")
 _DOC_ROOT = re.compile(r"^\s*(?:root|alias|DocumentRoot)\s+[\"']?(/[^\s;\"']*)", re.MULTILINE)
@@ -185,7 +245,9 @@ _DOC_ROOT = re.compile(r"^\s*(?:root|alias|DocumentRoot)\s+[\"']?(/[^\s;\"']*)",
 class RuntimeRules:
     """Applies the enabled runtime rules to touched paths; each (rule, home) fires once.
 
-    ``read_text(path)`` gives an in-image file's text (the web servers' configuration).
+    ``read_text(path)`` gives an in-image file's text (the web servers' configuration);
+    ``env`` (K=V items) and ``workdir`` are the probed program's (the JVM's option
+    variables).
     """
 
     def __init__(
@@ -193,18 +255,25 @@ class RuntimeRules:
         tree: FileTree,
         enabled: Iterable[str],
         read_text: Callable[[str], str | None] = lambda path: None,
+        env: Sequence[str] = (),
+        workdir: str = "/",
     ) -> None:
         self.tree = tree
         self.read_text = read_text
+        self.env = tuple(env)
+        self.workdir = workdir
         wanted = frozenset(enabled)
         self.rules = [r for r in RUNTIME_RULES if r.name in wanted]
         self._triggers = {r.name: PatternSet(r.triggers) for r in self.rules}
         self._fired: set[tuple[str, str]] = set()
         self._keeps: dict[str, list[str]] = {}
+        self._gems = "ruby-gem" in wanted
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
         out: list[Seed] = []
         for path in touched:
+            if self._gems:
+                out += self._ruby_gem(path)
             for rule in self.rules:
                 if self._triggers[rule.name].match(path) is None:
                     continue
@@ -219,6 +288,38 @@ class RuntimeRules:
                 self._fired.add((rule.name, home))
                 out += self._fire(rule, home, path)
         return out
+
+    def _ruby_gem(self, path: str) -> list[Seed]:
+        """``ruby-gem`` for one touched path: the gem holding it, once per gem."""
+        parts = path.split("/")
+        for i in range(len(parts) - 2, 0, -1):
+            if parts[i] != "gems":
+                continue
+            home = "/".join(parts[:i]) or "/"
+            if parts[i - 1] == "bundler":  # bundler's git checkouts: bundle/bundler/gems
+                home = "/".join(parts[: i - 1]) or "/"
+            specs = self.tree.get(f"{home}/specifications")
+            if specs is None or not specs.is_dir:
+                continue
+            gem, name = "/".join(parts[: i + 2]), parts[i + 1]
+            if ("ruby-gem", gem) in self._fired:
+                return []
+            self._fired.add(("ruby-gem", gem))
+            reason = Reason(
+                "lazy", detail=f"Ruby gem {name} (touched {path})", rule="ruby-gem", by=path
+            )
+            seeds = [Seed(gem, reason, recursive=True)]
+            spec = f"{home}/specifications/{name}.gemspec"
+            if self.tree.get(spec) is not None:
+                seeds.append(Seed(spec, reason))
+            extensions = self.tree.get(f"{home}/extensions")
+            for platform in (extensions.children or {}).values() if extensions else ():
+                for version in (platform.children or {}).values():
+                    built = (version.children or {}).get(name)
+                    if built is not None:
+                        seeds.append(Seed(built.path, reason, recursive=True))
+            return seeds
+        return []
 
     def _home(self, path: str, landmark: str) -> str | None:
         directory = posixpath.dirname(path)
@@ -244,6 +345,22 @@ class RuntimeRules:
                 seeds.append(Seed(path, reason, recursive=True, skip=skip))
         if rule.name == "web-server":
             seeds += self._document_roots(reason)
+        if rule.name == "java-option-files":
+            seeds += self._java_option_files(trigger)
+        return seeds
+
+    def _java_option_files(self, trigger: str) -> list[Seed]:
+        seeds = []
+        for path, variable in java_option_files(self.env, self.workdir):
+            if self.tree.get(path) is None:
+                continue
+            why = Reason(
+                "lazy",
+                detail=f"java-option-files: named by {variable}",
+                rule="java-option-files",
+                by=trigger,
+            )
+            seeds.append(Seed(path, why, recursive=True))
         return seeds
 
     def _document_roots(self, reason: Reason) -> list[Seed]:

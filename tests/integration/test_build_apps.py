@@ -1,7 +1,8 @@
 """Real applications slimmed with the defaults and one natural probe: every mode still works.
 
 Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
-Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE) is built
+Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, a Sinatra
+site, a PHP site on php's built-in server, a static Go binary) is built
 with ``ocislim build`` and the probe a user would give (the HTTP probe of the exposed
 port, or the image's own command), then EVERY mode, not only the probed one, runs with
 podman on the original and on the slim image, and must give the same exit code and
@@ -111,6 +112,14 @@ def _node_get(path: str) -> Mode:
     return run_mode("node", "/app/server.js", "get", path)
 
 
+def _ruby_get(path: str) -> Mode:
+    return run_mode("ruby", "/app/app.rb", "get", path)
+
+
+def _php_get(path: str) -> Mode:
+    return run_mode("php", "/app/app.php", "get", path)
+
+
 APPS = {
     "flask": App(
         "flask-app",
@@ -161,6 +170,42 @@ APPS = {
         "java-app",
         (),  # the image's command (hello) runs to its end
         {m: run_mode(m) for m in ("hello", "time", "digest", "dns", "gzip", "spawn", "props")},
+    ),
+    "sinatra": App(
+        "sinatra-app",
+        (),  # the HTTP probe of port 4567
+        {
+            "serve /": serve_mode(4567, "/"),
+            "view /": _ruby_get("/"),
+            "static": _ruby_get("/style.css"),
+            "json": _ruby_get("/json"),
+            "time": _ruby_get("/time"),
+            "tz gem": _ruby_get("/tz"),
+            "digest": _ruby_get("/digest"),
+            "zlib": _ruby_get("/zlib"),
+        },
+    ),
+    "php": App(
+        "php-app",
+        (),  # the HTTP probe of port 8000
+        {
+            "serve /": serve_mode(8000, "/"),
+            "static": serve_mode(8000, "/style.css"),
+            "template /": _php_get("/"),
+            "json": _php_get("/json"),
+            "db": _php_get("/db"),
+            "mbstring": _php_get("/mb"),
+            "time": _php_get("/time"),
+            "hash": _php_get("/hash"),
+        },
+    ),
+    "go": App(
+        "go-static",
+        (),  # the HTTP probe of port 8090
+        {
+            "serve /": serve_mode(8090, "/"),
+            **{m: run_mode(m) for m in ("time", "digest", "exec", "dns", "tls")},
+        },
     ),
     "git": App(
         "git-tool",

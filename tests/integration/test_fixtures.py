@@ -42,6 +42,15 @@ EXPECTED: dict[str, tuple[int, list[str] | None, list[str] | None, str, list[str
     "perl-tool": (3, ["perl", "/app/tool.pl"], ["json"], "", []),
     "git-tool": (3, ["/app/gitmodes.sh"], ["init"], "", []),
     "java-app": (3, ["java", "/app/Main.java"], ["hello"], "", []),
+    "sinatra-app": (3, None, ["ruby", "/app/app.rb"], "/app", ["4567/tcp"]),
+    "php-app": (
+        3,
+        None,
+        ["php", "-S", "0.0.0.0:8000", "-t", "/app/public", "/app/app.php"],
+        "/app",
+        ["8000/tcp"],
+    ),
+    "go-static": (3, ["/usr/local/bin/goapp"], ["serve"], "", ["8090/tcp"]),
 }
 
 

@@ -7,6 +7,7 @@ import pytest
 from ocislim.slim.apprules import (
     app_root,
     app_seeds,
+    binary_named_seeds,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
@@ -15,12 +16,13 @@ from ocislim.slim.keeprules import KEEP_RULES, default_enabled, rule_names
 from ocislim.slim.pkgrules import (
     DpkgIndex,
     PackageRules,
+    PackageStateDirs,
     PerlDistributions,
     level_keeps,
     package_summary,
 )
 from ocislim.slim.plan import Planner, Reason, Seed
-from ocislim.slim.runtimerules import RuntimeRules
+from ocislim.slim.runtimerules import RuntimeRules, java_option_files
 from tests.synth import M
 from tests.unit.slim_synth import reader, tree_from
 
@@ -270,3 +272,107 @@ def test_level_keeps() -> None:
     assert not level_keeps("/usr/share/doc/git/copyright", {"package-whole"})
     assert level_keeps("/etc/gitconfig", {"package-data"})
     assert not level_keeps("/usr/lib/x86_64-linux-gnu/libgit.so.1", {"package-helpers"})
+
+
+def test_a_touched_perl_module_keeps_its_cpan_distribution_from_its_packlist() -> None:
+    site = "usr/local/share/perl/5.36.0"
+    arch = "usr/local/lib/x86_64-linux-gnu/perl/5.36.0"
+    members = [
+        M(f"{site}/Foo/Bar.pm", data=b"1;"),
+        M(f"{site}/Foo/Bar/Util.pm", data=b"1;"),
+        M(f"{site}/Other.pm", data=b"1;"),
+        M(f"{arch}/auto/Foo/Bar/Bar.so", data=b"\x7fELF"),
+        M(
+            f"{arch}/auto/Foo/Bar/.packlist",
+            data=f"/{site}/Foo/Bar.pm\n/{site}/Foo/Bar/Util.pm type=file\n"
+            f"/{arch}/auto/Foo/Bar/Bar.so\n/usr/local/man/man3/Foo::Bar.3pm\n".encode(),
+        ),
+    ]
+    index = DpkgIndex(tree_from(members), reader(members))
+    seeds = PerlDistributions(index, {"perl-distribution"}).seeds([f"/{site}/Foo/Bar.pm"])
+    assert {s.path for s in seeds} == {
+        f"/{site}/Foo/Bar.pm",
+        f"/{site}/Foo/Bar/Util.pm",
+        f"/{arch}/auto/Foo/Bar/Bar.so",
+        f"/{arch}/auto/Foo/Bar/.packlist",
+    }  # the listed manual page is not in the image: nothing to keep
+    assert all(s.reason.rule == "perl-distribution" for s in seeds)
+    assert PerlDistributions(index, {"perl-distribution"}).seeds([f"/{site}/Other.pm"]) == []
+
+
+def test_a_jvm_that_ran_keeps_the_files_its_option_variables_name() -> None:
+    env = [
+        "PATH=/usr/bin",
+        "JAVA_TOOL_OPTIONS=-javaagent:/opt/agent.jar=verbose -Djava.security.properties==sec.props"
+        " -Xmx64m",
+        "JDK_JAVA_OPTIONS='@/etc/app/java args' -Dother=1",
+    ]
+    assert java_option_files(env, "/srv") == [
+        ("/opt/agent.jar", "JAVA_TOOL_OPTIONS"),
+        ("/srv/sec.props", "JAVA_TOOL_OPTIONS"),
+        ("/etc/app/java args", "JDK_JAVA_OPTIONS"),
+    ]
+    members = [
+        *RUNTIMES,
+        M("opt/agent.jar", data=b"PK"),
+        M("srv/sec.props", data=b"a=b"),
+        M("srv/unrelated.txt", data=b"x"),
+    ]
+    tree = tree_from(members)
+    rules = RuntimeRules(tree, {"java-option-files"}, reader(members), env, "/srv")
+    seeds = rules.seeds([f"/{JVM}/lib/server/libjvm.so"])
+    assert {s.path for s in seeds} == {"/opt/agent.jar", "/srv/sec.props"}  # the argfile: absent
+    assert {s.reason.rule for s in seeds} == {"java-option-files"}
+    assert (
+        RuntimeRules(tree, set(), reader(members), env, "/srv").seeds(
+            [f"/{JVM}/lib/server/libjvm.so"]
+        )
+        == []
+    )
+
+
+def test_a_program_that_ran_keeps_the_var_lib_entries_of_its_package() -> None:
+    members = [
+        M(
+            "var/lib/dpkg/info/nginx-common.list",
+            data=b"/usr/sbin/nginx\n/var/lib/nginx\n/var/lib/nginx/body\n/var/log/nginx\n",
+        ),
+        M("var/lib/dpkg/info/php-common.list", data=b"/var/lib/php\n/var/lib/php/sessions\n"),
+        M("usr/sbin/nginx", data=b"\x7fELF", mode=0o755),
+        M("var/lib/nginx/body", "dir", mode=0o700),
+        M("var/lib/php/sessions", "dir", mode=0o1733),
+    ]
+    index = DpkgIndex(tree_from(members), reader(members))
+    seeds = PackageStateDirs(index, {"skeleton-var-lib"}).seeds(["/usr/sbin/nginx"])
+    assert {s.path for s in seeds} == {"/var/lib/nginx", "/var/lib/nginx/body"}
+    assert all(not s.recursive and s.reason.rule == "skeleton-var-lib" for s in seeds)
+    assert PackageStateDirs(index, set()).seeds(["/usr/sbin/nginx"]) == []
+
+
+def test_a_compiled_programs_packed_string_literals_name_files_and_data_dirs() -> None:
+    members = [
+        M("bin", "symlink", link="usr/bin"),
+        M("usr/bin/echo", data=b"\x7fELF", mode=0o755),
+        M("usr/bin/ec", data=b"\x7fELF", mode=0o755),
+        M("usr/share/zoneinfo/Europe/Paris", data=b"TZif"),
+        M("usr/share/zoneinfo/right/Europe/Paris", data=b"TZif"),
+        M("etc/ssl/certs/ca-certificates.crt", data=b"PEM"),
+        M("etc/hosts", data=b"127.0.0.1 localhost"),
+        M("usr/local/bin/goapp", data=b"\x7fELF", mode=0o755),
+        M("usr/share/other/data.txt", data=b"x"),
+    ]
+    tree = tree_from(members)
+    data = (
+        "\x7fELF\x00span/usr/share/zoneinfo/2006-01-02/bin/echo/dev/null2001::/32"
+        "/etc/ssl/certs/ca-certificates.crtunknown/etc/hosts/usr/local/bin/goapp"
+    )
+    seeds = binary_named_seeds(tree, "/usr/local/bin/goapp", data)
+    assert {(s.path, s.recursive) for s in seeds} == {
+        ("/usr/share/zoneinfo", True),
+        ("/bin/echo", False),  # the longest name the text continues with, not /bin/ec
+        ("/etc/ssl/certs/ca-certificates.crt", False),
+    }
+    result = kept(members, seeds)
+    assert "/usr/share/zoneinfo/Europe/Paris" in result and "/usr/bin/echo" in result
+    assert "/usr/share/zoneinfo/right/Europe/Paris" not in result
+    assert {s.reason.rule for s in seeds} == {"binary-named-paths"}
