@@ -80,14 +80,19 @@ class Launcher:
 
     def start_command(self, command: Command) -> int:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        # Signals stay blocked across the fork: a stop that reaches the child before it
+        # has reset ocislim's Python handlers must kill it (143), not run them.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _ALL_SIGNALS)
         try:
             pid = os.fork()
         except OSError:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             os.close(err_r)
             os.close(err_w)
             raise
         if pid == 0:
             self._child(command, err_w)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         os.close(err_w)
         self._error_pipes[pid] = err_r
         return pid
@@ -156,6 +161,9 @@ class Launcher:
             with contextlib.suppress(BaseException):
                 os.write(err_w, f"cannot start {argv[0]}: {exc}".encode())
         os._exit(code)
+
+
+_ALL_SIGNALS = signal.valid_signals() - {signal.SIGKILL, signal.SIGSTOP}
 
 
 def _drop_capabilities() -> None:

@@ -120,7 +120,7 @@ def test_multi_image_docker_archive_by_index_and_name(loaded: Podman, tmp_path: 
     archive = tmp_path / "two.tar"
     archive.write_bytes(podman_save(loaded, "docker-archive", DEMO_REF, OTHER_REF))
     ambiguous = ocislim("inspect", str(archive))
-    assert ambiguous.returncode == 4 and b"pick one with --ref" in ambiguous.stderr
+    assert ambiguous.returncode == 2 and b"pick one with --ref" in ambiguous.stderr
     first = json.loads(ok(ocislim("inspect", "--json", f"docker-archive:{archive}:@0")).stdout)
     second = json.loads(ok(ocislim("inspect", "--json", f"docker-archive:{archive}:@1")).stdout)
     assert {first["reference"], second["reference"]} == {DEMO_REF, OTHER_REF}
