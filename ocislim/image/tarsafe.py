@@ -136,7 +136,7 @@ class BoundedTarInfo(tarfile.TarInfo):
         obj.uid = _number(uid)
         obj.gid = _number(gid)
         obj.size = _octal(size)
-        obj.mtime = _octal(mtime)
+        obj.mtime = _number(mtime)  # often one time for a whole layer
         obj.chksum = chksum
         obj.type = kind
         obj.linkname = _text(linkname, encoding, errors) if linkname[0] else ""

@@ -163,25 +163,26 @@ def iter_members(
                 return
             raise ImageError(f"{layer.what}: not a tar stream ({exc})") from None
         ordinal = 0
+        what = layer.what
         limit = max_decompressed(stream.compression, layer.descriptor.size)
         sparse_limit = max(limit, SPARSE_FLOOR)
         expanded = 0
         try:
             for member in tar:
-                check_member(member, tar.offset, limit, layer.what)
-                if member.issparse():
+                check_member(member, tar.offset, limit, what)
+                if member.sparse is not None:  # issparse()
                     expanded += member.size
                     if expanded > sparse_limit:
                         raise ImageError(
-                            f"{layer.what}: {member.name}: sparse files declare {expanded} "
+                            f"{what}: {member.name}: sparse files declare {expanded} "
                             f"bytes, more than the layer can hold ({sparse_limit} bytes)"
                         )
                 yield ordinal, member, tar
                 ordinal += 1
-                if ordinal % 256 == 0:
+                if not ordinal & 255:
                     progress.advance(f"layer {layer.index + 1}", ordinal)
         except tarfile.TarError as exc:
-            raise ImageError(f"{layer.what}: corrupt tar stream ({exc})") from None
+            raise ImageError(f"{what}: corrupt tar stream ({exc})") from None
         stream.finish()
         if stats is not None:
             stats["uncompressed_size"] = stream.uncompressed_size
@@ -197,6 +198,8 @@ def classify(name: str, what: str) -> tuple[str, str, str | None]:
     ``.wh..wh.`` metadata).
     """
     path = normalize(name, what)
+    if WHITEOUT_PREFIX not in path:
+        return "entry", path, None
     directory, base = posixpath.split(path)
     if not base.startswith(WHITEOUT_PREFIX):
         return "entry", path, None
