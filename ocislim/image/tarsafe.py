@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 import struct
 import tarfile
+from types import MappingProxyType
 from typing import TypeVar
 
 from ocislim.errors import ImageError
@@ -50,6 +51,7 @@ _CACHE_LIMIT = 4096
 _numbers: dict[bytes, int] = {}
 _strings: dict[tuple[bytes, str, str], str] = {}
 _Info = TypeVar("_Info", bound="BoundedTarInfo")
+_NO_PAX_RECORDS: dict[str, str] = MappingProxyType({})  # type: ignore[assignment]
 
 
 def _octal(field: bytes) -> int:
@@ -111,6 +113,13 @@ class BoundedTarInfo(tarfile.TarInfo):
     """
 
     __slots__ = ()
+
+    def _apply_pax_info(self, pax_headers: dict[str, str], encoding: str, errors: str) -> None:
+        super()._apply_pax_info(pax_headers, encoding, errors)  # type: ignore[misc]
+        if not self.pax_headers:
+            # Most members have no PAX records: one read-only empty mapping for all
+            # (64 bytes each at 200,000 entries); writers build new dicts anyway.
+            self.pax_headers = _NO_PAX_RECORDS
 
     @classmethod
     def frombuf(cls: type[_Info], buf: bytes | bytearray, encoding: str, errors: str) -> _Info:

@@ -136,7 +136,8 @@ def iter_members(
     """Yield ``(ordinal, header, tar)`` for each member of a layer, then verify it.
 
     The member's bytes can be read with :func:`member_data` (or
-    ``tar.extractfile(header)``) until the next member is requested.  Digest
+    ``tar.extractfile(header)``) until the next member is requested; then the
+    header's stream positions (``offset``, ``offset_data``) are reset to 0.  Digest
     and size checks run when the layer ends; a mismatch raises
     :class:`DigestError` after the last member.  When the layer is complete,
     ``stats["uncompressed_size"]`` is set if ``stats`` is given.
@@ -178,6 +179,9 @@ def iter_members(
                             f"bytes, more than the layer can hold ({sparse_limit} bytes)"
                         )
                 yield ordinal, member, tar
+                # Stream positions mean nothing once the reader moves on, and cost
+                # 60 bytes a member in a tree that keeps every header.
+                member.offset = member.offset_data = 0
                 ordinal += 1
                 if not ordinal & 255:
                     progress.advance(f"layer {layer.index + 1}", ordinal)

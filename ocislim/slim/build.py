@@ -281,7 +281,7 @@ def _verify(
             prober.progress,
         )
     finally:
-        slim.remove()
+        slim.remove_later()  # waited for at the end of ``write``
     return _verified(keeper.plan(), baseline, verification, prober)
 
 
