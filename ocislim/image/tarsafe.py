@@ -132,7 +132,7 @@ class BoundedTarInfo(tarfile.TarInfo):
             return super().frombuf(buf, encoding, errors)
         (name, mode, uid, gid, size, mtime, chk, kind, linkname, uname, gname, major, minor,
          prefix) = _HEADER.unpack_from(buf)  # fmt: skip
-        chksum = _octal(chk)
+        chksum = _number(chk)  # values repeat: shared ints, less memory per header
         # tarfile accepts the unsigned or the signed sum (the checksum field
         # counted as spaces); the signed one only matters for bytes >= 0x80.
         if chksum != 256 + sum(buf) - sum(chk):
@@ -144,7 +144,7 @@ class BoundedTarInfo(tarfile.TarInfo):
         obj.mode = _number(mode)
         obj.uid = _number(uid)
         obj.gid = _number(gid)
-        obj.size = _octal(size)
+        obj.size = _number(size)
         obj.mtime = _number(mtime)  # often one time for a whole layer
         obj.chksum = chksum
         obj.type = kind
