@@ -110,7 +110,7 @@ def convert(
                 tree: FileTree = merge(image, spool=spool, progress=progress)
                 progress.stage("write", "flattened layer")
                 layer = write_tree_layer(
-                    list(tree.walk()),
+                    tree.walk(),
                     spooled_data(spool),
                     target or "gzip",
                     options.level,

@@ -18,13 +18,15 @@ errors name no file.
 
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import os
 import re
 import secrets
-import shutil
 import stat
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -121,9 +123,13 @@ def release(path: str | os.PathLike[str]) -> None:
 
 
 def remove(path: str | os.PathLike[str]) -> None:
-    """Remove a scratch path (file or tree) and release it. Idempotent."""
+    """Remove a scratch path (file or tree) and release it. Idempotent.
+
+    Background removals below ``path`` (:func:`remove_in_background`) are waited for first.
+    """
     try:
-        remove_tree(Path(path))
+        wait_removals(path)
+        remove_tree(path)
     finally:
         release(path)
 
@@ -146,26 +152,141 @@ def directory(parent: str | os.PathLike[str], prefix: str) -> Iterator[Path]:
         remove(path)
 
 
-def remove_tree(path: Path) -> None:
-    """Remove a directory tree ocislim created, even where modes deny the owner access.
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Remove a file or a directory tree ocislim created, even where modes deny the owner
+    access.
 
-    Idempotent: a missing ``path`` is not an error.
+    Idempotent: a missing ``path`` (or any part of it vanishing meanwhile) is not an
+    error.  One pass: each directory is listed once through a descriptor and its
+    entries are unlinked relative to it (no ``stat`` per file); a directory whose
+    mode keeps its owner out is opened up first (root is never kept out).  Symlinks
+    are removed, never followed.  Raises :class:`OutputError` naming ``path``.
     """
-    if not os.path.lexists(path):
-        return
-    if os.path.isdir(path) and not os.path.islink(path):
+    try:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            os.unlink(path)
+            return
+        top = os.fspath(path)
+        parent_fd = os.open(os.path.dirname(os.path.abspath(top)) or "/", _DIR_FLAGS)
         try:
-            os.chmod(path, 0o700)
-            for dirpath, dirnames, _ in os.walk(path):
-                for name in dirnames:
-                    child = os.path.join(dirpath, name)
-                    if not os.path.islink(child):
-                        os.chmod(child, 0o700)
-            shutil.rmtree(path)
-        except OSError as exc:
-            raise OutputError(f"{path}: cannot remove ({exc.strerror})") from None
-    else:
-        os.unlink(path)
+            _remove_dir(parent_fd, os.path.basename(os.path.abspath(top)))
+        finally:
+            os.close(parent_fd)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot remove ({exc.strerror})") from None
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _remove_dir(base_fd: int, top: str) -> None:
+    """Remove directory ``top`` (a name relative to ``base_fd``) and all below it.
+
+    Directories are visited by paths relative to ``base_fd``, so at most two
+    descriptors are open however deep the tree is.
+    """
+    root = os.geteuid() == 0
+    stack: list[tuple[str, bool]] = [(top, False)]
+    while stack:
+        rel, listed = stack.pop()
+        if listed:
+            _ignore_missing(os.rmdir, rel, base_fd)
+            continue
+        if not root:
+            _open_up(rel, base_fd)
+        try:
+            fd = os.open(rel, _DIR_FLAGS, dir_fd=base_fd)
+        except FileNotFoundError:
+            continue
+        try:
+            stack.append((rel, True))
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append((f"{rel}/{entry.name}", False))
+                    else:
+                        _ignore_missing(os.unlink, entry.name, fd)
+        finally:
+            os.close(fd)
+
+
+def _open_up(rel: str, base_fd: int) -> None:
+    """Give the owner rwx on directory ``rel`` when its mode lacks them (a plain user)."""
+    try:
+        mode = os.stat(rel, dir_fd=base_fd, follow_symlinks=False).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode) and mode & 0o700 != 0o700:
+        os.chmod(rel, 0o700, dir_fd=base_fd)  # a directory, so nothing is followed
+
+
+def _ignore_missing(remove: Callable[..., None], name: str, dir_fd: int) -> None:
+    with suppress(FileNotFoundError):
+        remove(name, dir_fd=dir_fd)
+
+
+# -- removal in the background ------------------------------------------------------------
+
+# Trees being removed by a child process: path -> the process.
+_removing: dict[str, subprocess.Popen[bytes]] = {}
+_CHILD = (
+    "import sys; sys.path.insert(0, sys.argv[1]); "
+    "from ocislim.scratch import remove_tree; remove_tree(sys.argv[2])"
+)
+
+
+def remove_in_background(path: str | os.PathLike[str]) -> None:
+    """Start removing the tree ``path`` in a child process, and return at once.
+
+    For a tree nobody needs any more, whose removal is slow (the disk, not the
+    CPU: a child process does not contend with this one's work).  The caller
+    must not touch ``path`` afterwards.  :func:`wait_removals` waits for it;
+    :func:`remove` of ``path`` or of a directory holding it calls that first,
+    and so does exit.  Where no child can be started, it is removed here and now.
+    """
+    key = os.path.abspath(os.fspath(path))
+    package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        # Its own session: a terminal's Ctrl-C stops this process, which then
+        # decides (see wait_removals), not the remover.
+        child = subprocess.Popen(
+            [sys.executable, "-I", "-c", _CHILD, package_parent, key],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError:
+        remove_tree(key)
+        return
+    _removing[key] = child
+
+
+def wait_removals(under: str | os.PathLike[str] | None = None) -> None:
+    """Wait for the background removals of paths at or below ``under`` (None: all).
+
+    Whatever a child left (it failed, or this wait was interrupted and the child
+    killed) is then removed here, so on return (or on any exception) those paths
+    are gone or an :class:`OutputError` says why not.
+    """
+    top = os.path.abspath(os.fspath(under)) if under is not None else None
+    for key in list(_removing):
+        if top is not None and key != top and not key.startswith(top.rstrip("/") + "/"):
+            continue
+        child = _removing.pop(key)
+        try:
+            child.wait()
+        except BaseException:
+            child.kill()
+            child.wait()
+            remove_tree(key)
+            raise
+        remove_tree(key)
+
+
+atexit.register(wait_removals)
 
 
 def _alive(pid: int) -> bool:

@@ -7,10 +7,16 @@ for a later rewrite.  A second pass, :func:`spool_contents`, copies only the
 bytes a caller wants, for when the wanted set is known after the first pass;
 it returns where they are (:data:`SpoolOffsets`) and leaves the tree alone.
 :func:`spooled_data` reads them back for the layer writer.
+
+A layer is read with ``tarfile`` over a large buffer, as a file it may seek
+forward in only (:class:`_ForwardRaw`); a backward seek, which no honest use
+of the stream makes, is a tar error.  The bytes of an ordinary (not sparse)
+member are read straight from that buffer (:func:`member_data`).
 """
 
 from __future__ import annotations
 
+import io
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterator, Mapping
@@ -40,6 +46,89 @@ SpoolOffsets = Mapping[tuple[int, int], int]
 # Real sizes of sparse files one layer may declare whatever its blob size: what a
 # flattened layer may have to write out as zeros.
 SPARSE_FLOOR = 256 << 20
+_READ_BUFFER = 1 << 20
+
+
+class _ForwardRaw(io.RawIOBase):
+    """A layer stream as a raw file for :class:`io.BufferedReader`: ``tell`` works and
+    ``seek`` goes forward (by reading); seeking backwards raises :class:`tarfile.StreamError`,
+    as ``tarfile``'s own stream mode does."""
+
+    def __init__(self, source: ByteReader) -> None:
+        self._source = source
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self._source.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self._pos += size
+        return size
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence != io.SEEK_SET:
+            raise tarfile.StreamError("a layer stream has no known end to seek from")
+        if offset < self._pos:
+            raise tarfile.StreamError("seeking backwards is not allowed")
+        while self._pos < offset:
+            skipped = len(self._source.read(min(offset - self._pos, _READ_BUFFER)))
+            if not skipped:
+                break  # past the end: the next read finds nothing
+            self._pos += skipped
+        return self._pos
+
+
+class _MemberData:
+    """The bytes of one member that is not sparse, read from the tar's buffered stream.
+
+    A stream that ends before ``size`` bytes raises :class:`tarfile.ReadError`,
+    as ``tarfile``'s own member reader does.
+    """
+
+    __slots__ = ("_file", "_left")
+
+    def __init__(self, file: io.BufferedReader, size: int) -> None:
+        self._file = file
+        self._left = size
+
+    def read(self, n: int = -1, /) -> bytes:
+        if n < 0 or n > self._left:
+            n = self._left
+        if not n:
+            return b""
+        data = self._file.read(n)
+        if len(data) != n:
+            raise tarfile.ReadError("unexpected end of data")
+        self._left -= n
+        return data
+
+    def close(self) -> None:
+        self._left = 0
+
+
+def member_data(tar: tarfile.TarFile, member: tarfile.TarInfo) -> ByteReader:
+    """A reader of the bytes of regular file ``member``, the one ``tar`` just yielded.
+
+    Valid until the next member is requested (as ``tar.extractfile``).
+    """
+    file = tar.fileobj
+    if member.issparse() or not isinstance(file, io.BufferedReader):
+        data = tar.extractfile(member)
+        assert data is not None  # a regular file always has a reader
+        return data
+    file.seek(member.offset_data)
+    return _MemberData(file, member.size)
 
 
 def iter_members(
@@ -47,10 +136,12 @@ def iter_members(
 ) -> Iterator[tuple[int, tarfile.TarInfo, tarfile.TarFile]]:
     """Yield ``(ordinal, header, tar)`` for each member of a layer, then verify it.
 
-    The member's bytes can be read with ``tar.extractfile(header)`` until the
-    next member is requested.  Digest and size checks run when the layer ends;
-    a mismatch raises :class:`DigestError` after the last member.  When the
-    layer is complete, ``stats["uncompressed_size"]`` is set if ``stats`` is given.
+    The member's bytes can be read with :func:`member_data` (or
+    ``tar.extractfile(header)``) until the next member is requested; then the
+    header's stream positions (``offset``, ``offset_data``) are reset to 0.  Digest
+    and size checks run when the layer ends; a mismatch raises
+    :class:`DigestError` after the last member.  When the layer is complete,
+    ``stats["uncompressed_size"]`` is set if ``stats`` is given.
 
     Every header is checked (:func:`~ocislim.image.tarsafe.check_member`)
     before the reader moves past it: what it declares must fit in what the
@@ -64,10 +155,10 @@ def iter_members(
     stream = layer.open()
     metered = MeteredStream(stream, f"layer {layer.index + 1}", layer.descriptor.size, progress)
     try:
+        buffered = io.BufferedReader(_ForwardRaw(metered), _READ_BUFFER)
         try:
-            # The stub wants a seekable, writable file even in stream mode ("r|").
-            tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
-                fileobj=metered, mode="r|", errorlevel=2, tarinfo=BoundedTarInfo
+            tar = tarfile.open(  # noqa: SIM115 - nothing to close: the stream is ours
+                fileobj=buffered, mode="r:", errorlevel=2, tarinfo=BoundedTarInfo
             )
         except tarfile.ReadError as exc:
             if "empty file" in str(exc):
@@ -75,23 +166,27 @@ def iter_members(
                 return
             raise ImageError(f"{layer.what}: not a tar stream ({exc})") from None
         ordinal = 0
+        what = layer.what
         limit = max_decompressed(stream.compression, layer.descriptor.size)
         sparse_limit = max(limit, SPARSE_FLOOR)
         expanded = 0
         try:
             for member in tar:
-                check_member(member, tar.offset, limit, layer.what)
-                if member.issparse():
+                check_member(member, tar.offset, limit, what)
+                if member.sparse is not None:  # issparse()
                     expanded += member.size
                     if expanded > sparse_limit:
                         raise ImageError(
-                            f"{layer.what}: {member.name}: sparse files declare {expanded} "
+                            f"{what}: {member.name}: sparse files declare {expanded} "
                             f"bytes, more than the layer can hold ({sparse_limit} bytes)"
                         )
                 yield ordinal, member, tar
+                # Stream positions mean nothing once the reader moves on, and cost
+                # 60 bytes a member in a tree that keeps every header.
+                member.offset = member.offset_data = 0
                 ordinal += 1
         except tarfile.TarError as exc:
-            raise ImageError(f"{layer.what}: corrupt tar stream ({exc})") from None
+            raise ImageError(f"{what}: corrupt tar stream ({exc})") from None
         metered.finish()
         if stats is not None:
             stats["uncompressed_size"] = stream.uncompressed_size
@@ -107,6 +202,8 @@ def classify(name: str, what: str) -> tuple[str, str, str | None]:
     ``.wh..wh.`` metadata).
     """
     path = normalize(name, what)
+    if WHITEOUT_PREFIX not in path:
+        return "entry", path, None
     directory, base = posixpath.split(path)
     if not base.startswith(WHITEOUT_PREFIX):
         return "entry", path, None
@@ -168,8 +265,8 @@ def _merge_layer(tree: FileTree, layer: Layer, spool: Spool | None, progress: Pr
         data: ByteReader | None = None
         offset = None
         if member.isfile():
-            data = tar.extractfile(member)
-            if spool is not None and data is not None:
+            data = member_data(tar, member)
+            if spool is not None:
                 offset = spool.append(data, sparse=member.issparse())
                 data = spool.reader(offset, member.size)
         entry = tree.add(path, member, layer.index, ordinal, data, what)
@@ -199,9 +296,7 @@ def spool_contents(
         with _tar_errors(layer):
             for ordinal, member, tar in iter_members(layer, progress):
                 if (layer.index, ordinal) in wanted and member.isfile():
-                    data = tar.extractfile(member)
-                    if data is not None:
-                        offsets[(layer.index, ordinal)] = spool.append(data)
+                    offsets[(layer.index, ordinal)] = spool.append(member_data(tar, member))
     return offsets
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import posixpath
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DataRef:
     """Where the bytes of a regular file are: member ``ordinal`` of layer ``layer``.
 
@@ -46,7 +45,7 @@ class DataRef:
     spool_offset: int | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Entry:
     """One path of the merged tree.
 
@@ -97,10 +96,11 @@ class Entry:
 
     @property
     def xattrs(self) -> dict[str, str]:
+        pax = self.info.pax_headers
+        if not pax:
+            return {}
         prefix = "SCHILY.xattr."
-        return {
-            k[len(prefix) :]: v for k, v in self.info.pax_headers.items() if k.startswith(prefix)
-        }
+        return {k[len(prefix) :]: v for k, v in pax.items() if k.startswith(prefix)}
 
 
 class TreeSink(Protocol):
@@ -121,6 +121,16 @@ class TreeSink(Protocol):
 
 def normalize(name: str, what: str) -> str:
     """The absolute tree path of a tar member name; refuse names that climb out."""
+    # Most names are already clean: no empty, "." or ".." component, no NUL.
+    if (
+        name
+        and name[0] not in "./"
+        and name[-1] != "/"
+        and "//" not in name
+        and "/." not in name
+        and "\0" not in name
+    ):
+        return "/" + name
     if "\0" in name:
         raise UnsafeArchiveError(f"{what}: {name!r} contains a NUL byte")
     parts: list[str] = []
@@ -137,6 +147,7 @@ def normalize(name: str, what: str) -> str:
 
 
 _MAX_ID = 2**32 - 2  # (uid_t)-1 means "unchanged" to chown
+_DEVICE_TYPES = (tarfile.CHRTYPE, tarfile.BLKTYPE)
 _MAX_TIME = 2**62  # well inside what utime() accepts
 
 
@@ -146,7 +157,7 @@ def check_header(info: tarfile.TarInfo, path: str, what: str) -> None:
     Owners, times and device numbers come from PAX records or base-256 fields
     and can be any number; link targets and xattr names can carry NUL bytes.
     """
-    if "\0" in info.linkname:
+    if info.linkname and "\0" in info.linkname:
         raise UnsafeArchiveError(
             f"{what}: {path}: link target {info.linkname!r} contains a NUL byte"
         )
@@ -154,13 +165,14 @@ def check_header(info: tarfile.TarInfo, path: str, what: str) -> None:
         if key.startswith("SCHILY.xattr.") and "\0" in key:
             raise UnsafeArchiveError(f"{what}: {path}: xattr name {key!r} contains a NUL byte")
     mtime = info.mtime
-    if not math.isfinite(mtime) or not -_MAX_TIME < mtime < _MAX_TIME:
+    if not -_MAX_TIME < mtime < _MAX_TIME or not math.isfinite(mtime):  # NaN compares false
         raise ImageError(f"{what}: {path}: invalid mtime {mtime!r}")
-    for key in ("uid", "gid"):
-        value = getattr(info, key)
-        if not 0 <= value <= _MAX_ID:
-            raise ImageError(f"{what}: {path}: invalid {key} {value}")
-    if info.ischr() or info.isblk():
+    if not (0 <= info.uid <= _MAX_ID and 0 <= info.gid <= _MAX_ID):
+        for key in ("uid", "gid"):
+            value = getattr(info, key)
+            if not 0 <= value <= _MAX_ID:
+                raise ImageError(f"{what}: {path}: invalid {key} {value}")
+    if info.type in _DEVICE_TYPES:
         for key in ("devmajor", "devminor"):
             value = getattr(info, key)
             if not 0 <= value < 2**32:
@@ -257,7 +269,8 @@ class FileTree:
 
     def _parent_dir(self, path: str, layer: int, what: str) -> tuple[Entry, str]:
         """The directory entry that will hold ``path`` (created if implied), and the name."""
-        parent_path, name = posixpath.split(path)
+        parent_path, _, name = path.rpartition("/")  # ``path`` is normalised
+        parent_path = parent_path or "/"
         cached = self._parents.get(parent_path)
         if cached is not None:
             return cached, name

@@ -75,6 +75,9 @@ def write_layer(
     # Stream mode ("w|"): the hashing writer cannot tell() or seek().
     with tarfile.open(fileobj=diff, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
         for entry in entries:
+            # tarfile keeps every header it wrote (for getmembers); none is needed
+            # again, and at 200,000 entries they would cost tens of megabytes.
+            tar.members.clear()
             if entry.path == "/":
                 continue
             info = _header(entry)

@@ -24,8 +24,11 @@ changes an earlier one's result:
 The sandbox is called only through :class:`~ocislim.slim.probing.Prober`.
 Scratch space (rootfs, slim rootfs, spool, layer file) lives in a hidden
 directory beside the output and is removed whatever happens; no process is
-left running.  On a verification failure the report is written, the image is
-not, and :class:`~ocislim.errors.VerificationError` is raised.
+left running.  The slim rootfs (after ``verify``) and the unpacked rootfs (once
+``write`` has read its package databases) are removed in the background while
+the image is written; ``write`` waits for that, so the report's timings count
+it.  On a verification failure the report is written, the image is not, and
+:class:`~ocislim.errors.VerificationError` is raised.
 """
 
 from __future__ import annotations
@@ -278,7 +281,7 @@ def _verify(
             prober.progress,
         )
     finally:
-        slim.remove()
+        slim.remove_later()  # waited for at the end of ``write``
     return _verified(keeper.plan(), baseline, verification, prober)
 
 
@@ -312,6 +315,8 @@ def _write(
         notes(chosen.note)
     compression = chosen.compression or "gzip"
     accounting = _account(unpacked, verified.plan, out.package_db)
+    if options.run.rootfs is None:  # ours, and read for the last time: remove it meanwhile
+        scratch_paths.remove_in_background(unpacked.root)
     plan = pkgdb.with_metadata(verified.plan, unpacked.tree, accounting)
     entries = plan.entries(unpacked.tree)
     wanted = {(e.data.layer, e.data.ordinal) for e in entries if e.data is not None}
@@ -342,6 +347,7 @@ def _write(
     if seccomp_path is not None:
         data = seccomp_profile(verified.syscalls, verified.arch)
         report_mod.write_json_atomic(seccomp_path, data)
+    scratch_paths.wait_removals(scratch)
     return Written(written, layer.size, seccomp_path, tuple(notes.items), plan, accounting)
 
 

@@ -7,7 +7,8 @@ rules as ``unpack``), regular files as hardlinks to the unpacked source tree
 (copies where a hardlink is refused), and hardlink groups as hardlinks.  It only
 serves verification runs, which see it through an overlay: the image written
 later never reads it.  Adding paths later (a verification round) extends the
-tree in place.  :meth:`SlimRoot.remove` deletes it.
+tree in place.  :meth:`SlimRoot.remove` deletes it; :meth:`SlimRoot.remove_later`
+has a child process delete it (:func:`~ocislim.scratch.remove_in_background`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
-from ocislim.layers.extract import DiskSink, remove_tree
+from ocislim import scratch
+from ocislim.layers.extract import DiskSink
 from ocislim.layers.tree import Entry, FileTree
 
 
@@ -69,4 +71,10 @@ class SlimRoot:
             shutil.copy2(source, target, follow_symlinks=False)
 
     def remove(self) -> None:
-        remove_tree(self.root)
+        """Delete the tree now."""
+        scratch.remove_tree(self.root)
+
+    def remove_later(self) -> None:
+        """Start deleting the tree in the background; :func:`~ocislim.scratch.wait_removals`
+        (or removing a scratch directory holding it) waits for that to end."""
+        scratch.remove_in_background(self.root)
