@@ -320,7 +320,9 @@ class RemoteReader:
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._buf = ctypes.create_string_buffer(size)
+        # One byte more than is ever read: the NUL that ends a string read whole.
+        self._buf = ctypes.create_string_buffer(size + 1)
+        self._buf_p = ctypes.addressof(self._buf)
         self._local = IoVec(ctypes.cast(self._buf, ctypes.c_void_p), size)
         self._remote = IoVec(None, 0)
         self._local_p = ctypes.byref(self._local)
@@ -336,7 +338,7 @@ class RemoteReader:
         got = self._read(pid, self._local_p, 1, self._remote_p, 1, 0)
         if got <= 0:
             return b""
-        return self._buf.raw[:got]
+        return ctypes.string_at(self._buf_p, got)
 
     def read_string(self, pid: int, address: int, limit: int = 65536) -> bytes | None:
         """The NUL-terminated string at ``address``; None if unreadable."""
@@ -349,9 +351,10 @@ class RemoteReader:
         self._remote.iov_len = chunk
         got = self._read(pid, self._local_p, 1, self._remote_p, 1, 0)
         if got > 0:
-            end = self._buf.raw.find(b"\0", 0, got)
-            if end >= 0:
-                return self._buf.raw[:end]
+            self._buf[got] = b"\0"  # bytes after ``got`` are stale: stop there at the latest
+            text = ctypes.string_at(self._buf_p)
+            if len(text) < got:
+                return text
         parts: list[bytes] = []
         total = 0
         while total < limit:

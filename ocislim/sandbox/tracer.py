@@ -5,8 +5,10 @@ auto-attach every fork, vfork and clone; the program's processes carry a
 seccomp filter (see :mod:`ocislim.sandbox.seccomp`) so only path system calls
 stop.  At the seccomp stop the tracer reads the call's arguments (path strings
 with ``process_vm_readv``, the cwd or dirfd path for relative names, flags,
-argv); at the syscall-exit stop it appends a :class:`SyscallEvent` with the
-result.  Signals are re-injected unchanged, group stops are held with
+argv).  A call that creates or removes no name is recorded there and then, with
+its result unknown: one stop per call.  Only calls that create or remove a name
+(and exec) also stop at their exit, where their :class:`SyscallEvent` is
+appended with the result.  Signals are re-injected unchanged, group stops are held with
 PTRACE_LISTEN, and exec from a non-leader thread moves its pending call to the
 leader's id, so the program behaves as it would untraced.
 
@@ -20,6 +22,7 @@ import ctypes
 import os
 import signal
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -27,6 +30,7 @@ from ocislim.sandbox import libc
 from ocislim.sandbox.syscalls import (
     AT_FDCWD,
     AUDIT_ARCH,
+    OPEN_FLAGS,
     SYSCALL_NAMES,
     PathSyscall,
     native_arch,
@@ -64,8 +68,10 @@ class PathFact(NamedTuple):
 
 
 class SyscallEvent(NamedTuple):
-    """A path system call, recorded at its exit. ``result``: return value, -errno, or
-    None when the task died inside the call.  (A named tuple: made once per call.)"""
+    """A path system call. ``result``: return value or -errno, read at the call's exit;
+    None when it was not read (the call creates or removes no name, so it was recorded
+    at its entry: see :attr:`~ocislim.sandbox.syscalls.PathSyscall.result_needed`) or
+    the task died inside the call.  (A named tuple: made once per call.)"""
 
     seq: int
     tid: int
@@ -118,6 +124,22 @@ class ExitEvent:
 Event = SyscallEvent | ExecEvent | SpawnEvent | ExitEvent
 
 
+@dataclass(frozen=True, slots=True)
+class TracerStats:
+    """What tracing cost: ``stops`` the tracer handled (every wait status of a traced
+    task), ``calls`` traced system calls (seccomp stops), ``cpu`` seconds of the
+    tracer thread's own CPU time inside :meth:`Tracer.run`."""
+
+    stops: int
+    calls: int
+    cpu: float
+
+    @property
+    def us_per_call(self) -> float:
+        """Tracer CPU microseconds per traced call (0 when none was traced)."""
+        return self.cpu * 1e6 / self.calls if self.calls else 0.0
+
+
 @dataclass(slots=True)
 class _Pending:
     name: str
@@ -148,6 +170,8 @@ class Tracer:
 
     def __post_init__(self) -> None:
         self._specs: dict[int, PathSyscall] = path_syscalls_by_number(self.arch)
+        self._result_needed = {nr: spec.result_needed for nr, spec in self._specs.items()}
+        self._o_creat = OPEN_FLAGS[self.arch].creat
         self._names = SYSCALL_NAMES[self.arch]
         self._audit_arch = AUDIT_ARCH[self.arch]
         self._counts: dict[int, int] = {}
@@ -162,6 +186,9 @@ class Tracer:
         self._msg_p = ctypes.addressof(self._msg)
         self._reader = libc.RemoteReader()
         self._seq = 0
+        self._stops = 0
+        self._calls = 0
+        self._cpu = 0.0
         self.child_status: dict[int, int] = {}
 
     # -- setup ---------------------------------------------------------------
@@ -179,8 +206,20 @@ class Tracer:
         """Handle stops until no tracee and no child is left (returns on ECHILD).
 
         Non-traced children of the caller (the namespace creator) are reaped too;
-        their statuses are kept in :attr:`child_status`.
+        their statuses are kept in :attr:`child_status`.  Its cost is in :attr:`stats`.
         """
+        started = time.thread_time()
+        try:
+            self._loop()
+        finally:
+            self._cpu += time.thread_time() - started
+
+    @property
+    def stats(self) -> TracerStats:
+        """Stops handled, calls traced and tracer CPU seconds so far."""
+        return TracerStats(self._stops, self._calls, self._cpu)
+
+    def _loop(self) -> None:
         waitpid = os.waitpid
         tasks = self._tasks
         ptrace = libc.ptrace_raw
@@ -189,38 +228,43 @@ class Tracer:
         info_p, info_size = self._info_p, self._info_size
         seccomp_stop = (libc.PTRACE_EVENT_SECCOMP << 16) | (signal.SIGTRAP << 8) | 0x7F
         syscall_stop = (_SYSCALL_TRAP << 8) | 0x7F
-        while True:
-            try:
-                pid, status = waitpid(-1, libc.WALL)
-            except ChildProcessError:
-                return
-            except InterruptedError:
-                continue
-            task = tasks.get(pid)
-            # The two hot stops first: a path call's seccomp stop and its exit.
-            if task is not None:
-                if status == seccomp_stop:
-                    self._on_seccomp(pid, task)
+        stops = 0
+        try:
+            while True:
+                try:
+                    pid, status = waitpid(-1, libc.WALL)
+                except ChildProcessError:
+                    return
+                except InterruptedError:
                     continue
-                if status == syscall_stop:
-                    if (
-                        task.pending is not None
-                        and ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, info_size, info_p) > 0
-                    ):
-                        op, rval = unpack_exit(view)
-                        if op == libc.PTRACE_SYSCALL_INFO_EXIT:
-                            self._complete(pid, task, rval)
-                    ptrace(libc.PTRACE_CONT if task.pending is None else libc.PTRACE_SYSCALL,
-                           pid, 0, 0)  # fmt: skip
+                stops += 1
+                task = tasks.get(pid)
+                # The two hot stops first: a path call's seccomp stop and its exit.
+                if task is not None:
+                    if status == seccomp_stop:
+                        self._on_seccomp(pid, task)
+                        continue
+                    if status == syscall_stop:
+                        if (
+                            task.pending is not None
+                            and ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, info_size, info_p) > 0
+                        ):
+                            op, rval = unpack_exit(view)
+                            if op == libc.PTRACE_SYSCALL_INFO_EXIT:
+                                self._complete(pid, task, rval)
+                        ptrace(libc.PTRACE_CONT if task.pending is None else libc.PTRACE_SYSCALL,
+                               pid, 0, 0)  # fmt: skip
+                        continue
+                elif not os.WIFSTOPPED(status):
+                    if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                        self.child_status[pid] = status
                     continue
-            elif not os.WIFSTOPPED(status):
-                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-                    self.child_status[pid] = status
-                continue
-            if os.WIFSTOPPED(status):
-                self._on_stop(pid, status)
-            else:
-                self._on_exit(pid, status)
+                if os.WIFSTOPPED(status):
+                    self._on_stop(pid, status)
+                else:
+                    self._on_exit(pid, status)
+        finally:
+            self._stops += stops
 
     def _on_stop(self, pid: int, status: int) -> None:
         sig = (status >> 8) & 0xFF
@@ -324,24 +368,27 @@ class Tracer:
 
     def _on_seccomp(self, pid: int, task: _Task) -> None:
         ptrace = libc.ptrace_raw
+        self._calls += 1
         if ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, self._info_size, self._info_p) <= 0:
             self._resume(pid, task, 0)
             return
-        arch, nr, *args = _SECCOMP_INFO.unpack_from(self._info_view)
-        if arch != self._audit_arch:
-            nr = -1  # a foreign ABI: counted, never interpreted with this table
+        info = _SECCOMP_INFO.unpack_from(self._info_view)  # arch, nr, then the six arguments
+        # A foreign ABI's numbers are counted, never interpreted with this table.
+        nr = info[1] if info[0] == self._audit_arch else -1
         if self.count_all:
             self._counts[nr] = self._counts.get(nr, 0) + 1
         spec = self._specs.get(nr)
         if spec is None or pid == self._init_pid:
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
+        read_string = self._reader.read_string
         paths = []
         if spec.cwd:
             paths.append(PathFact(".", _readlink(f"/proc/{pid}/cwd")))
+        named = False
         for parg in spec.paths:
-            address = args[parg.index]
-            raw_bytes = self._reader.read_string(pid, address) if address else None
+            address = info[parg.index + 2]
+            raw_bytes = read_string(pid, address) if address else None
             if raw_bytes is None:
                 if parg.optional and address == 0:
                     continue
@@ -350,26 +397,40 @@ class Tracer:
             base = None
             # An empty path acts on the dirfd itself (fstat is fstatat(fd, "")); the file
             # was recorded when it was opened, so no base is needed.
-            if raw and not raw.startswith("/"):
-                dirfd = None if parg.dirfd is None else _int32(args[parg.dirfd])
-                if dirfd is None or dirfd == AT_FDCWD:
-                    base = _readlink(f"/proc/{pid}/cwd")
-                else:
-                    base = _readlink(f"/proc/{pid}/fd/{dirfd}")
+            if raw:
+                named = True
+                if raw[0] != "/":
+                    dirfd = AT_FDCWD if parg.dirfd is None else _int32(info[parg.dirfd + 2])
+                    if dirfd == AT_FDCWD:
+                        base = _readlink(f"/proc/{pid}/cwd")
+                    else:
+                        base = _readlink(f"/proc/{pid}/fd/{dirfd}")
             paths.append(PathFact(raw, base))
-        if paths and not any(fact.raw for fact in paths):
+        if paths and not named and not spec.cwd:
             # Acts on an fd only (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)): names no
-            # file, so skip the exit stop.
+            # file, so nothing is recorded.
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
         flags = None
         if spec.flags is not None:
             if spec.flags_in_struct:
-                data = self._reader.read(pid, args[spec.flags], 8)
+                data = self._reader.read(pid, info[spec.flags + 2], 8)
                 flags = struct.unpack("<Q", data)[0] if len(data) == 8 else None
             else:
-                flags = int(args[spec.flags])
-        argv = self._read_argv(pid, args[spec.argv]) if spec.argv is not None else None
+                flags = info[spec.flags + 2]
+        needed = self._result_needed[nr]
+        if needed == "never" or (
+            needed == "if_creat" and flags is not None and not flags & self._o_creat
+        ):
+            # Creates and removes no name: one stop, its result left unknown (None), to be
+            # derived by the analysis from what exists when the call is made.
+            self._seq += 1
+            self.events.append(
+                SyscallEvent(self._seq, pid, task.pid, spec.name, tuple(paths), flags, None)
+            )
+            ptrace(libc.PTRACE_CONT, pid, 0, 0)
+            return
+        argv = self._read_argv(pid, info[spec.argv + 2]) if spec.argv is not None else None
         task.pending = _Pending(spec.name, tuple(paths), flags, argv)
         ptrace(libc.PTRACE_SYSCALL, pid, 0, 0)
 
