@@ -332,7 +332,7 @@ class RemoteReader:
     def read(self, pid: int, address: int, length: int) -> bytes:
         """Up to ``length`` bytes at ``address`` (fewer at an unmapped page; b"" on error)."""
         length = min(length, self._size)
-        self._local.iov_len = length
+        # The local vector stays the whole buffer: the kernel copies what the remote one holds.
         self._remote.iov_base = address
         self._remote.iov_len = length
         got = self._read(pid, self._local_p, 1, self._remote_p, 1, 0)
@@ -345,10 +345,10 @@ class RemoteReader:
         if address == 0:
             return None
         # Fast path: one read up to the end of the page usually holds the whole string.
-        chunk = min(self._size, 4096 - (address % 4096))
-        self._local.iov_len = chunk
-        self._remote.iov_base = address
-        self._remote.iov_len = chunk
+        chunk = min(self._size, 4096 - (address & 4095))
+        remote = self._remote
+        remote.iov_base = address
+        remote.iov_len = chunk
         got = self._read(pid, self._local_p, 1, self._remote_p, 1, 0)
         if got > 0:
             self._buf[got] = b"\0"  # bytes after ``got`` are stale: stop there at the latest

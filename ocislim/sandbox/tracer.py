@@ -169,9 +169,9 @@ class Tracer:
     syscall_counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._specs: dict[int, PathSyscall] = path_syscalls_by_number(self.arch)
-        self._result_needed = {nr: spec.result_needed for nr, spec in self._specs.items()}
-        self._o_creat = OPEN_FLAGS[self.arch].creat
+        self._plans = {
+            nr: _plan(spec, self.arch) for nr, spec in path_syscalls_by_number(self.arch).items()
+        }
         self._names = SYSCALL_NAMES[self.arch]
         self._audit_arch = AUDIT_ARCH[self.arch]
         self._counts: dict[int, int] = {}
@@ -377,20 +377,21 @@ class Tracer:
         nr = info[1] if info[0] == self._audit_arch else -1
         if self.count_all:
             self._counts[nr] = self._counts.get(nr, 0) + 1
-        spec = self._specs.get(nr)
-        if spec is None or pid == self._init_pid:
+        plan = self._plans.get(nr)
+        if plan is None or pid == self._init_pid:
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
+        name, cwd, path_args, flags_at, flags_in_struct, argv_at, exit_if = plan
         read_string = self._reader.read_string
         paths = []
-        if spec.cwd:
+        if cwd:
             paths.append(PathFact(".", _readlink(f"/proc/{pid}/cwd")))
         named = False
-        for parg in spec.paths:
-            address = info[parg.index + 2]
+        for pointer_at, dirfd_at, optional in path_args:
+            address = info[pointer_at]
             raw_bytes = read_string(pid, address) if address else None
             if raw_bytes is None:
-                if parg.optional and address == 0:
+                if optional and address == 0:
                     continue
                 raw_bytes = b""
             raw = os.fsdecode(raw_bytes)
@@ -400,38 +401,35 @@ class Tracer:
             if raw:
                 named = True
                 if raw[0] != "/":
-                    dirfd = AT_FDCWD if parg.dirfd is None else _int32(info[parg.dirfd + 2])
+                    dirfd = _int32(info[dirfd_at]) if dirfd_at else AT_FDCWD
                     if dirfd == AT_FDCWD:
                         base = _readlink(f"/proc/{pid}/cwd")
                     else:
                         base = _readlink(f"/proc/{pid}/fd/{dirfd}")
             paths.append(PathFact(raw, base))
-        if paths and not named and not spec.cwd:
+        if not named and paths and not cwd:
             # Acts on an fd only (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)): names no
             # file, so nothing is recorded.
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
         flags = None
-        if spec.flags is not None:
-            if spec.flags_in_struct:
-                data = self._reader.read(pid, info[spec.flags + 2], 8)
+        if flags_at:
+            if flags_in_struct:
+                data = self._reader.read(pid, info[flags_at], 8)
                 flags = struct.unpack("<Q", data)[0] if len(data) == 8 else None
             else:
-                flags = info[spec.flags + 2]
-        needed = self._result_needed[nr]
-        if needed == "never" or (
-            needed == "if_creat" and flags is not None and not flags & self._o_creat
-        ):
+                flags = info[flags_at]
+        if not reads_result(exit_if, flags):
             # Creates and removes no name: one stop, its result left unknown (None), to be
             # derived by the analysis from what exists when the call is made.
             self._seq += 1
             self.events.append(
-                SyscallEvent(self._seq, pid, task.pid, spec.name, tuple(paths), flags, None)
+                SyscallEvent(self._seq, pid, task.pid, name, tuple(paths), flags, None)
             )
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
-        argv = self._read_argv(pid, info[spec.argv + 2]) if spec.argv is not None else None
-        task.pending = _Pending(spec.name, tuple(paths), flags, argv)
+        argv = self._read_argv(pid, info[argv_at]) if argv_at else None
+        task.pending = _Pending(name, tuple(paths), flags, argv)
         ptrace(libc.PTRACE_SYSCALL, pid, 0, 0)
 
     def _on_syscall_stop(self, pid: int, task: _Task) -> None:
@@ -479,6 +477,47 @@ class Tracer:
     @property
     def init_pid(self) -> int:
         return self._init_pid
+
+
+class _Plan(NamedTuple):
+    """How the seccomp stop reads one call; ``*_at`` index the unpacked syscall info
+    (arguments from 2; 0 for none).  ``exit_if``: stop at the exit when the flags have
+    one of these bits (-1: always, 0: never)."""
+
+    name: str
+    cwd: bool
+    paths: tuple[tuple[int, int, bool], ...]  # (pointer_at, dirfd_at, optional)
+    flags_at: int
+    flags_in_struct: bool
+    argv_at: int
+    exit_if: int
+
+
+def reads_result(exit_if: int, flags: int | None) -> bool:
+    """Whether a call stops at its exit for its result: always (``exit_if`` -1), never
+    (0), or when its flags have a bit of ``exit_if`` (open's O_CREAT) or are unknown."""
+    return exit_if < 0 or (exit_if > 0 and (flags is None or bool(flags & exit_if)))
+
+
+def exit_rule(spec: PathSyscall, arch: str) -> int:
+    """The ``exit_if`` of :func:`reads_result` for ``spec`` on ``arch``."""
+    creat = OPEN_FLAGS[arch].creat
+    return {"always": -1, "if_creat": creat, "never": 0}[spec.result_needed]
+
+
+def _plan(spec: PathSyscall, arch: str) -> _Plan:
+    at = 2  # the arguments' place in the unpacked struct ptrace_syscall_info
+    return _Plan(
+        spec.name,
+        spec.cwd,
+        tuple(
+            (p.index + at, 0 if p.dirfd is None else p.dirfd + at, p.optional) for p in spec.paths
+        ),
+        0 if spec.flags is None else spec.flags + at,
+        spec.flags_in_struct,
+        0 if spec.argv is None else spec.argv + at,
+        exit_rule(spec, arch),
+    )
 
 
 def _int32(value: int) -> int:

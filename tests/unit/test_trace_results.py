@@ -8,7 +8,15 @@ import pytest
 
 from ocislim.sandbox.analysis import analyse
 from ocislim.sandbox.syscalls import OPEN_FLAGS, PATH_SYSCALLS
-from ocislim.sandbox.tracer import ExecEvent, PathFact, SpawnEvent, SyscallEvent, TracerStats
+from ocislim.sandbox.tracer import (
+    ExecEvent,
+    PathFact,
+    SpawnEvent,
+    SyscallEvent,
+    TracerStats,
+    exit_rule,
+    reads_result,
+)
 
 X86 = OPEN_FLAGS["x86_64"]
 UNKNOWN = None
@@ -138,3 +146,18 @@ def test_an_unknown_result_on_an_image_file_is_an_image_file() -> None:
 @pytest.mark.parametrize(("cpu", "calls", "expected"), [(0.5, 10_000, 50.0), (0.1, 0, 0.0)])
 def test_tracer_stats_per_call(cpu: float, calls: int, expected: float) -> None:
     assert TracerStats(stops=calls, calls=calls, cpu=cpu).us_per_call == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "aarch64"])
+def test_the_tracer_reads_the_result_of_exactly_the_calls_that_need_it(arch: str) -> None:
+    creat = OPEN_FLAGS[arch].creat
+    for name, spec in PATH_SYSCALLS.items():
+        rule = exit_rule(spec, arch)
+        for flags in (None, 0, 0x1000, creat, creat | 0o1):
+            reads = reads_result(rule, flags)
+            if spec.result_needed == "always":
+                assert reads, (name, flags)
+            elif spec.result_needed == "never":
+                assert not reads, (name, flags)
+            else:  # open: only O_CREAT makes a name; unknown flags are read at the exit
+                assert reads == (flags is None or bool(flags & creat)), (name, flags)
