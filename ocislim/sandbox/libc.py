@@ -373,5 +373,65 @@ class RemoteReader:
         return b"".join(parts)
 
 
+class ProcMemReader:
+    """Reads traced processes' strings through ``/proc/<tid>/mem``: one ``pread`` per
+    page, several times cheaper than ``process_vm_readv`` from Python.
+
+    One descriptor per process image, keyed by the caller's process id and opened on
+    first use; the caller must :meth:`forget` the key when the process execs or ends
+    (the descriptor stays bound to the old image).  At most ``max_open`` are kept;
+    beyond that, or when the file cannot be opened, reads go through
+    :class:`RemoteReader`.
+    """
+
+    def __init__(self, max_open: int = 256) -> None:
+        self._fds: dict[int, int] = {}
+        self._max_open = max_open
+        self.fallback = RemoteReader()
+
+    def read_string(self, key: int, tid: int, address: int, limit: int = 65536) -> bytes | None:
+        """The NUL-terminated string at ``address`` in task ``tid`` (of process ``key``),
+        at most ``limit`` bytes; None if unreadable."""
+        fd = self._fds.get(key)
+        if fd is None:
+            if len(self._fds) >= self._max_open:
+                return self.fallback.read_string(tid, address, limit)
+            try:
+                fd = os.open(f"/proc/{tid}/mem", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                return self.fallback.read_string(tid, address, limit)
+            self._fds[key] = fd
+        parts: list[bytes] = []
+        total = 0
+        while total < limit:
+            # One page at a time: the next page may be unmapped.
+            try:
+                data = os.pread(fd, 4096 - (address & 4095), address)
+            except (OSError, OverflowError):  # unmapped, or an address no off_t can hold
+                data = b""
+            if not data:
+                return b"".join(parts) if parts else None
+            end = data.find(b"\0")
+            if end >= 0:
+                if not parts:
+                    return data[:end]
+                parts.append(data[:end])
+                return b"".join(parts)
+            parts.append(data)
+            total += len(data)
+            address += len(data)
+        return b"".join(parts)
+
+    def forget(self, key: int) -> None:
+        """Close process ``key``'s descriptor, if one is open."""
+        fd = self._fds.pop(key, None)
+        if fd is not None:
+            os.close(fd)
+
+    def close(self) -> None:
+        for key in list(self._fds):
+            self.forget(key)
+
+
 def machine() -> str:
     return platform.machine()

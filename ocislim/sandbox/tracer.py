@@ -184,7 +184,8 @@ class Tracer:
         self._info_view = memoryview(self._info).cast("B")
         self._msg = ctypes.c_ulong()
         self._msg_p = ctypes.addressof(self._msg)
-        self._reader = libc.RemoteReader()
+        self._strings = libc.ProcMemReader()
+        self._reader = self._strings.fallback
         self._seq = 0
         self._stops = 0
         self._calls = 0
@@ -212,6 +213,7 @@ class Tracer:
         try:
             self._loop()
         finally:
+            self._strings.close()
             self._cpu += time.thread_time() - started
 
     @property
@@ -343,6 +345,7 @@ class Tracer:
 
     def _on_exec(self, pid: int, former: int) -> _Task:
         task = self._tasks.get(pid) or self._new_task(pid)
+        self._strings.forget(pid)  # a new image: its memory is read through a new descriptor
         if former != pid:
             moved = self._tasks.pop(former, None)
             if moved is not None:
@@ -354,6 +357,9 @@ class Tracer:
         return task
 
     def _on_exit(self, tid: int, status: int) -> None:
+        # Only a process's first task has its id: its process is ending and the id may
+        # be reused (its other threads, if any, open their own descriptor again).
+        self._strings.forget(tid)
         task = self._tasks.pop(tid, None)
         if task is None:
             return
@@ -382,14 +388,15 @@ class Tracer:
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
         name, cwd, path_args, flags_at, flags_in_struct, argv_at, exit_if = plan
-        read_string = self._reader.read_string
+        read_string = self._strings.read_string
+        key = task.pid
         paths = []
         if cwd:
             paths.append(PathFact(".", _readlink(f"/proc/{pid}/cwd")))
         named = False
         for pointer_at, dirfd_at, optional in path_args:
             address = info[pointer_at]
-            raw_bytes = read_string(pid, address) if address else None
+            raw_bytes = read_string(key, pid, address) if address else None
             if raw_bytes is None:
                 if optional and address == 0:
                     continue

@@ -161,3 +161,28 @@ def test_the_tracer_reads_the_result_of_exactly_the_calls_that_need_it(arch: str
                 assert not reads, (name, flags)
             else:  # open: only O_CREAT makes a name; unknown flags are read at the exit
                 assert reads == (flags is None or bool(flags & creat)), (name, flags)
+
+
+def test_proc_mem_reader_reads_strings_of_a_live_process() -> None:
+    import ctypes
+    import mmap
+    import os
+
+    from ocislim.sandbox.libc import ProcMemReader
+
+    pid = os.getpid()
+    reader = ProcMemReader()
+    # A string that crosses a page boundary, followed by an unmapped page.
+    area = mmap.mmap(-1, 2 * 4096)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(area))
+    area[4096 - 5 : 4096 + 4] = b"/usr/lib\0"
+    assert reader.read_string(pid, pid, base + 4096 - 5) == b"/usr/lib"
+    area[:] = b"x" * (2 * 4096)
+    assert reader.read_string(pid, pid, base, limit=6000) == b"x" * 8192  # whole pages
+    assert reader.read_string(pid, pid, 8) is None  # unmapped
+    assert reader.read_string(pid, pid, 1 << 63) is None  # beyond any off_t
+    reader.forget(pid)
+    full = ProcMemReader(max_open=0)  # every read through process_vm_readv
+    area[:9] = b"/usr/lib\0"
+    assert full.read_string(pid, pid, base) == b"/usr/lib"
+    reader.close()
