@@ -213,18 +213,44 @@ def process_label(argv: Sequence[str]) -> str:
     return label if len(label) <= MAX_PROCESS_LABEL else label[: MAX_PROCESS_LABEL - 3] + "..."
 
 
+class _Argv(dict[int, tuple[str, ...]]):
+    """Each process's argv of its last exec, inherited from its parent at fork.
+
+    The tracer may handle a child's exec before its parent's fork event (both stop at
+    once; a vfork parent even waits for it): a fork event then does not undo the exec
+    already seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._forked: set[int] = set()  # processes whose fork was seen
+        self._early: set[int] = set()  # exec seen before the fork that made the process
+
+    def spawned(self, event: SpawnEvent) -> None:
+        if event.thread:
+            return
+        self._forked.add(event.child_pid)
+        if event.child_pid in self._early:
+            self._early.discard(event.child_pid)
+        else:
+            self[event.child_pid] = self.get(event.parent_pid, ())
+
+    def execed(self, event: ExecEvent) -> None:
+        self[event.pid] = event.argv
+        if event.pid not in self._forked:
+            self._early.add(event.pid)
+
+
 def split_by_program(events: Iterable[Event]) -> dict[str, list[Event]]:
     """Syscall and exec events grouped by the label of the program their process ran when
     they happened (an exec event belongs to the program it starts); in order. Pure."""
-    argv: dict[int, tuple[str, ...]] = {}
+    argv = _Argv()
     groups: dict[str, list[Event]] = {}
     for event in events:
         if isinstance(event, SpawnEvent):
-            if not event.thread:
-                argv[event.child_pid] = argv.get(event.parent_pid, ())
+            argv.spawned(event)
             continue
         if isinstance(event, ExecEvent):
-            argv[event.pid] = event.argv
+            argv.execed(event)
             groups.setdefault(process_label(event.argv), []).append(event)
         elif isinstance(event, SyscallEvent):
             groups.setdefault(process_label(argv.get(event.pid, ())), []).append(event)
@@ -273,11 +299,10 @@ def analyse(
                 made.update(res.path, access)
             (created if succeeded else misses).add(program, res.path, access)
 
-    argv: dict[int, tuple[str, ...]] = {}
+    argv = _Argv()
     for event in events:
         if isinstance(event, SpawnEvent):
-            if not event.thread:
-                argv[event.child_pid] = argv.get(event.parent_pid, ())
+            argv.spawned(event)
         elif isinstance(event, SyscallEvent):
             spec = PATH_SYSCALLS.get(event.name)
             if spec is None:
@@ -296,7 +321,7 @@ def analyse(
                 if path is not None:
                     record(program, path, access, follow, succeeded)
         elif isinstance(event, ExecEvent):
-            argv[event.pid] = event.argv
+            argv.execed(event)
             program = process_label(event.argv)
             for path in (event.exe, *event.mapped):
                 if path and path.startswith("/") and not path.endswith(" (deleted)"):
@@ -346,11 +371,13 @@ def processes(events: Iterable[Event], init_pid: int) -> tuple[Process, ...]:
     """The program's processes (threads folded in), in the order they were created. Pure.
 
     Creation order is the namespace pid's: the tracer may handle a child's fork before
-    its parent's when both stop at once, so the order of spawn events is not it.
+    its parent's when both stop at once, so the order of spawn events is not it; nor
+    does a fork event seen after the child's exec undo that exec's argv.
     """
     ns_pid: dict[int, int] = {init_pid: 1}
     parent: dict[int, int] = {}
-    argv: dict[int, tuple[str, ...]] = {init_pid: ()}
+    argv = _Argv()
+    argv[init_pid] = ()
     ended: dict[int, tuple[int | None, int | None]] = {}
     order: list[int] = []
     for event in events:
@@ -359,10 +386,10 @@ def processes(events: Iterable[Event], init_pid: int) -> tuple[Process, ...]:
                 continue
             ns_pid[event.child_pid] = event.ns_pid
             parent[event.child_pid] = event.parent_pid
-            argv[event.child_pid] = argv.get(event.parent_pid, ())
+            argv.spawned(event)
             order.append(event.child_pid)
         elif isinstance(event, ExecEvent):
-            argv[event.pid] = event.argv
+            argv.execed(event)
         elif isinstance(event, ExitEvent) and event.tid == event.pid:
             ended[event.pid] = (event.exit_code, event.signal)
     order.sort(key=lambda pid: ns_pid[pid] or _UNKNOWN_NS_PID)  # stable: unknowns keep theirs

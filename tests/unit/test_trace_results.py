@@ -186,3 +186,19 @@ def test_proc_mem_reader_reads_strings_of_a_live_process() -> None:
     area[:9] = b"/usr/lib\0"
     assert full.read_string(pid, pid, base) == b"/usr/lib"
     reader.close()
+
+
+def test_an_exec_seen_before_its_fork_keeps_its_argv() -> None:
+    # A vfork child's exec handled before the parent's vfork event.
+    from ocislim.sandbox.analysis import processes
+
+    events = [
+        SpawnEvent(1, 1, 1, 10, 10, 2, "fork", False),
+        ExecEvent(2, 10, 10, ("/bin/vfork",), "/bin/vfork", ()),
+        ExecEvent(3, 11, 11, ("hello",), "/bin/hello", ()),
+        SpawnEvent(4, 10, 10, 11, 11, 3, "vfork", False),
+        SyscallEvent(5, 11, 11, "openat", (PathFact("/tmp/x", None),), 0, None),
+    ]
+    assert [p.argv for p in processes(events, 1)] == [("/bin/vfork",), ("hello",)]
+    report = analyse(events, TREE, (), "x86_64")
+    assert {a.program for a in report.by_program if a.access.path == "/tmp/x"} == {"hello"}
