@@ -14,6 +14,10 @@ the way is itself a file the run needed.  The final path is classified:
 - ``created``: absent from the image but the call succeeded (made at run time);
 - ``misses``: absent and the call failed: the program looked for it.
 
+Calls that create or remove no name are recorded without their result; for them,
+success on a path absent from the image is derived from the calls before them (the
+path exists when the run made it and has not removed it since).
+
 Every access is also labelled with the program its process was running when it
 made the call (:func:`process_label` of that argv), so one analysis serves both
 the merged lists and per-program reasons such as ``python3 /app/app.py read``.
@@ -209,18 +213,44 @@ def process_label(argv: Sequence[str]) -> str:
     return label if len(label) <= MAX_PROCESS_LABEL else label[: MAX_PROCESS_LABEL - 3] + "..."
 
 
+class _Argv(dict[int, tuple[str, ...]]):
+    """Each process's argv of its last exec, inherited from its parent at fork.
+
+    The tracer may handle a child's exec before its parent's fork event (both stop at
+    once; a vfork parent even waits for it): a fork event then does not undo the exec
+    already seen."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._forked: set[int] = set()  # processes whose fork was seen
+        self._early: set[int] = set()  # exec seen before the fork that made the process
+
+    def spawned(self, event: SpawnEvent) -> None:
+        if event.thread:
+            return
+        self._forked.add(event.child_pid)
+        if event.child_pid in self._early:
+            self._early.discard(event.child_pid)
+        else:
+            self[event.child_pid] = self.get(event.parent_pid, ())
+
+    def execed(self, event: ExecEvent) -> None:
+        self[event.pid] = event.argv
+        if event.pid not in self._forked:
+            self._early.add(event.pid)
+
+
 def split_by_program(events: Iterable[Event]) -> dict[str, list[Event]]:
     """Syscall and exec events grouped by the label of the program their process ran when
     they happened (an exec event belongs to the program it starts); in order. Pure."""
-    argv: dict[int, tuple[str, ...]] = {}
+    argv = _Argv()
     groups: dict[str, list[Event]] = {}
     for event in events:
         if isinstance(event, SpawnEvent):
-            if not event.thread:
-                argv[event.child_pid] = argv.get(event.parent_pid, ())
+            argv.spawned(event)
             continue
         if isinstance(event, ExecEvent):
-            argv[event.pid] = event.argv
+            argv.execed(event)
             groups.setdefault(process_label(event.argv), []).append(event)
         elif isinstance(event, SyscallEvent):
             groups.setdefault(process_label(argv.get(event.pid, ())), []).append(event)
@@ -235,8 +265,11 @@ def analyse(
 ) -> FileReport:
     """Classify every path the events name, each access labelled with its program.
 
-    Pure; see the module docstring.  Each call's classification depends only on the
-    call and the tree, so the merged lists are the union of the programs' lists.
+    Pure; see the module docstring.  Events are read in order: a call whose result was
+    not read (None) succeeded on a path absent from the image exactly when the run had
+    made that path before the call and not removed it since (only calls that create or
+    remove no name are recorded without their result).  The merged lists are the union
+    of the programs' lists.
     """
     of = OPEN_FLAGS[arch or native_arch()]
     runtime = tuple(runtime_paths)
@@ -244,6 +277,7 @@ def analyse(
     created, misses = _Collector("created"), _Collector("misses")
 
     resolver = PathResolver(tree, runtime)
+    made = _MadePaths()
 
     def record(
         program: str, path: str, access: set[Access], follow: bool, succeeded: bool | None
@@ -259,29 +293,39 @@ def analyse(
         elif res.status == "runtime":
             runtime_out.add(program, res.path, access)
         elif res.status == "missing":
+            if succeeded is None:
+                succeeded = res.path in made
+            elif succeeded:
+                made.update(res.path, access)
             (created if succeeded else misses).add(program, res.path, access)
 
-    for program, group in split_by_program(events).items():
-        for event in group:
-            if isinstance(event, SyscallEvent):
-                spec = PATH_SYSCALLS.get(event.name)
-                if spec is None:
-                    continue
-                succeeded = None if event.result is None else event.result >= 0
-                if spec.cwd and event.paths and succeeded is not False:
-                    path = _absolute(".", event.paths[0].base)
-                    if path is not None:
-                        record(program, path, {"stat"}, True, succeeded)
-                    continue
-                for arg, fact in zip(spec.paths, event.paths, strict=False):
-                    access, follow = _interpret(arg, event.flags, of)
-                    path = _absolute(fact.raw, fact.base)
-                    if path is not None:
-                        record(program, path, access, follow, succeeded)
-            elif isinstance(event, ExecEvent):
-                for path in (event.exe, *event.mapped):
-                    if path and path.startswith("/") and not path.endswith(" (deleted)"):
-                        record(program, path, {"exec"}, True, True)
+    argv = _Argv()
+    for event in events:
+        if isinstance(event, SpawnEvent):
+            argv.spawned(event)
+        elif isinstance(event, SyscallEvent):
+            spec = PATH_SYSCALLS.get(event.name)
+            if spec is None:
+                continue
+            program = process_label(argv.get(event.pid, ()))
+            succeeded = None if event.result is None else event.result >= 0
+            if spec.cwd and event.paths and succeeded is not False:
+                path = _absolute(".", event.paths[0].base)
+                if path is not None:
+                    record(program, path, {"stat"}, True, succeeded)
+                continue
+            made.start_call()
+            for arg, fact in zip(spec.paths, event.paths, strict=False):
+                access, follow = _interpret(arg, event.flags, of)
+                path = _absolute(fact.raw, fact.base)
+                if path is not None:
+                    record(program, path, access, follow, succeeded)
+        elif isinstance(event, ExecEvent):
+            argv.execed(event)
+            program = process_label(event.argv)
+            for path in (event.exe, *event.mapped):
+                if path and path.startswith("/") and not path.endswith(" (deleted)"):
+                    record(program, path, {"exec"}, True, True)
     collectors = (files, runtime_out, created, misses)
     return FileReport(
         files.merged(),
@@ -292,15 +336,48 @@ def analyse(
     )
 
 
+class _MadePaths:
+    """Paths absent from the image that the run has made and not removed, as far as the
+    calls with a known result say: a successful create adds its path, a successful
+    delete removes it and what lies below; a rename's target takes what lay below its
+    source.  (A directory of the image renamed at run time is not followed: what
+    lay below it is looked up under its old name only.)"""
+
+    def __init__(self) -> None:
+        self._paths: set[str] = set()
+        self._moved: list[str] = []  # what lay below the last removed path, this call
+
+    def __contains__(self, path: str) -> bool:
+        return path in self._paths
+
+    def start_call(self) -> None:
+        self._moved = []
+
+    def update(self, path: str, access: set[Access]) -> None:
+        """``path`` (absent from the image) was the target of a successful ``access``."""
+        if "delete" in access:
+            prefix = path + "/"
+            below = [p for p in self._paths if p.startswith(prefix)]
+            self._moved = [p[len(path) :] for p in below]
+            self._paths.difference_update(below)
+            self._paths.discard(path)
+        if "create" in access:
+            self._paths.add(path)
+            self._paths.update(path + rest for rest in self._moved)
+            self._moved = []
+
+
 def processes(events: Iterable[Event], init_pid: int) -> tuple[Process, ...]:
     """The program's processes (threads folded in), in the order they were created. Pure.
 
     Creation order is the namespace pid's: the tracer may handle a child's fork before
-    its parent's when both stop at once, so the order of spawn events is not it.
+    its parent's when both stop at once, so the order of spawn events is not it; nor
+    does a fork event seen after the child's exec undo that exec's argv.
     """
     ns_pid: dict[int, int] = {init_pid: 1}
     parent: dict[int, int] = {}
-    argv: dict[int, tuple[str, ...]] = {init_pid: ()}
+    argv = _Argv()
+    argv[init_pid] = ()
     ended: dict[int, tuple[int | None, int | None]] = {}
     order: list[int] = []
     for event in events:
@@ -309,10 +386,10 @@ def processes(events: Iterable[Event], init_pid: int) -> tuple[Process, ...]:
                 continue
             ns_pid[event.child_pid] = event.ns_pid
             parent[event.child_pid] = event.parent_pid
-            argv[event.child_pid] = argv.get(event.parent_pid, ())
+            argv.spawned(event)
             order.append(event.child_pid)
         elif isinstance(event, ExecEvent):
-            argv[event.pid] = event.argv
+            argv.execed(event)
         elif isinstance(event, ExitEvent) and event.tid == event.pid:
             ended[event.pid] = (event.exit_code, event.signal)
     order.sort(key=lambda pid: ns_pid[pid] or _UNKNOWN_NS_PID)  # stable: unknowns keep theirs

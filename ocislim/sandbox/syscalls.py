@@ -76,6 +76,18 @@ class PathSyscall:
     # getcwd: names no path argument but reveals the working directory, recorded as ".".
     cwd: bool = False
 
+    @property
+    def result_needed(self) -> Literal["always", "if_creat", "never"]:
+        """When the tracer must read the call's result at its exit: "always" for calls
+        that create or remove a name or exec (what exists afterwards depends on it),
+        "if_creat" for open calls (only O_CREAT creates), "never" for the rest, whose
+        success follows from what exists when they are made (see analysis)."""
+        if self.argv is not None or any(p.access in ("create", "delete") for p in self.paths):
+            return "always"
+        if any(p.access == "open" for p in self.paths):
+            return "if_creat"
+        return "never"
+
 
 def _p(name: str, *paths: PathArg, flags: int | None = None, **kw: object) -> PathSyscall:
     return PathSyscall(name, paths, flags, **kw)  # type: ignore[arg-type]

@@ -5,8 +5,10 @@ auto-attach every fork, vfork and clone; the program's processes carry a
 seccomp filter (see :mod:`ocislim.sandbox.seccomp`) so only path system calls
 stop.  At the seccomp stop the tracer reads the call's arguments (path strings
 with ``process_vm_readv``, the cwd or dirfd path for relative names, flags,
-argv); at the syscall-exit stop it appends a :class:`SyscallEvent` with the
-result.  Signals are re-injected unchanged, group stops are held with
+argv).  A call that creates or removes no name is recorded there and then, with
+its result unknown: one stop per call.  Only calls that create or remove a name
+(and exec) also stop at their exit, where their :class:`SyscallEvent` is
+appended with the result.  Signals are re-injected unchanged, group stops are held with
 PTRACE_LISTEN, and exec from a non-leader thread moves its pending call to the
 leader's id, so the program behaves as it would untraced.
 
@@ -20,6 +22,7 @@ import ctypes
 import os
 import signal
 import struct
+import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -27,6 +30,7 @@ from ocislim.sandbox import libc
 from ocislim.sandbox.syscalls import (
     AT_FDCWD,
     AUDIT_ARCH,
+    OPEN_FLAGS,
     SYSCALL_NAMES,
     PathSyscall,
     native_arch,
@@ -64,8 +68,10 @@ class PathFact(NamedTuple):
 
 
 class SyscallEvent(NamedTuple):
-    """A path system call, recorded at its exit. ``result``: return value, -errno, or
-    None when the task died inside the call.  (A named tuple: made once per call.)"""
+    """A path system call. ``result``: return value or -errno, read at the call's exit;
+    None when it was not read (the call creates or removes no name, so it was recorded
+    at its entry: see :attr:`~ocislim.sandbox.syscalls.PathSyscall.result_needed`) or
+    the task died inside the call.  (A named tuple: made once per call.)"""
 
     seq: int
     tid: int
@@ -118,6 +124,22 @@ class ExitEvent:
 Event = SyscallEvent | ExecEvent | SpawnEvent | ExitEvent
 
 
+@dataclass(frozen=True, slots=True)
+class TracerStats:
+    """What tracing cost: ``stops`` the tracer handled (every wait status of a traced
+    task), ``calls`` traced system calls (seccomp stops), ``cpu`` seconds of the
+    tracer thread's own CPU time inside :meth:`Tracer.run`."""
+
+    stops: int
+    calls: int
+    cpu: float
+
+    @property
+    def us_per_call(self) -> float:
+        """Tracer CPU microseconds per traced call (0 when none was traced)."""
+        return self.cpu * 1e6 / self.calls if self.calls else 0.0
+
+
 @dataclass(slots=True)
 class _Pending:
     name: str
@@ -147,7 +169,9 @@ class Tracer:
     syscall_counts: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._specs: dict[int, PathSyscall] = path_syscalls_by_number(self.arch)
+        self._plans = {
+            nr: _plan(spec, self.arch) for nr, spec in path_syscalls_by_number(self.arch).items()
+        }
         self._names = SYSCALL_NAMES[self.arch]
         self._audit_arch = AUDIT_ARCH[self.arch]
         self._counts: dict[int, int] = {}
@@ -160,8 +184,12 @@ class Tracer:
         self._info_view = memoryview(self._info).cast("B")
         self._msg = ctypes.c_ulong()
         self._msg_p = ctypes.addressof(self._msg)
-        self._reader = libc.RemoteReader()
+        self._strings = libc.ProcMemReader()
+        self._reader = self._strings.fallback
         self._seq = 0
+        self._stops = 0
+        self._calls = 0
+        self._cpu = 0.0
         self.child_status: dict[int, int] = {}
 
     # -- setup ---------------------------------------------------------------
@@ -179,8 +207,21 @@ class Tracer:
         """Handle stops until no tracee and no child is left (returns on ECHILD).
 
         Non-traced children of the caller (the namespace creator) are reaped too;
-        their statuses are kept in :attr:`child_status`.
+        their statuses are kept in :attr:`child_status`.  Its cost is in :attr:`stats`.
         """
+        started = time.thread_time()
+        try:
+            self._loop()
+        finally:
+            self._strings.close()
+            self._cpu += time.thread_time() - started
+
+    @property
+    def stats(self) -> TracerStats:
+        """Stops handled, calls traced and tracer CPU seconds so far."""
+        return TracerStats(self._stops, self._calls, self._cpu)
+
+    def _loop(self) -> None:
         waitpid = os.waitpid
         tasks = self._tasks
         ptrace = libc.ptrace_raw
@@ -189,38 +230,43 @@ class Tracer:
         info_p, info_size = self._info_p, self._info_size
         seccomp_stop = (libc.PTRACE_EVENT_SECCOMP << 16) | (signal.SIGTRAP << 8) | 0x7F
         syscall_stop = (_SYSCALL_TRAP << 8) | 0x7F
-        while True:
-            try:
-                pid, status = waitpid(-1, libc.WALL)
-            except ChildProcessError:
-                return
-            except InterruptedError:
-                continue
-            task = tasks.get(pid)
-            # The two hot stops first: a path call's seccomp stop and its exit.
-            if task is not None:
-                if status == seccomp_stop:
-                    self._on_seccomp(pid, task)
+        stops = 0
+        try:
+            while True:
+                try:
+                    pid, status = waitpid(-1, libc.WALL)
+                except ChildProcessError:
+                    return
+                except InterruptedError:
                     continue
-                if status == syscall_stop:
-                    if (
-                        task.pending is not None
-                        and ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, info_size, info_p) > 0
-                    ):
-                        op, rval = unpack_exit(view)
-                        if op == libc.PTRACE_SYSCALL_INFO_EXIT:
-                            self._complete(pid, task, rval)
-                    ptrace(libc.PTRACE_CONT if task.pending is None else libc.PTRACE_SYSCALL,
-                           pid, 0, 0)  # fmt: skip
+                stops += 1
+                task = tasks.get(pid)
+                # The two hot stops first: a path call's seccomp stop and its exit.
+                if task is not None:
+                    if status == seccomp_stop:
+                        self._on_seccomp(pid, task)
+                        continue
+                    if status == syscall_stop:
+                        if (
+                            task.pending is not None
+                            and ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, info_size, info_p) > 0
+                        ):
+                            op, rval = unpack_exit(view)
+                            if op == libc.PTRACE_SYSCALL_INFO_EXIT:
+                                self._complete(pid, task, rval)
+                        ptrace(libc.PTRACE_CONT if task.pending is None else libc.PTRACE_SYSCALL,
+                               pid, 0, 0)  # fmt: skip
+                        continue
+                elif not os.WIFSTOPPED(status):
+                    if os.WIFEXITED(status) or os.WIFSIGNALED(status):
+                        self.child_status[pid] = status
                     continue
-            elif not os.WIFSTOPPED(status):
-                if os.WIFEXITED(status) or os.WIFSIGNALED(status):
-                    self.child_status[pid] = status
-                continue
-            if os.WIFSTOPPED(status):
-                self._on_stop(pid, status)
-            else:
-                self._on_exit(pid, status)
+                if os.WIFSTOPPED(status):
+                    self._on_stop(pid, status)
+                else:
+                    self._on_exit(pid, status)
+        finally:
+            self._stops += stops
 
     def _on_stop(self, pid: int, status: int) -> None:
         sig = (status >> 8) & 0xFF
@@ -299,6 +345,7 @@ class Tracer:
 
     def _on_exec(self, pid: int, former: int) -> _Task:
         task = self._tasks.get(pid) or self._new_task(pid)
+        self._strings.forget(pid)  # a new image: its memory is read through a new descriptor
         if former != pid:
             moved = self._tasks.pop(former, None)
             if moved is not None:
@@ -310,6 +357,9 @@ class Tracer:
         return task
 
     def _on_exit(self, tid: int, status: int) -> None:
+        # Only a process's first task has its id: its process is ending and the id may
+        # be reused (its other threads, if any, open their own descriptor again).
+        self._strings.forget(tid)
         task = self._tasks.pop(tid, None)
         if task is None:
             return
@@ -324,53 +374,69 @@ class Tracer:
 
     def _on_seccomp(self, pid: int, task: _Task) -> None:
         ptrace = libc.ptrace_raw
+        self._calls += 1
         if ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, self._info_size, self._info_p) <= 0:
             self._resume(pid, task, 0)
             return
-        arch, nr, *args = _SECCOMP_INFO.unpack_from(self._info_view)
-        if arch != self._audit_arch:
-            nr = -1  # a foreign ABI: counted, never interpreted with this table
+        info = _SECCOMP_INFO.unpack_from(self._info_view)  # arch, nr, then the six arguments
+        # A foreign ABI's numbers are counted, never interpreted with this table.
+        nr = info[1] if info[0] == self._audit_arch else -1
         if self.count_all:
             self._counts[nr] = self._counts.get(nr, 0) + 1
-        spec = self._specs.get(nr)
-        if spec is None or pid == self._init_pid:
+        plan = self._plans.get(nr)
+        if plan is None or pid == self._init_pid:
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
+        name, cwd, path_args, flags_at, flags_in_struct, argv_at, exit_if = plan
+        read_string = self._strings.read_string
+        key = task.pid
         paths = []
-        if spec.cwd:
+        if cwd:
             paths.append(PathFact(".", _readlink(f"/proc/{pid}/cwd")))
-        for parg in spec.paths:
-            address = args[parg.index]
-            raw_bytes = self._reader.read_string(pid, address) if address else None
+        named = False
+        for pointer_at, dirfd_at, optional in path_args:
+            address = info[pointer_at]
+            raw_bytes = read_string(key, pid, address) if address else None
             if raw_bytes is None:
-                if parg.optional and address == 0:
+                if optional and address == 0:
                     continue
                 raw_bytes = b""
             raw = os.fsdecode(raw_bytes)
             base = None
             # An empty path acts on the dirfd itself (fstat is fstatat(fd, "")); the file
             # was recorded when it was opened, so no base is needed.
-            if raw and not raw.startswith("/"):
-                dirfd = None if parg.dirfd is None else _int32(args[parg.dirfd])
-                if dirfd is None or dirfd == AT_FDCWD:
-                    base = _readlink(f"/proc/{pid}/cwd")
-                else:
-                    base = _readlink(f"/proc/{pid}/fd/{dirfd}")
+            if raw:
+                named = True
+                if raw[0] != "/":
+                    dirfd = _int32(info[dirfd_at]) if dirfd_at else AT_FDCWD
+                    if dirfd == AT_FDCWD:
+                        base = _readlink(f"/proc/{pid}/cwd")
+                    else:
+                        base = _readlink(f"/proc/{pid}/fd/{dirfd}")
             paths.append(PathFact(raw, base))
-        if paths and not any(fact.raw for fact in paths):
+        if not named and paths and not cwd:
             # Acts on an fd only (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)): names no
-            # file, so skip the exit stop.
+            # file, so nothing is recorded.
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
         flags = None
-        if spec.flags is not None:
-            if spec.flags_in_struct:
-                data = self._reader.read(pid, args[spec.flags], 8)
+        if flags_at:
+            if flags_in_struct:
+                data = self._reader.read(pid, info[flags_at], 8)
                 flags = struct.unpack("<Q", data)[0] if len(data) == 8 else None
             else:
-                flags = int(args[spec.flags])
-        argv = self._read_argv(pid, args[spec.argv]) if spec.argv is not None else None
-        task.pending = _Pending(spec.name, tuple(paths), flags, argv)
+                flags = info[flags_at]
+        if not reads_result(exit_if, flags):
+            # Creates and removes no name: one stop, its result left unknown (None), to be
+            # derived by the analysis from what exists when the call is made.
+            self._seq += 1
+            self.events.append(
+                SyscallEvent(self._seq, pid, task.pid, name, tuple(paths), flags, None)
+            )
+            ptrace(libc.PTRACE_CONT, pid, 0, 0)
+            return
+        argv = self._read_argv(pid, info[argv_at]) if argv_at else None
+        task.pending = _Pending(name, tuple(paths), flags, argv)
         ptrace(libc.PTRACE_SYSCALL, pid, 0, 0)
 
     def _on_syscall_stop(self, pid: int, task: _Task) -> None:
@@ -418,6 +484,47 @@ class Tracer:
     @property
     def init_pid(self) -> int:
         return self._init_pid
+
+
+class _Plan(NamedTuple):
+    """How the seccomp stop reads one call; ``*_at`` index the unpacked syscall info
+    (arguments from 2; 0 for none).  ``exit_if``: stop at the exit when the flags have
+    one of these bits (-1: always, 0: never)."""
+
+    name: str
+    cwd: bool
+    paths: tuple[tuple[int, int, bool], ...]  # (pointer_at, dirfd_at, optional)
+    flags_at: int
+    flags_in_struct: bool
+    argv_at: int
+    exit_if: int
+
+
+def reads_result(exit_if: int, flags: int | None) -> bool:
+    """Whether a call stops at its exit for its result: always (``exit_if`` -1), never
+    (0), or when its flags have a bit of ``exit_if`` (open's O_CREAT) or are unknown."""
+    return exit_if < 0 or (exit_if > 0 and (flags is None or bool(flags & exit_if)))
+
+
+def exit_rule(spec: PathSyscall, arch: str) -> int:
+    """The ``exit_if`` of :func:`reads_result` for ``spec`` on ``arch``."""
+    creat = OPEN_FLAGS[arch].creat
+    return {"always": -1, "if_creat": creat, "never": 0}[spec.result_needed]
+
+
+def _plan(spec: PathSyscall, arch: str) -> _Plan:
+    at = 2  # the arguments' place in the unpacked struct ptrace_syscall_info
+    return _Plan(
+        spec.name,
+        spec.cwd,
+        tuple(
+            (p.index + at, 0 if p.dirfd is None else p.dirfd + at, p.optional) for p in spec.paths
+        ),
+        0 if spec.flags is None else spec.flags + at,
+        spec.flags_in_struct,
+        0 if spec.argv is None else spec.argv + at,
+        exit_rule(spec, arch),
+    )
 
 
 def _int32(value: int) -> int:

@@ -18,7 +18,15 @@ from ocislim.sandbox.analysis import DirTree, FileReport, Process, analyse, proc
 from ocislim.sandbox.namespaces import PROBE_DIR
 from ocislim.sandbox.runner import run_traced
 from ocislim.sandbox.spec import ExecRecord, RunResult, RunSpec
-from ocislim.sandbox.tracer import Event, ExecEvent, ExitEvent, SpawnEvent, SyscallEvent, Tracer
+from ocislim.sandbox.tracer import (
+    Event,
+    ExecEvent,
+    ExitEvent,
+    SpawnEvent,
+    SyscallEvent,
+    Tracer,
+    TracerStats,
+)
 
 
 @dataclass(frozen=True)
@@ -27,7 +35,9 @@ class TraceResult:
 
     ``report``: every access classified and labelled with its program (merged lists
     plus ``report.by_program``); ``processes``: the program's processes;
-    ``syscalls``: counts by name of every system call, when requested.
+    ``syscalls``: counts by name of every system call, when requested;
+    ``cost``: what the tracer spent (stops, traced calls, its CPU time), not a fact
+    of the run and not in :meth:`to_json`.
     """
 
     run: RunResult
@@ -36,6 +46,7 @@ class TraceResult:
     processes: tuple[Process, ...]
     syscalls: dict[str, int] | None
     exec_reports: tuple[tuple[ExecRecord, FileReport], ...] = ()
+    cost: TracerStats | None = None
 
     @property
     def exit_code(self) -> int:
@@ -94,7 +105,7 @@ def trace(
         (record, analyse(by_exec[record.pid], tree, runtime)) for record in result.exec_commands
     )
     found = processes(program_events, tracer.init_pid)
-    return TraceResult(result, events, report, found, counts, exec_reports)
+    return TraceResult(result, events, report, found, counts, exec_reports, tracer.stats)
 
 
 def split_execs(
