@@ -28,7 +28,7 @@ from ocislim.layers.meter import open_metered
 from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
 from ocislim.layers.writer import write_tree_layer
-from ocislim.progress import NULL_PROGRESS, Progress
+from ocislim.progress import NULL_PROGRESS, Progress, counted
 from ocislim.scratch import directory as scratch_directory
 
 
@@ -110,7 +110,7 @@ def convert(
                 tree: FileTree = merge(image, spool=spool, progress=progress)
                 progress.stage("write", "flattened layer")
                 layer = write_tree_layer(
-                    tree.walk(),
+                    counted(tree.walk(), progress, "entries", len(tree)),
                     spooled_data(spool),
                     target or "gzip",
                     options.level,

@@ -20,7 +20,8 @@ size in the layer's descriptor, with ``unit=BYTES``.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable, Iterator
+from typing import Protocol, TypeVar
 
 BYTES = "bytes"
 """The ``unit`` of :meth:`Progress.advance` for byte counts (a receiver may show a rate)."""
@@ -86,3 +87,19 @@ class Nested:
 
     def note(self, message: str) -> None:
         self._outer.note(message)
+
+
+T = TypeVar("T")
+
+
+def counted(
+    items: Iterable[T], progress: Progress, what: str, total: int, every: int = 256
+) -> Iterator[T]:
+    """``items`` in order, reporting ``advance(what, done, total)`` every ``every`` items
+    and once at the end, so a long write moves and ends at what it did."""
+    done = 0
+    for done, item in enumerate(items, 1):
+        yield item
+        if not done % every:
+            progress.advance(what, done, total)
+    progress.advance(what, done, total)

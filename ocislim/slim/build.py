@@ -53,7 +53,7 @@ from ocislim.layers.tree import FileTree
 from ocislim.layers.unpack import unpack
 from ocislim.layers.writer import write_tree_layer
 from ocislim.outputs import write_text_atomic
-from ocislim.progress import NULL_PROGRESS, Nested, Progress
+from ocislim.progress import NULL_PROGRESS, Nested, Progress, counted
 from ocislim.slim import pkgdb, sbom
 from ocislim.slim import report as report_mod
 from ocislim.slim.keeper import Keeper, first_seeds
@@ -324,7 +324,7 @@ def _write(
     with Spool(scratch) as spool:
         offsets = spool_contents(image, wanted, spool, progress)
         layer = write_tree_layer(
-            entries,
+            counted(entries, progress, "entries", len(entries)),
             spooled_data(spool, offsets),
             compression,
             out.level,

@@ -16,7 +16,7 @@ from ocislim.inspect.describe import describe
 from ocislim.layers.merge import iter_members, merge, spool_contents
 from ocislim.layers.spool import Spool
 from ocislim.layers.unpack import unpack
-from ocislim.progress import BYTES, Nested
+from ocislim.progress import BYTES, Nested, counted
 from tests import synth
 
 MIB = 1 << 20
@@ -218,3 +218,25 @@ def test_convert_reports_bytes_while_copying_or_recompressing_a_layer(
             done = [c[1] for c in seen.counts if c[0] == f"layer {number}" and c[3] == BYTES]
             assert done and done[-1] == size
         assert len([c for c in seen.counts if c[0] == "layer 1"]) >= 2
+
+
+def test_counted_reports_every_n_items_and_ends_at_what_it_did() -> None:
+    seen = Recorder()
+    assert list(counted(range(600), seen, "entries", 600, every=256)) == list(range(600))
+    assert seen.counts == [
+        ("entries", 256, 600, ""),
+        ("entries", 512, 600, ""),
+        ("entries", 600, 600, ""),
+    ]
+
+
+def test_a_flattening_convert_counts_the_entries_it_writes(
+    image_path: Path, tmp_path: Path
+) -> None:
+    seen = Recorder()
+    with open_image(image_path) as image:
+        convert(image, tmp_path / "flat.tar", ConvertOptions(flatten=True), seen)
+    written = [c for c in seen.counts if c[0] == "entries"]
+    assert written, seen.counts
+    last = written[-1]
+    assert last[1] == last[2] and last[1] > 1  # ends at the tree's size
