@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.sandbox]
 
 DOC = REPO / "docs" / "ci.md"
 FENCE = re.compile(r"(?ms)^```([^\n]*)\n(.*?)^```$")
-BASE_PYTHON = os.environ.get("OCISLIM_BASE_PYTHON", "/usr/bin/python3")
 
 
 def _blocks(info: str) -> list[str]:
@@ -59,23 +57,10 @@ def test_every_recipe_runs_exactly_the_documented_steps() -> None:
     assert tekton["kind"] == "Task"
 
 
-@pytest.fixture(scope="module")
-def wheelhouse() -> Any:
-    """A wheelhouse from scripts/release.sh, in a directory every user can read."""
-    out = Path(tempfile.mkdtemp(prefix="ocislim-ci-release-", dir="/var/tmp"))
-    try:
-        built = subprocess.run(
-            ["bash", str(REPO / "scripts" / "release.sh"), "--python", BASE_PYTHON, "--out", out],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=1200,
-        )
-        assert built.returncode == 0, built.stderr
-        out.chmod(0o755)
-        yield out / "wheelhouse"
-    finally:
-        shutil.rmtree(out, ignore_errors=True)
+@pytest.fixture
+def wheelhouse(release: dict[str, Path]) -> Path:
+    """The wheelhouse directory scripts/release.sh builds (shared with test_release)."""
+    return release["out"] / "wheelhouse"
 
 
 def _run_steps(work: Path, wheelhouse: Path, as_user: bool) -> subprocess.CompletedProcess[str]:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.images import DEMO_IMAGE, REPO
+from tests.images import DEMO_IMAGE
+from tests.integration.conftest import BASE_PYTHON
 from tests.tools import require_tool
 
 pytestmark = [pytest.mark.integration, pytest.mark.sandbox]
 
-BASE_PYTHON = os.environ.get("OCISLIM_BASE_PYTHON", "/usr/bin/python3")
 
 OFFLINE = r"""
 set -eu
@@ -37,22 +37,6 @@ SHIV_ROOT=$WORK/shiv "$PYZ" --version >version-pyz.txt
 SHIV_ROOT=$WORK/shiv "$PYZ" build -q "$DEMO" -o slim-pyz.tar >/dev/null
 venv/bin/ocislim inspect --json slim-pyz.tar >slim-pyz.json
 """
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("release")
-    built = subprocess.run(
-        ["bash", str(REPO / "scripts" / "release.sh"), "--python", BASE_PYTHON, "--out", out],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1200,
-    )
-    assert built.returncode == 0, built.stderr
-    (tar,) = out.glob("ocislim-*-wheelhouse-cp*.tar.gz")
-    (pyz,) = out.glob("ocislim-*-cp*.pyz")
-    return {"out": out, "tar": tar, "pyz": pyz}
 
 
 def test_the_wheelhouse_holds_ocislim_and_every_runtime_dependency(
