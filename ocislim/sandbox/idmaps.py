@@ -95,8 +95,10 @@ def plan_id_maps(wanted_uid: int, wanted_gid: int) -> IdMapPlan:
     """
     uid, gid = os.getuid(), os.getgid()
     uid_map, gid_map = read_id_map("uid"), read_id_map("gid")
-    u_start, u_count = _subordinate_range("/etc/subuid", uid) or ROOT_DEFAULT_RANGE
-    g_start, g_count = _subordinate_range("/etc/subgid", uid) or ROOT_DEFAULT_RANGE
+    sub_u = _subordinate_range("/etc/subuid", uid)
+    sub_g = _subordinate_range("/etc/subgid", uid)
+    u_start, u_count = sub_u or ROOT_DEFAULT_RANGE
+    g_start, g_count = sub_g or ROOT_DEFAULT_RANGE
     usable = range_mapped(u_start, u_count, uid_map) and range_mapped(g_start, g_count, gid_map)
     if uid == 0 and usable:
         return IdMapPlan(
@@ -106,8 +108,6 @@ def plan_id_maps(wanted_uid: int, wanted_gid: int) -> IdMapPlan:
             setgroups=True,
             enter_as_root=True,
         )
-    sub_u = _subordinate_range("/etc/subuid", uid)
-    sub_g = _subordinate_range("/etc/subgid", uid)
     helpers = shutil.which("newuidmap") and shutil.which("newgidmap")
     if uid != 0 and helpers and sub_u and sub_g and usable:
         return IdMapPlan(
