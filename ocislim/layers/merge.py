@@ -264,12 +264,17 @@ def _merge_layer(tree: FileTree, layer: Layer, spool: Spool | None, progress: Pr
             continue
         data: ByteReader | None = None
         offset = None
+        tee = None
         if member.isfile():
             data = member_data(tar, member)
-            if spool is not None:
-                offset = spool.append(data, sparse=member.issparse())
+            if spool is not None and member.issparse():  # holes in the spool, then read back
+                offset = spool.append(data, sparse=True)
                 data = spool.reader(offset, member.size)
+            elif spool is not None:  # spooled as the tree's sink reads it: one copy
+                data = tee = spool.tee(data)
         entry = tree.add(path, member, layer.index, ordinal, data, what)
+        if tee is not None:
+            offset = tee.finish()
         if offset is not None and entry.data is not None:
             entry.data = DataRef(layer.index, ordinal, member.size, offset)
 

@@ -2,7 +2,10 @@
 
 Compressed layers cannot be read at random, so bytes that must be written
 later in a different order are copied here once and read back with ``pread``.
-The file is unnamed (``TemporaryFile``): nothing is left behind after a crash.
+They are copied either whole (:meth:`Spool.append`) or as another reader reads
+them (:meth:`Spool.tee`), so one pass over a layer can both extract a file and
+spool it.  The file is unnamed (``TemporaryFile``): nothing is left behind
+after a crash.
 """
 
 from __future__ import annotations
@@ -48,6 +51,18 @@ class Spool:
         self._size = self._file.tell()
         return offset
 
+    def tee(self, data: ByteReader) -> Tee:
+        """A reader of ``data`` that appends all it returns to the spool.
+
+        Until its :meth:`Tee.finish`, nothing else may be appended.
+        """
+        self._file.seek(self._size)
+        return Tee(self, data)
+
+    def _teed(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+        self._size += len(chunk)
+
     def reader(self, offset: int, size: int) -> RangeReader:
         self._file.flush()
         return RangeReader(self._file.fileno(), offset, size)
@@ -60,3 +75,29 @@ class Spool:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class Tee:
+    """What :meth:`Spool.tee` returns: reads pass through and are spooled."""
+
+    __slots__ = ("_data", "_spool", "offset")
+
+    def __init__(self, spool: Spool, data: ByteReader) -> None:
+        self._spool = spool
+        self._data = data
+        self.offset = spool._size  # where these bytes start in the spool
+
+    def read(self, n: int = -1, /) -> bytes:
+        chunk = self._data.read(n)
+        if chunk:
+            self._spool._teed(chunk)
+        return chunk
+
+    def close(self) -> None:
+        self._data.close()
+
+    def finish(self) -> int:
+        """Spool what was not read yet; return the offset the bytes start at. Idempotent."""
+        while self.read(1 << 20):
+            pass
+        return self.offset

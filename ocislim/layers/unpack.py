@@ -23,6 +23,7 @@ from ocislim.image.models import parse_json
 from ocislim.image.source import Image
 from ocislim.layers.extract import DiskSink
 from ocislim.layers.merge import merge
+from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
 from ocislim.progress import NULL_PROGRESS, Progress
 
@@ -88,7 +89,9 @@ def _check_destination(dest: Path) -> None:
         raise OutputError(f"{dest.parent}: no such directory")
 
 
-def unpack(image: Image, dest: Path, progress: Progress = NULL_PROGRESS) -> UnpackResult:
+def unpack(
+    image: Image, dest: Path, progress: Progress = NULL_PROGRESS, spool: Spool | None = None
+) -> UnpackResult:
     """Extract the merged tree of ``image`` into ``dest`` (absent or an empty directory).
 
     Atomic: on success ``dest`` holds the whole tree (and the marker xattr); on
@@ -99,7 +102,7 @@ def unpack(image: Image, dest: Path, progress: Progress = NULL_PROGRESS) -> Unpa
     work = scratch.make_dir(dest.parent, f".{dest.name}.ocislim-unpack-")
     try:
         sink = DiskSink(work, shown_as=dest)
-        tree = merge(image, sink=sink, progress=progress, stage="unpack")
+        tree = merge(image, sink=sink, spool=spool, progress=progress, stage="unpack")
         # A plain user can set the xattr only while the root is still writable (before
         # its own mode is applied); root sets it last, over any the image gave "/".
         if not sink.privileged:

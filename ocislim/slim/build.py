@@ -16,10 +16,11 @@ changes an earlier one's result:
 4. ``verify``  (Unpacked, Traced, Planned) -> :class:`Verified`: the probe plan
    runs again on a slim rootfs; missing paths are added for a bounded number of
    rounds (:mod:`ocislim.slim.verify`), giving the final KeepPlan;
-5. ``write``   (Unpacked, Verified) -> :class:`Written`: a second pass over the
-   layers copies only the kept files' bytes, one layer is written from the kept
-   entries' original headers, then the image (atomic, deterministic) and the
-   seccomp profile.  The report is written last, from every stage's result.
+5. ``write``   (Unpacked, Verified) -> :class:`Written`: one layer is written
+   from the kept entries' original headers and their bytes (spooled by
+   ``unpack``, or copied in a second pass over the layers when the disk has no
+   room for a spool of every file), then the image (atomic, deterministic) and
+   the seccomp profile.  The report is written last, from every stage's result.
 
 The sandbox is called only through :class:`~ocislim.slim.probing.Prober`.
 Scratch space (rootfs, slim rootfs, spool, layer file) lives in a hidden
@@ -34,6 +35,8 @@ it.  On a verification failure the report is written, the image is not, and
 from __future__ import annotations
 
 import os
+import shutil
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,11 @@ from ocislim.timing import StageTimer
 
 STAGES = ("unpack", "trace", "analyse", "verify", "write")
 
+# ``unpack`` spools every file's bytes (saving ``write`` a second pass over the layers)
+# when the scratch file system has this many times the layers' compressed size free:
+# room for the rootfs and the spool, each about the uncompressed size, with a margin.
+SPOOL_ROOM_FACTOR = 10
+
 
 @dataclass(frozen=True)
 class BuildResult:
@@ -87,10 +95,13 @@ class BuildResult:
 class Unpacked:
     """``unpack``: the source's root filesystem on disk and its merged tree.
 
-    Later stages only read the tree (its entries keep their original headers)."""
+    Later stages only read the tree (its entries keep their original headers).
+    ``spool``, when given, holds the bytes of every regular file at its entry's
+    ``data.spool_offset``, copied from the layers in the same pass."""
 
     root: Path
     tree: FileTree
+    spool: Spool | None = None
 
 
 @dataclass(frozen=True)
@@ -174,17 +185,26 @@ def build(image: Image, options: BuildOptions, progress: Progress = NULL_PROGRES
             raise OutputError(f"{flag} {side}: no such directory")
     scratch = scratch_paths.make_dir(dest.parent, ".ocislim-build-")
     try:
-        return _pipeline(image, options, progress, scratch, dest)
+        with ExitStack() as resources:
+            return _pipeline(image, options, progress, scratch, dest, resources)
     finally:
         scratch_paths.remove(scratch)
 
 
 def _pipeline(
-    image: Image, options: BuildOptions, progress: Progress, scratch: Path, dest: Path
+    image: Image,
+    options: BuildOptions,
+    progress: Progress,
+    scratch: Path,
+    dest: Path,
+    resources: ExitStack,
 ) -> BuildResult:
     timer = StageTimer()
     with timer.stage("unpack"):
-        unpacked = _unpack(image, options, progress, scratch)
+        spool = _first_pass_spool(image, scratch)
+        if spool is not None:
+            resources.enter_context(spool)
+        unpacked = _unpack(image, options, progress, scratch, spool)
     probe_plan = ProbePlan.from_options(options.probes, image.config.exposed_ports)
     keep_from = [(p, report_mod.load(p)) for p in options.keep_from_paths]
     counting = options.output.seccomp_profile is not None
@@ -213,21 +233,33 @@ def _pipeline(
     return _report(image, options, unpacked, probe_plan, traced, planned, verified, written, timer)
 
 
-def _unpack(image: Image, options: BuildOptions, progress: Progress, scratch: Path) -> Unpacked:
-    """One unpack: the rootfs on disk and the tree with original headers, same pass."""
+def _first_pass_spool(image: Image, scratch: Path) -> Spool | None:
+    """A spool for ``unpack`` to fill, or None when the disk has no room for it (see
+    :data:`SPOOL_ROOM_FACTOR`); ``write`` then reads the kept bytes in a second pass."""
+    compressed = sum(layer.descriptor.size for layer in image.layers)
+    if shutil.disk_usage(scratch).free < SPOOL_ROOM_FACTOR * compressed:
+        return None
+    return Spool(scratch)
+
+
+def _unpack(
+    image: Image, options: BuildOptions, progress: Progress, scratch: Path, spool: Spool | None
+) -> Unpacked:
+    """One unpack: the rootfs on disk and the tree with original headers, same pass
+    (and the files' bytes in ``spool``, when given)."""
     nested = Nested(progress, "unpack")
     given = options.run.rootfs
     if given is not None:
         given = Path(os.path.abspath(given))
         if holds_image(given, image):
             progress.stage("unpack", f"reusing {given} (reading headers)")
-            return Unpacked(given, merge(image, progress=progress))
+            return Unpacked(given, merge(image, spool=spool, progress=progress), spool)
         progress.stage("unpack", str(given))
-        result = unpack(image, given, nested)
+        result = unpack(image, given, nested, spool)
     else:
         progress.stage("unpack", plural(len(image.layers), "layer"))
-        result = unpack(image, scratch / "rootfs", nested)
-    return Unpacked(result.root, result.tree)
+        result = unpack(image, scratch / "rootfs", nested, spool)
+    return Unpacked(result.root, result.tree, spool)
 
 
 def _trace(unpacked: Unpacked, prober: Prober) -> Traced:
@@ -319,18 +351,24 @@ def _write(
         scratch_paths.remove_in_background(unpacked.root)
     plan = pkgdb.with_metadata(verified.plan, unpacked.tree, accounting)
     entries = plan.entries(unpacked.tree)
-    wanted = {(e.data.layer, e.data.ordinal) for e in entries if e.data is not None}
     progress.stage("write", f"one layer, {plural(len(entries), 'entry', 'entries')}, {compression}")
-    with Spool(scratch) as spool:
-        offsets = spool_contents(image, wanted, spool, progress)
+    with ExitStack() as second_pass:
+        if unpacked.spool is not None:
+            open_data = spooled_data(unpacked.spool)
+        else:
+            spool = second_pass.enter_context(Spool(scratch))
+            wanted = {(e.data.layer, e.data.ordinal) for e in entries if e.data is not None}
+            open_data = spooled_data(spool, spool_contents(image, wanted, spool, progress))
         layer = write_tree_layer(
             counted(entries, progress, "entries", len(entries)),
-            spooled_data(spool, offsets),
+            open_data,
             compression,
             out.level,
             scratch,
             accounting.replaced,
         )
+    if unpacked.spool is not None:
+        unpacked.spool.close()  # its space is free while the image is written
     total = sum(1 for e in unpacked.tree.walk() if e.path != "/")
     kept = sum(1 for e in entries if e.path != "/")
     created_by = f"ocislim build (kept {kept} of {total} paths)"

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from ocislim.image import open_image
+from ocislim.slim import build as build_mod
+from ocislim.slim.options import BuildOptions, OutputOptions, RunOptions
 from ocislim.slim.report import validate
 from tests import oci_schema
 from tests.clirun import run_cli
@@ -255,3 +258,30 @@ def test_continue_after_decides_when_the_program_stops(
         # app-exit and timeout let the program finish its second; exec stops it at once
         assert run["exit_code"] == (143 if after == "exec" else 0), run
     assert "/demo/greeting.txt" in built.kept() or after == "exec"
+
+
+@pytest.mark.parametrize("rootfs_given", [False, True])
+def test_spooling_in_the_unpack_pass_writes_what_a_second_pass_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rootfs_given: bool
+) -> None:
+    """``unpack`` spools every file's bytes when the disk has room; with too little room
+    (here: a factor no disk meets) ``write`` reads the kept bytes in a second layer pass.
+    Both give the same image, byte for byte, with ``--rootfs`` reused or not."""
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")
+    images = []
+    for name, factor in (("one-pass", build_mod.SPOOL_ROOM_FACTOR), ("two-pass", 1 << 60)):
+        monkeypatch.setattr(build_mod, "SPOOL_ROOM_FACTOR", factor)
+        work = tmp_path / name
+        work.mkdir()
+        rootfs = work / "rootfs" if rootfs_given else None
+        if rootfs is not None:
+            assert run_cli("unpack", "-q", str(DEMO_IMAGE), str(rootfs)).code == 0
+        with open_image(DEMO_IMAGE) as image:
+            options = BuildOptions(OutputOptions(work / "slim.tar"), run=RunOptions(rootfs=rootfs))
+            result = build_mod.build(image, options)
+        assert result.report["verification"]["passed"] is True
+        images.append((work / "slim.tar").read_bytes())
+        assert sorted(p.name for p in work.iterdir()) == sorted(
+            ["slim.tar", "slim.report.json", *(["rootfs"] if rootfs_given else [])]
+        )  # no scratch left
+    assert images[0] == images[1]

@@ -22,6 +22,7 @@ from ocislim.cli import main
 from ocislim.errors import ImageError
 from ocislim.image import open_image
 from ocislim.layers.merge import merge
+from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
 from ocislim.layers.unpack import unpack
 from tests.oci_build import Draft, oci
@@ -486,3 +487,58 @@ def test_sparse_files_unpack_and_flatten_densely(tmp_path: Path, fmt: str) -> No
     info, data = members["sparse"]
     assert not [key for key in info.pax_headers if key.startswith("GNU.sparse.")]
     assert (info.type, info.size, data) == (tarfile.REGTYPE, len(expected), expected)
+
+
+# -- spooling while unpacking -------------------------------------------------------------
+
+
+def test_unpack_spools_each_file_as_it_is_written(tmp_path: Path) -> None:
+    """With a spool, one pass both extracts and spools: every regular file of the final
+    tree reads back from the spool as on disk (replaced files, hardlinks, a sparse file,
+    an empty one), and nothing else was spooled."""
+    tar = require_tool("tar")
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as fh:
+        fh.write(b"head")
+        fh.seek(2 << 20)
+        fh.write(b"tail")
+    sparse_tar = tmp_path / "sparse.tar"
+    subprocess.run(
+        [tar, "--sparse", "--format=posix", "-C", str(src), "-cf", str(sparse_tar), "sparse"],
+        check=True,
+    )
+    big = os.urandom(3 << 20)  # more than one read of the sink's copy loop
+    lower = [
+        M("etc", "dir"),
+        M("etc/conf", data=b"old"),
+        M("etc/gone", data=b"whited out"),
+        M("bin", "dir"),
+        M("bin/big", data=big),
+        M("bin/empty"),
+    ]
+    upper = [
+        M("etc/conf", data=b"new and longer"),
+        M("etc/.wh.gone"),
+        M("bin/alias", "hardlink", link="bin/big"),
+    ]
+    dest = tmp_path / "rootfs"
+    source = image_of(tmp_path / "img", lower, upper, sparse_tar.read_bytes())
+    with open_image(source) as img, Spool(tmp_path) as spool:
+        tree = unpack(img, dest, spool=spool).tree
+        spooled = {}
+        for entry in tree.walk():
+            if entry.data is not None:
+                assert entry.data.spool_offset is not None, entry.path
+                reader = spool.reader(entry.data.spool_offset, entry.data.size)
+                spooled[entry.path] = reader.read()
+    on_disk = {
+        "/" + str(p.relative_to(dest)): p.read_bytes()
+        for p in dest.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+    assert spooled == on_disk
+    assert spooled["/etc/conf"] == b"new and longer"
+    assert spooled["/bin/alias"] == spooled["/bin/big"] == big
+    assert spooled["/sparse"] == (src / "sparse").read_bytes()
+    assert "/etc/gone" not in spooled
