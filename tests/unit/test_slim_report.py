@@ -239,3 +239,28 @@ def test_the_report_fits_its_schema_and_the_schema_rejects_damage(
     with pytest.raises(UsageError):
         report_mod.load(tmp_path / "bad.json")
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_readable_json_is_the_same_data_with_a_line_per_list_item() -> None:
+    data = {
+        "kept": [{"path": "/b", "reasons": [{"source": "trace"}]}, {"path": "/a"}],
+        "timings": {"write": 1.5, "unpack": 2.0},
+        "empty": [],
+        "tag": "x:1",
+        "uni": 'ü\n"',
+    }
+    text = report_mod.readable_json(data)
+    assert json.loads(text) == data
+    lines = text.splitlines()
+    assert lines[0] == "{" and lines[-1] == "}" and text.endswith("}\n")
+    assert '    {"path": "/b", "reasons": [{"source": "trace"}]},' in lines
+    assert '    {"path": "/a"}' in lines
+    assert [line.split(":")[0].strip() for line in lines if line.startswith('  "')] == [
+        '"empty"',
+        '"kept"',
+        '"tag"',
+        '"timings"',
+        '"uni"',
+    ]
+    assert report_mod.readable_json([1, 2]) == "[1, 2]\n"
+    assert report_mod.readable_json({}) == "{}\n"
