@@ -33,6 +33,14 @@ def reference(name: str) -> str:
 
 
 def ocislim() -> list[str]:
+    """The command that runs this checkout's ocislim, its bytecode compiled first.
+
+    An installed ocislim has its bytecode (pip compiles it); a checkout run with
+    PYTHONDONTWRITEBYTECODE=1 would compile every module at every start instead.
+    """
+    import compileall
+
+    compileall.compile_dir(REPO / "ocislim", quiet=1)
     return [sys.executable, "-m", "ocislim"]
 
 
