@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 MAX_SYMLINKS = 40  # as the kernel's limit for one path walk
+_DIR_STEP = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 
 Status = Literal["found", "missing", "loop", "runtime"]
 
@@ -237,3 +239,47 @@ class DiskTree:
 
     def readlink(self, path: str) -> str:
         return os.readlink(self.host(path))
+
+    def parent_fd(self, path: str) -> tuple[int, str] | None:
+        """``(descriptor of the parent directory, final name)`` of the canonical ``path``,
+        reached one component at a time with ``O_NOFOLLOW``: no link on the way is
+        followed, so nothing outside the root is reached even when the directory has
+        changed since ``path`` was resolved.  None when a component is not a directory.
+        The caller closes the descriptor."""
+        parts = path.split("/")[1:]
+        if not path.startswith("/") or not all(p not in ("", ".", "..") for p in parts):
+            return None
+        try:
+            fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return None
+        for part in parts[:-1]:
+            try:
+                step = os.open(part, _DIR_STEP, dir_fd=fd)
+            except OSError:
+                os.close(fd)
+                return None
+            os.close(fd)
+            fd = step
+        return fd, parts[-1]
+
+    def open_file(self, path: str) -> int | None:
+        """A read-only descriptor of the regular file at the canonical ``path``, or None
+        when anything else is there (a link, a FIFO, a device: never opened, never
+        followed; see :meth:`parent_fd`).  The caller closes it."""
+        parent = self.parent_fd(path)
+        if parent is None:
+            return None
+        fd, name = parent
+        try:
+            if not stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                return None
+            opened = os.open(name, _READ_FILE, dir_fd=fd)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(os.fstat(opened).st_mode):  # replaced in between
+            os.close(opened)
+            return None
+        return opened

@@ -346,8 +346,11 @@ def _write(
     if chosen.note:
         notes(chosen.note)
     compression = chosen.compression or "gzip"
+    ours = options.run.rootfs is None  # and read for the last time: removed meanwhile
+    if ours and unpacked.spool is not None:  # the databases are read from the spool
+        scratch_paths.remove_in_background(unpacked.root)
     accounting = _account(unpacked, verified.plan, out.package_db)
-    if options.run.rootfs is None:  # ours, and read for the last time: remove it meanwhile
+    if ours and unpacked.spool is None:
         scratch_paths.remove_in_background(unpacked.root)
     plan = pkgdb.with_metadata(verified.plan, unpacked.tree, accounting)
     entries = plan.entries(unpacked.tree)
@@ -390,8 +393,12 @@ def _write(
 
 
 def _account(unpacked: Unpacked, plan: KeepPlan, mode: str) -> pkgdb.Accounting:
-    """The packages the kept paths leave, read from the source's databases on disk."""
-    read = pkgdb.disk_reader(unpacked.root, unpacked.tree)
+    """The packages the kept paths leave, read from the source's databases: as spooled
+    from the layers, else on disk."""
+    if unpacked.spool is not None:
+        read = pkgdb.spool_reader(unpacked.tree, unpacked.spool)
+    else:
+        read = pkgdb.disk_reader(unpacked.root, unpacked.tree)
     return pkgdb.account(unpacked.tree, plan.paths, read, mode)
 
 

@@ -4,7 +4,10 @@
 directory: directories, symlinks, FIFOs and (as root) device nodes from the
 original headers through :class:`~ocislim.layers.extract.DiskSink` (the same
 rules as ``unpack``), regular files as hardlinks to the unpacked source tree
-(copies where a hardlink is refused), and hardlink groups as hardlinks.  It only
+(copies where a hardlink is refused), and hardlink groups as hardlinks.  A source
+file is reached without following any link on disk, so a source tree that a
+probe changed (a sandbox without an overlay) cannot make it link or copy a file
+from outside; it is an :class:`~ocislim.errors.OutputError` instead.  It only
 serves verification runs, which see it through an overlay: the image written
 later never reads it.  Adding paths later (a verification round) extends the
 tree in place.  :meth:`SlimRoot.remove` deletes it; :meth:`SlimRoot.remove_later`
@@ -15,11 +18,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
 from ocislim import scratch
+from ocislim.errors import OutputError
 from ocislim.layers.extract import DiskSink
+from ocislim.layers.pathwalk import DiskTree
 from ocislim.layers.tree import Entry, FileTree
 
 
@@ -29,7 +35,7 @@ class SlimRoot:
     def __init__(self, root: Path, source_root: Path, tree: FileTree) -> None:
         self.root = Path(root)
         self.root.mkdir(mode=0o755)
-        self._source = os.fspath(source_root)
+        self._disk = DiskTree(source_root)
         self._tree = tree
         self._sink = DiskSink(self.root)
         self._done: set[str] = {"/"}
@@ -63,12 +69,38 @@ class SlimRoot:
             self._sink.hardlink(entry, first)
             return
         self._first_of_inode[entry.inode] = entry
-        source = self._source + entry.path
         target = os.fspath(self.root) + entry.path
+        parent = self._disk.parent_fd(entry.path)
+        if parent is None:
+            raise self._changed(entry)
+        fd, name = parent
         try:
-            os.link(source, target, follow_symlinks=False)
-        except OSError:
-            shutil.copy2(source, target, follow_symlinks=False)
+            if not stat.S_ISREG(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise self._changed(entry)
+            os.link(name, target, src_dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            raise self._changed(entry) from None
+        except OSError:  # a hardlink refused (another file system, protected_hardlinks)
+            self._copy(entry, target)
+        finally:
+            os.close(fd)
+
+    def _copy(self, entry: Entry, target: str) -> None:
+        """Copy the source file's bytes, mode and times (as ``shutil.copy2``) to ``target``."""
+        source = self._disk.open_file(entry.path)
+        if source is None:
+            raise self._changed(entry)
+        with os.fdopen(source, "rb") as src, open(target, "xb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+            st = os.fstat(src.fileno())
+            os.chmod(dst.fileno(), stat.S_IMODE(st.st_mode))
+            os.utime(dst.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def _changed(self, entry: Entry) -> OutputError:
+        return OutputError(
+            f"{entry.path}: no longer a regular file in the unpacked source "
+            "(changed on disk while the probes ran)"
+        )
 
     def remove(self) -> None:
         """Delete the tree now."""

@@ -31,6 +31,8 @@ import posixpath
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from ocislim.layers.pathwalk import DiskTree
+from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
 from ocislim.slim.pkgformats import apk_db, dpkg_db, npm_db, pip_db
 from ocislim.slim.pkgledger import PACKAGE_DB_MODES, Accounting, Ledger, PackageAccount, Reader
@@ -67,24 +69,37 @@ def account(tree: FileTree, kept: Collection[str], read: Reader, mode: str = "tr
 def disk_reader(root: Path, tree: FileTree) -> Reader:
     """Read a tree's regular file from its mirror at ``root`` (as unpacked by ocislim).
 
-    Only paths whose every parent is a directory in the tree are read, and the last
-    component is opened with ``O_NOFOLLOW``, so no link planted by the image is
-    followed.  None when unreadable.
+    Only regular files of the tree are read, each reached one component at a time
+    without following any link (:meth:`~ocislim.layers.pathwalk.DiskTree.open_file`),
+    so neither a link in the image nor one a probed program left on disk (when the
+    sandbox had no overlay) leads outside ``root``, and a FIFO does not block.
+    None when unreadable.
     """
+    disk = DiskTree(root)
 
     def read(path: str) -> bytes | None:
-        parent = posixpath.dirname(path)
-        while parent != "/":
-            entry = tree.get(parent)
-            if entry is None or not entry.is_dir or entry.info.issym():
-                return None
-            parent = posixpath.dirname(parent)
-        try:
-            fd = os.open(root / path.lstrip("/"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
+        entry = tree.get(path)
+        if entry is None or entry.kind != "file":
+            return None
+        fd = disk.open_file(entry.path)
+        if fd is None:
             return None
         with os.fdopen(fd, "rb") as f:
             return f.read()
+
+    return read
+
+
+def spool_reader(tree: FileTree, spool: Spool) -> Reader:
+    """Read a tree's regular file from the spool its unpack filled: the bytes the layers
+    hold, whatever a probed program did on disk since."""
+
+    def read(path: str) -> bytes | None:
+        entry = tree.get(path)
+        if entry is None or entry.kind != "file" or entry.data is None:
+            return None
+        reader = spool.reader(entry.data.spool_offset or 0, entry.data.size)
+        return b"".join(iter(lambda: reader.read(1 << 20), b""))
 
     return read
 
@@ -173,4 +188,4 @@ def parse_json_packages(obj: object) -> list[PackageAccount]:
     return out
 
 
-__all__ = ["Accounting", "PackageAccount", "account", "disk_reader"]
+__all__ = ["Accounting", "PackageAccount", "account", "disk_reader", "spool_reader"]
