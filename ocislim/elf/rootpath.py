@@ -84,8 +84,11 @@ class RootFS:
         res = self.resolve(path)
         if res.kind != "file":
             return None
+        fd = self._disk.open_file(res.path)  # no link followed, no FIFO opened
+        if fd is None:
+            return None
         try:
-            with open(self.host(res.path), "rb") as fh:
+            with os.fdopen(fd, "rb") as fh:
                 return fh.read() if limit is None else fh.read(limit)
         except OSError:
             return None
