@@ -138,11 +138,11 @@ def main() -> None:
     """
 
 
-def _open(path: str, ref: str | None, platform: str | None) -> Image:
+def _open(path: str, ref: str | None, platform: str | None, ref_flag: str = "--ref") -> Image:
     """Open IMAGE (imported here so ``--help`` stays fast)."""
     from ocislim.image import open_image
 
-    return open_image(path, ref=ref, platform=platform)
+    return open_image(path, ref=ref, platform=platform, ref_flag=ref_flag)
 
 
 @main.command()
@@ -367,7 +367,10 @@ def diff(
     from ocislim.inspect.diff import parse_types, render_text
 
     chosen = parse_types(types)
-    with _open(image_a, ref_a, platform) as img_a, _open(image_b, ref_b, platform) as img_b:
+    with (
+        _open(image_a, ref_a, platform, "--ref-a") as img_a,
+        _open(image_b, ref_b, platform, "--ref-b") as img_b,
+    ):
         report = do_diff(img_a, img_b, chosen, StderrProgress(quiet or as_json))
     _show(as_json, report, lambda: render_text(report))
 

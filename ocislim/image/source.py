@@ -340,20 +340,27 @@ def _load_docker(
     )
 
 
-def open_image(path: str | Path, *, ref: str | None = None, platform: str | None = None) -> Image:
+def open_image(
+    path: str | Path,
+    *,
+    ref: str | None = None,
+    platform: str | None = None,
+    ref_flag: str = "--ref",
+) -> Image:
     """Open one image from ``path``: an image name when a ``str`` (a path, ``-`` for stdin,
     or ``TRANSPORT:PATH[:REF]``, see :mod:`~ocislim.image.transport`), a plain path when a
     :class:`~pathlib.Path`.
 
     Raises :class:`InputNotFoundError` when the input is missing or unreadable,
-    :class:`UsageError` for a malformed name or a REF that contradicts ``ref``,
+    :class:`UsageError` for a malformed name or a REF that contradicts ``ref`` (the
+    flag named ``ref_flag`` in the message),
     :class:`RefNotFoundError` when ``ref``/``platform`` select nothing or more
     than one image is present without a ref (the message lists the choices),
     and :class:`ImageError` subclasses for anything malformed.  Manifest, index
     and config are verified here; layers verify while they are read.
     """
     name = parse_input(path) if isinstance(path, str) else InputName(str(path), path)
-    ref = merge_ref(name, ref)
+    ref = merge_ref(name, ref, ref_flag)
     source = name.path
     wanted_platform = Platform.parse(platform) if platform else None
     store = open_store(source, stdin=name.stdin)

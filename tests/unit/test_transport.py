@@ -175,6 +175,9 @@ def test_transport_refs_select_like_ref(tmp_path: Path, as_dir: bool) -> None:
         open_image(f"{transport}:{path}:v1", ref="v2")
     result = invoke("inspect", f"{transport}:{path}:v1", "--ref", "v2", code=2)
     assert "names 'v1' but --ref asks for 'v2'" in result.output
+    name = f"{transport}:{path}:v1"
+    result = invoke("diff", str(path), name, "--ref-a", "v1", "--ref-b", "v2", code=2)
+    assert "names 'v1' but --ref-b asks for 'v2'" in result.output
 
 
 def test_docker_archive_index_refs(tmp_path: Path) -> None:
