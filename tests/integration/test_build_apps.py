@@ -56,7 +56,7 @@ except urllib.error.HTTPError as e:
 body = r.read()
 print(r.status, r.headers.get("Content-Type"), r.headers.get("Content-Encoding"), len(body))
 if r.headers.get("Content-Encoding") != "gzip":
-    print(body.decode())
+    print(body.decode(errors="replace"))
 """
 
 
@@ -119,6 +119,11 @@ def _ruby_get(path: str) -> Mode:
 def _php_get(path: str) -> Mode:
     return run_mode("php", "/app/app.php", "get", path)
 
+
+PYCLI_MODES = (
+    "csv", "email", "codecs", "unicode", "db", "tz", "hash", "archive", "tools", "os", "term",
+    "ctypes", "users",
+)  # fmt: skip
 
 APPS = {
     "flask": App(
@@ -206,6 +211,29 @@ APPS = {
             "serve /": serve_mode(8090, "/"),
             **{m: run_mode(m) for m in ("time", "digest", "exec", "dns", "tls")},
         },
+    ),
+    "apache": App(
+        "apache-site",
+        (),  # the HTTP probe of port 80
+        {
+            "index": serve_mode(80, "/"),
+            "css": serve_mode(80, "/style.css"),
+            "gzip": serve_mode(80, "/style.css", "gzip"),
+            "404": serve_mode(80, "/missing"),
+            "mime": serve_mode(80, "/logo.svg"),
+            "rewrite": serve_mode(80, "/old"),
+            "alias": serve_mode(80, "/docs/guide.txt"),
+            "listing": serve_mode(80, "/docs/"),
+            "icons": serve_mode(80, "/icons/folder.gif"),
+            "cgi sh": serve_mode(80, "/cgi-bin/hello.sh?abc"),
+            "cgi perl": serve_mode(80, "/cgi-bin/info.pl"),
+            "modules": run_mode("apache2ctl", "-M"),
+        },
+    ),
+    "pycli": App(
+        "python-cli",
+        (),  # the image's command (csv) runs to its end
+        {m: run_mode(m) for m in PYCLI_MODES},
     ),
     "git": App(
         "git-tool",
