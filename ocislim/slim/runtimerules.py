@@ -451,7 +451,7 @@ class RuntimeRules:
             for child in _files_below(self.tree, top):
                 if posixpath.basename(posixpath.dirname(child.path)).endswith("-available"):
                     continue
-                text = self.read_text(child.path) or ""
+                text = self.read_text(self._canonical(child.path)) or ""
                 texts.append(text)
                 for match in _SERVER_ROOT.finditer(text):
                     server_root = match.group(1)
