@@ -11,7 +11,6 @@ output.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -61,50 +60,10 @@ if r.headers.get("Content-Encoding") != "gzip":
 """
 
 
-_RESP = """\
-import json, socket, sys, time
-def reply(f):
-    line = f.readline().rstrip(b"\\r\\n")
-    kind, rest = line[:1], line[1:]
-    if kind == b"$":
-        return None if rest == b"-1" else f.read(int(rest) + 2)[:-2].decode()
-    if kind == b"*":
-        return [reply(f) for _ in range(int(rest))]
-    return (kind + rest).decode()
-def call(f, s, *words):
-    s.sendall(b"*%d\\r\\n" % len(words) + b"".join(
-        b"$%d\\r\\n%s\\r\\n" % (len(w.encode()), w.encode()) for w in words))
-    return reply(f)
-s = socket.create_connection(("127.0.0.1", %s), timeout=10)
-f = s.makefile("rb")
-for words in json.loads(sys.argv[1]):
-    if words[0] == "@idle":  # until no background save or rewrite runs, then INFO fields
-        for _ in range(100):
-            info = call(f, s, "INFO", "persistence")
-            if "_in_progress:0" in info and "in_progress:1" not in info \\
-                    and "aof_rewrite_scheduled:0" in info:
-                break
-            time.sleep(0.1)
-        print([l for l in info.split() if l.split(":")[0] in words[1:]])
-        continue
-    print(call(f, s, *words))
-"""
-
-
-def redis_mode(port: int, *commands: list[str]) -> Mode:
-    """A mode that starts the image's server (no network) and sends ``commands`` from
-    inside its network namespace with the host's python3 (RESP; ``["@idle", FIELD...]``
-    waits for background saves and prints those INFO persistence fields)."""
-    return _server_mode(_RESP % port, json.dumps(commands))
-
-
 def serve_mode(port: int, path: str, encoding: str = "identity") -> Mode:
     """A mode that starts the image's server (no network) and fetches ``path`` from inside
     its network namespace with the host's python3."""
-    return _server_mode(_FETCH % port, path, encoding)
 
-
-def _server_mode(script: str, *args: str) -> Mode:
     def mode(podman: Podman, tag: str) -> Result:
         started = subprocess.run(
             [*podman.cmd, "run", "-d", "--rm", "--runtime", "runc", "--network", "none", tag],
@@ -120,9 +79,10 @@ def _server_mode(script: str, *args: str) -> Mode:
                 text=True,
                 check=True,
             ).stdout.strip()
+            script = _FETCH % port
             for _ in range(100):  # until the server listens
                 done = subprocess.run(
-                    ["nsenter", "-t", pid, "-n", "python3", "-c", script, *args],
+                    ["nsenter", "-t", pid, "-n", "python3", "-c", script, path, encoding],
                     capture_output=True,
                     text=True,
                     check=False,
@@ -274,34 +234,6 @@ APPS = {
         "python-cli",
         (),  # the image's command (csv) runs to its end
         {m: run_mode(m) for m in PYCLI_MODES},
-    ),
-    "redis": App(
-        "redis-server",
-        # The server's own command; one natural exec probe, retried until it listens.
-        ("--exec", "sh -c 'until redis-cli ping; do sleep 0.2; done'"),
-        {
-            "ping": redis_mode(6379, ["PING"]),
-            "strings": redis_mode(6379, ["SET", "k", "v"], ["GET", "k"], ["INCRBY", "n", "5"]),
-            "save": redis_mode(
-                6379, ["SET", "k", "v"], ["SAVE"], ["DEBUG", "RELOAD"], ["GET", "k"]
-            ),
-            "bgsave": redis_mode(
-                6379, ["SET", "k", "v"], ["BGSAVE"], ["@idle", "rdb_last_bgsave_status"]
-            ),
-            "aof": redis_mode(
-                6379,
-                ["CONFIG", "SET", "appendonly", "yes"],
-                ["SET", "k", "v"],
-                ["@idle", "aof_enabled", "aof_last_bgrewrite_status"],
-            ),
-            "lua": redis_mode(
-                6379,
-                ["EVAL", "return redis.sha1hex('x') .. bit.band(6, 3)", "0"],
-                ["EVAL", "return cjson.encode({1, 2})", "0"],
-                ["EVAL", "return cmsgpack.unpack(cmsgpack.pack({7, 8}))", "0"],
-            ),
-            "info": redis_mode(6379, ["CONFIG", "GET", "dir"], ["CONFIG", "GET", "dbfilename"]),
-        },
     ),
     "git": App(
         "git-tool",
