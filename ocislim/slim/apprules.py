@@ -10,7 +10,8 @@ default) and every path it keeps carries ``Reason("lazy", rule=NAME)``:
 - ``skeleton-dirs``: the standard writable directories present in the source
   (:data:`SKELETON_DIRS`) and the config's ``Volumes`` mount points stay as
   (empty) directories with their original modes.
-- ``script-commands``: the programs the application's scripts name.
+- ``script-commands``: the programs the application's scripts name (absolute paths;
+  words on the PATH in shell scripts; quoted command words in other languages).
 - ``binary-named-paths``: the files (and data directories under /usr/share, /etc) the
   application's own compiled program names by absolute path in its bytes.
 - ``app-whole``: the directory tree holding the entrypoint's script or program,

@@ -7,6 +7,9 @@ paths) and keeps the trees the runtime loads by name later
 Each is a :class:`~ocislim.slim.langrules.LangRule` switchable by name; every path
 kept carries ``Reason("lazy", rule=NAME, by=TRIGGER)``.
 
+``cgi-scripts`` treats the scripts of a web server's ``ScriptAlias`` directories as
+run: their interpreters fire these rules in turn.
+
 ``{home}`` in a keep pattern stands for the directory a trigger matched as the
 runtime's home (the JVM's ``JAVA_HOME``, found by its ``lib/jvm.cfg``).
 

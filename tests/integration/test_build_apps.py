@@ -2,7 +2,8 @@
 
 Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
 Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, a Sinatra
-site, a PHP site on php's built-in server, a static Go binary) is built
+site, a PHP site on php's built-in server, a static Go binary, an Apache site with CGI
+scripts, a Python command-line tool on the standard library) is built
 with ``ocislim build`` and the probe a user would give (the HTTP probe of the exposed
 port, or the image's own command), then EVERY mode, not only the probed one, runs with
 podman on the original and on the slim image, and must give the same exit code and
