@@ -452,7 +452,7 @@ class RuntimeRules:
             server_root = top
             texts = []
             for child in _files_below(self.tree, top):
-                if posixpath.basename(posixpath.dirname(child.path)).endswith("-available"):
+                if _only_available(child.path):
                     continue
                 text = self.read_text(self._canonical(child.path)) or ""
                 texts.append(text)
@@ -511,15 +511,17 @@ class RuntimeRules:
         return words[0] if self._is_program(words[0]) else None
 
     def _config_dirs(self, patterns: Sequence[re.Pattern[str]]) -> list[str]:
-        """The existing directories the web servers' configuration files name with
-        ``patterns`` (group 1), never a system directory or a package root."""
+        """The existing directories the web servers' enabled configuration files name
+        with ``patterns`` (group 1), never a system directory or a package root."""
         found: set[str] = set()
         for top in WEB_CONFIG_DIRS:
             entry = self.tree.get(top)
             if entry is None or not entry.is_dir:
                 continue
             for child in _files_below(self.tree, top):
-                text = self.read_text(child.path) or ""
+                if _only_available(child.path):
+                    continue
+                text = self.read_text(self._canonical(child.path)) or ""
                 for pattern in patterns:
                     found.update(m.group(1) for m in pattern.finditer(text))
         out = []
@@ -563,6 +565,12 @@ class RuntimeRules:
             else:
                 self._keeps[pattern] = _glob(self.tree, pattern)
         return self._keeps[pattern]
+
+
+def _only_available(path: str) -> bool:
+    """A file of a ``*-available`` directory (Debian's ``sites-available``,
+    ``mods-available``): configuration only through a ``*-enabled`` link to it."""
+    return posixpath.basename(posixpath.dirname(path)).endswith("-available")
 
 
 def _files_below(tree: FileTree, top: str) -> list[Entry]:

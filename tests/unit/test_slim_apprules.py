@@ -238,6 +238,8 @@ APACHE = [
         b'  alias /docs/ "/srv/docs/"\n# Alias /old/ /srv/old/\nAlias /u/ /usr/share/\n'
         b"ScriptAlias /cgi-bin/ /usr/lib/cgi-bin/\n",
     ),
+    M("etc/apache2/conf-available/js.conf", data=b"Alias /js/ /usr/share/javascript/\n"),
+    M("usr/share/javascript/jquery.js", data=b"$"),
     M("usr/lib/apache2/modules/mod_cgid.so", data=b"\x7fELF"),
     M("usr/lib/apache2/modules/mod_md.so", data=b"\x7fELF"),
     M("usr/sbin/apache2", data=b"\x7fELF", mode=0o755),
@@ -272,6 +274,7 @@ def test_apache_keeps_its_alias_directories_and_only_enabled_modules() -> None:
     } <= served
     assert "/srv/old/x.txt" not in served  # a commented line
     assert "/usr/share/big/data" not in served  # never a system directory, nor <Directory>
+    assert "/usr/share/javascript/jquery.js" not in served  # available, never enabled
     assert "/usr/lib/apache2/modules/mod_cgid.so" in served  # enabled through mods-enabled
     assert "/usr/lib/apache2/modules/mod_md.so" not in served  # available, never loaded
     assert "/usr/bin/perl" not in served
