@@ -48,6 +48,23 @@ _TZ_RUNTIMES = (
     "/usr/share/zoneinfo/**",
     "/etc/localtime",
 )
+# Runtimes whose standard library runs command strings with /bin/sh -c.
+_SHELL_RUNTIMES = (
+    "/usr/lib/python3*/**",
+    "/usr/local/lib/python3*/**",
+    "/usr/share/nodejs/**",
+    "/usr/lib/nodejs/**",
+    "/usr/bin/node",
+    "/usr/local/bin/node",
+    "/usr/bin/nodejs",
+    "/usr/share/perl/**",
+    "/usr/lib/*/perl/**",
+    "/usr/lib/*/perl-base/**",
+    "/usr/lib/ruby/**",
+    "/usr/local/lib/ruby/**",
+    "/usr/lib/php/**",
+    "/usr/local/lib/php/**",
+)
 # Perl's core library (Debian's perl-base, libperl, perl-modules; others' privlib).
 _PERL_CORE = (
     "/usr/lib/*/perl-base",
@@ -214,6 +231,14 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "ldconfig (ctypes.util.find_library reads `ldconfig -p`)",
         triggers=("/usr/lib/python3*/**", "/usr/local/lib/python3*/**"),
         keeps=("/usr/sbin/ldconfig", "/sbin/ldconfig", "/etc/ld.so.cache"),
+    ),
+    RuntimeRule(
+        "runtime-shell",
+        "a runtime that runs command strings through /bin/sh (Python's os.system and "
+        "subprocess with shell=True, Node's child_process.exec, Perl's and Ruby's system "
+        "with one string, PHP's shell_exec) keeps /bin/sh",
+        triggers=_SHELL_RUNTIMES,
+        keeps=("/bin/sh", "/usr/bin/sh"),
     ),
     RuntimeRule(
         "os-release",

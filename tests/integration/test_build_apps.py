@@ -122,8 +122,8 @@ def _php_get(path: str) -> Mode:
 
 
 PYCLI_MODES = (
-    "csv", "email", "codecs", "unicode", "db", "tz", "hash", "archive", "tools", "os", "term",
-    "ctypes", "users",
+    "csv", "email", "codecs", "unicode", "db", "tz", "hash", "archive", "tools", "shell", "os",
+    "term", "ctypes", "users",
 )  # fmt: skip
 
 APPS = {

@@ -288,21 +288,25 @@ def test_cgi_scripts_keep_their_interpreters_runtime_and_commands() -> None:
     assert "/usr/bin/perl" not in without and "/usr/bin/tr" not in without
 
 
-def test_python_helpers_and_os_release_follow_links_on_the_way() -> None:
+def test_python_helpers_os_release_and_the_shell_follow_links_on_the_way() -> None:
     members = [
         M("sbin", "symlink", link="usr/sbin"),
         M("usr/sbin/ldconfig", data=b"\x7fELF", mode=0o755),
         M("usr/lib/python3.11/os.py", data=b"# os"),
         M("etc/os-release", "symlink", link="../usr/lib/os-release"),
         M("usr/lib/os-release", data=b"ID=debian\n"),
+        M("bin", "symlink", link="usr/bin"),
+        M("usr/bin/sh", "symlink", link="dash"),
+        M("usr/bin/dash", data=b"\x7fELF", mode=0o755),
     ]
     tree = tree_from(members)
-    rules = RuntimeRules(tree, {"python-helpers", "os-release"}, reader(members))
+    rules = RuntimeRules(tree, {"python-helpers", "os-release", "runtime-shell"}, reader(members))
     planner = Planner(tree)
     planner.add(rules.seeds(["/usr/lib/python3.11/os.py"]))
     result = set(planner.kept_paths)
     assert {"/sbin", "/usr/sbin/ldconfig"} <= result  # the link on the way, and its target
     assert {"/etc/os-release", "/usr/lib/os-release"} <= result
+    assert {"/bin", "/usr/bin/sh", "/usr/bin/dash"} <= result  # for os.system, shell=True
 
 
 DPKG = [
