@@ -24,6 +24,10 @@ from ocislim.elf.rootpath import RootFS, join
 
 NSSWITCH_CONF = "/etc/nsswitch.conf"
 
+# ncurses' terminfo search list (Debian's ncurses-base puts the common terminals in
+# /usr/lib/terminfo, /lib/terminfo before merged /usr; ncurses-term in /usr/share).
+TERMINFO_DIRS = ("/etc/terminfo", "/usr/lib/terminfo", "/lib/terminfo", "/usr/share/terminfo")
+
 # glibc >= 2.34 carries these NSS services inside libc.so.6.
 BUILTIN_NSS_SERVICES_SINCE_2_34 = frozenset({"files", "dns"})
 
@@ -270,6 +274,13 @@ DEFAULT_RULES: tuple[LazyRule, ...] = (
         when_loaded=("libc.so.6",),
         glibc_min=(2, 34),
         libraries=("libgcc_s.so.1",),
+    ),
+    LazyRule(
+        name="ncurses-terminfo",
+        description="ncurses (setupterm, tgetent) reads the terminal's description by its "
+        "TERM name from the terminfo database",
+        when_loaded=("libtinfo.so.*", "libncurses.so.*", "libncursesw.so.*"),
+        files=tuple(f"{d}/*/*" for d in TERMINFO_DIRS),
     ),
     LazyRule(
         name="glibc-gconv",

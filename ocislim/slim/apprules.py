@@ -10,7 +10,8 @@ default) and every path it keeps carries ``Reason("lazy", rule=NAME)``:
 - ``skeleton-dirs``: the standard writable directories present in the source
   (:data:`SKELETON_DIRS`) and the config's ``Volumes`` mount points stay as
   (empty) directories with their original modes.
-- ``script-commands``: the programs the application's scripts name.
+- ``script-commands``: the programs the application's scripts name (absolute paths;
+  words on the PATH in shell scripts; quoted command words in other languages).
 - ``binary-named-paths``: the files (and data directories under /usr/share, /etc) the
   application's own compiled program names by absolute path in its bytes.
 - ``app-whole``: the directory tree holding the entrypoint's script or program,
@@ -272,6 +273,9 @@ _WORD = re.compile(r"(?:^|[\s;|&(`])([A-Za-z0-9_][A-Za-z0-9_.+-]*)")
 
 
 _ABSOLUTE = re.compile(r"(?<![\w.:/-])(/(?:[\w.+-]+/)*[\w.+-]+)")
+# In any language: a program named as the first word of a string that opens a call's
+# arguments or a list (subprocess.run(["sort", ...]), spawn('gzip'), system("date -u")).
+_QUOTED_COMMAND = re.compile(r"""[(\[]\s*[bru]?["']([A-Za-z_][\w.+-]*)(?:\s[^"'\n]*)?["']""")
 
 
 def script_command_seeds(
@@ -282,8 +286,10 @@ def script_command_seeds(
 ) -> list[Seed]:
     """The programs the application's ``scripts`` name: every absolute path in a script's
     text that is an executable file of the image (``ProcessBuilder("/bin/echo")``,
-    ``subprocess.run(["/usr/bin/git", ...])``), and in a shell script every word that is
-    a program on the PATH."""
+    ``subprocess.run(["/usr/bin/git", ...])``); in a shell script every word that is a
+    program on the PATH; in other scripts every quoted first word of a call's arguments
+    or a list that is a program on the PATH (``subprocess.run(["sort", "-r"])``,
+    ``spawn('gzip')``, ``system("date -u")``)."""
     seeds: list[Seed] = []
     seen: set[str] = set()
     for script in scripts:
@@ -301,11 +307,15 @@ def script_command_seeds(
                 seen.add(path)
                 if is_program(path):
                     add(path)
-        if not text.startswith("#!"):
-            continue
-        interpreter = text.split("\n", 1)[0][2:].split()
+        interpreter = text.split("\n", 1)[0][2:].split() if text.startswith("#!") else []
         names = [posixpath.basename(w) for w in interpreter[:2]]
         if not any(n in _SHELLS for n in names):
+            for word in _QUOTED_COMMAND.findall(text):
+                if word not in seen:
+                    seen.add(word)
+                    found = find_program(word)
+                    if found is not None:
+                        add(found)
             continue
         for line in text.splitlines()[1:]:
             code = line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""

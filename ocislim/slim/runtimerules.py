@@ -7,6 +7,9 @@ paths) and keeps the trees the runtime loads by name later
 Each is a :class:`~ocislim.slim.langrules.LangRule` switchable by name; every path
 kept carries ``Reason("lazy", rule=NAME, by=TRIGGER)``.
 
+``cgi-scripts`` treats the scripts of a web server's ``ScriptAlias`` directories as
+run: their interpreters fire these rules in turn.
+
 ``{home}`` in a keep pattern stands for the directory a trigger matched as the
 runtime's home (the JVM's ``JAVA_HOME``, found by its ``lib/jvm.cfg``).
 
@@ -15,13 +18,16 @@ Pure: the result depends on the merged tree and the touched paths.
 
 from __future__ import annotations
 
+import dataclasses
 import posixpath
 import re
 import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ocislim.layers.tree import FileTree
+from ocislim.errors import UnsafeArchiveError
+from ocislim.layers.tree import Entry, FileTree
+from ocislim.slim.apprules import app_root, script_command_seeds
 from ocislim.slim.langrules import LangRule, glob_escape
 from ocislim.slim.patterns import PatternSet
 from ocislim.slim.plan import Reason, Seed
@@ -42,6 +48,23 @@ _TZ_RUNTIMES = (
     "/usr/share/zoneinfo/**",
     "/etc/localtime",
 )
+# Runtimes whose standard library runs command strings with /bin/sh -c.
+_SHELL_RUNTIMES = (
+    "/usr/lib/python3*/**",
+    "/usr/local/lib/python3*/**",
+    "/usr/share/nodejs/**",
+    "/usr/lib/nodejs/**",
+    "/usr/bin/node",
+    "/usr/local/bin/node",
+    "/usr/bin/nodejs",
+    "/usr/share/perl/**",
+    "/usr/lib/*/perl/**",
+    "/usr/lib/*/perl-base/**",
+    "/usr/lib/ruby/**",
+    "/usr/local/lib/ruby/**",
+    "/usr/lib/php/**",
+    "/usr/local/lib/php/**",
+)
 # Perl's core library (Debian's perl-base, libperl, perl-modules; others' privlib).
 _PERL_CORE = (
     "/usr/lib/*/perl-base",
@@ -61,8 +84,21 @@ _PERL_VENDOR = (
     "/usr/local/lib/perl5",
 )
 _PERL_INC = (*_PERL_CORE, *_PERL_VENDOR)
+# A file under @INC, or the interpreter itself (named by a script that did not run).
+_PERL_TRIGGERS = (*(f"{d}/**" for d in _PERL_INC), "/usr/bin/perl", "/usr/bin/perl5*")
 # C headers for compiling XS modules (8 MB on bookworm): never read by a running Perl.
 _PERL_HEADERS = ("/usr/lib/*/perl/5.*/CORE/*.h", "/usr/lib/perl5/core_perl/CORE/*.h")
+
+
+_WEB_SERVER_TRIGGERS = (
+    "/etc/nginx/**",
+    "/usr/sbin/nginx",
+    "/etc/apache2/**",
+    "/etc/httpd/**",
+    "/usr/sbin/apache2",
+    "/usr/sbin/httpd",
+    "/usr/local/apache2/**",
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +133,7 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "perl-inc",
         "a Perl that ran keeps its core library (every core module and its auto/ shared "
         "objects: Encode, POSIX, Data::Dumper, IO::Compress ...; not the C headers)",
-        triggers=tuple(f"{d}/**" for d in _PERL_INC),
+        triggers=_PERL_TRIGGERS,
         keeps=_PERL_CORE,
         skip=_PERL_HEADERS,
     ),
@@ -105,14 +141,20 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "perl-vendor",
         "a Perl that ran keeps its vendor and site module directories whole (modules "
         "from distribution packages or CPAN that this run did not load; not .pod files)",
-        triggers=tuple(f"{d}/**" for d in _PERL_INC),
+        triggers=_PERL_TRIGGERS,
         keeps=_PERL_VENDOR,
         skip=("*.pod",),  # documentation (DateTime::Locale's 10 MB); the data is in .pm
     ),
     RuntimeRule(
         "ruby-stdlib",
         "a Ruby that ran keeps its standard library and the gems' specifications",
-        triggers=("/usr/lib/ruby/**", "/usr/local/lib/ruby/**", "/usr/lib/*/ruby/**"),
+        triggers=(
+            "/usr/lib/ruby/**",
+            "/usr/local/lib/ruby/**",
+            "/usr/lib/*/ruby/**",
+            "/usr/bin/ruby*",
+            "/usr/local/bin/ruby*",
+        ),
         keeps=(
             "/usr/lib/ruby/[0-9]*",
             "/usr/lib/*/ruby/[0-9]*",
@@ -142,17 +184,11 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
     ),
     RuntimeRule(
         "web-server",
-        "nginx or httpd that ran keeps its modules, its whole configuration (included "
-        "files, mime.types) and its state directories",
-        triggers=(
-            "/etc/nginx/**",
-            "/usr/sbin/nginx",
-            "/etc/apache2/**",
-            "/etc/httpd/**",
-            "/usr/sbin/apache2",
-            "/usr/sbin/httpd",
-            "/usr/local/apache2/**",
-        ),
+        "nginx or httpd that ran keeps its modules (httpd: those an enabled LoadModule "
+        "line names), its whole configuration (included files, mime.types), its state "
+        "directories and every directory the configuration serves (root, alias, "
+        "DocumentRoot, Alias, ScriptAlias)",
+        triggers=_WEB_SERVER_TRIGGERS,
         keeps=(
             "/etc/nginx",
             "/usr/lib/nginx",
@@ -160,13 +196,18 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
             "/var/lib/nginx",
             "/var/log/nginx",
             "/etc/apache2",
-            "/usr/lib/apache2/modules",
             "/etc/httpd",
-            "/usr/lib64/httpd/modules",
             "/usr/local/apache2/conf",
-            "/usr/local/apache2/modules",
             "/etc/mime.types",
         ),
+    ),
+    RuntimeRule(
+        "cgi-scripts",
+        "the CGI scripts of the directories a web server's configuration names "
+        "(ScriptAlias) count as run: each keeps its interpreter (firing that runtime's "
+        "rules: perl-inc, ruby-stdlib, php-runtime) and the programs it names "
+        "(script-commands' reading)",
+        triggers=_WEB_SERVER_TRIGGERS,
     ),
     RuntimeRule(
         "tool-helpers",
@@ -182,6 +223,36 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
             "/usr/libexec/git-core",
             "/usr/share/git-core",
             "/usr/share/perl5/Git*",
+        ),
+    ),
+    RuntimeRule(
+        "python-helpers",
+        "a Python that ran keeps the programs its standard library runs by absolute path: "
+        "ldconfig (ctypes.util.find_library reads `ldconfig -p`)",
+        triggers=("/usr/lib/python3*/**", "/usr/local/lib/python3*/**"),
+        keeps=("/usr/sbin/ldconfig", "/sbin/ldconfig", "/etc/ld.so.cache"),
+    ),
+    RuntimeRule(
+        "runtime-shell",
+        "a runtime that runs command strings through /bin/sh (Python's os.system and "
+        "subprocess with shell=True, Node's child_process.exec, Perl's and Ruby's system "
+        "with one string, PHP's shell_exec) keeps /bin/sh",
+        triggers=_SHELL_RUNTIMES,
+        keeps=("/bin/sh", "/usr/bin/sh"),
+    ),
+    RuntimeRule(
+        "os-release",
+        "the system's identity files (/etc/os-release and the distribution's release "
+        "file), read by platform.freedesktop_os_release(), distribution checks and scripts",
+        triggers=("/**",),
+        keeps=(
+            "/etc/os-release",
+            "/usr/lib/os-release",
+            "/etc/debian_version",
+            "/etc/lsb-release",
+            "/etc/alpine-release",
+            "/etc/redhat-release",
+            "/etc/system-release",
         ),
     ),
     RuntimeRule(
@@ -237,9 +308,23 @@ def java_option_files(env: Iterable[str], workdir: str = "/") -> list[tuple[str,
     return found
 
 
+# The search path of a program whose environment has no PATH (execvp's default).
+DEFAULT_SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
 # Where a web server's configuration names the content it serves.
 WEB_CONFIG_DIRS = ("/etc/nginx", "/etc/apache2", "/etc/httpd", "/usr/local/apache2/conf")
-_DOC_ROOT = re.compile(r"^\s*(?:root|alias|DocumentRoot)\s+[\"']?(/[^\s;\"']*)", re.MULTILINE)
+HTTPD_CONFIG_DIRS = ("/etc/apache2", "/etc/httpd", "/usr/local/apache2/conf")
+_LOAD_MODULE = re.compile(r"^\s*LoadModule\s+\S+\s+[\"']?([^\s\"']+)", re.MULTILINE | re.IGNORECASE)
+_SERVER_ROOT = re.compile(r"^\s*ServerRoot\s+[\"']?(/[^\s\"']*)", re.MULTILINE | re.IGNORECASE)
+_NGINX_ROOT = re.compile(r"^\s*(?:root|alias)\s+[\"']?(/[^\s;\"']*)", re.MULTILINE)
+# Apache's directives are case-insensitive; Alias and ScriptAlias name the URL first.
+_APACHE_ROOT = re.compile(
+    r"^\s*(?:DocumentRoot|(?:Script)?Alias(?:Match)?\s+\S+)\s+[\"']?(/[^\s\"'$]*)",
+    re.MULTILINE | re.IGNORECASE,
+)
+_APACHE_CGI = re.compile(
+    r"^\s*ScriptAlias(?:Match)?\s+\S+\s+[\"']?(/[^\s\"'$]*)", re.MULTILINE | re.IGNORECASE
+)
 
 
 class RuntimeRules:
@@ -345,6 +430,9 @@ class RuntimeRules:
                 seeds.append(Seed(path, reason, recursive=True, skip=skip))
         if rule.name == "web-server":
             seeds += self._document_roots(reason)
+            seeds += self._httpd_modules(reason)
+        if rule.name == "cgi-scripts":
+            seeds += self._cgi_scripts(trigger)
         if rule.name == "java-option-files":
             seeds += self._java_option_files(trigger)
         return seeds
@@ -365,36 +453,165 @@ class RuntimeRules:
 
     def _document_roots(self, reason: Reason) -> list[Seed]:
         """The directories the server's configuration serves (``root``, ``alias``,
-        ``DocumentRoot``): the site's own content."""
-        roots: set[str] = set()
+        ``DocumentRoot``, ``Alias``, ``ScriptAlias``): the site's own content."""
+        why = Reason(
+            "lazy",
+            detail="a directory the server's configuration serves",
+            rule="web-server",
+            by=reason.by,
+        )
+        served = self._config_dirs((_NGINX_ROOT, _APACHE_ROOT))
+        return [Seed(r, why, recursive=True) for r in served]
+
+    def _httpd_modules(self, reason: Reason) -> list[Seed]:
+        """The modules httpd's enabled configuration loads (``LoadModule NAME PATH`` outside
+        the ``*-available`` directories, whose files count only through ``*-enabled``
+        links), relative paths from ``ServerRoot``.  Modules no enabled line names are
+        never loaded by this configuration (with their closures: libxml2 and ICU for
+        ``mod_proxy_html``, libcurl for ``mod_md``)."""
+        found: set[str] = set()
+        for top in HTTPD_CONFIG_DIRS:
+            entry = self.tree.get(top)
+            if entry is None or not entry.is_dir:
+                continue
+            server_root = top
+            texts = []
+            for child in _files_below(self.tree, top):
+                if _only_available(child.path):
+                    continue
+                text = self.read_text(self._canonical(child.path)) or ""
+                texts.append(text)
+                for match in _SERVER_ROOT.finditer(text):
+                    server_root = match.group(1)
+            for text in texts:
+                for match in _LOAD_MODULE.finditer(text):
+                    found.add(posixpath.normpath(posixpath.join(server_root, match.group(1))))
+        why = Reason(
+            "lazy",
+            detail="a module an enabled LoadModule line of the configuration names",
+            rule="web-server",
+            by=reason.by,
+        )
+        return [Seed(path, why) for path in sorted(found) if self._exists(path)]
+
+    def _exists(self, path: str) -> bool:
+        return self.tree.get(self._canonical(path)) is not None
+
+    def _cgi_scripts(self, trigger: str) -> list[Seed]:
+        """Every script of the configuration's ``ScriptAlias`` directories, as if it ran:
+        the script, its ``#!`` interpreter with the rules that interpreter fires, and the
+        programs the script names."""
+        why = Reason("lazy", detail="a CGI script the server runs", rule="cgi-scripts", by=trigger)
+        seeds: list[Seed] = []
+        scripts: list[str] = []
+        for directory in self._config_dirs((_APACHE_CGI,)):
+            seeds.append(Seed(directory, why, recursive=True))
+            scripts += [e.path for e in _files_below(self.tree, directory)]
+        interpreters: list[str] = []
+        for script in scripts:
+            interpreter = self._interpreter(script)
+            if interpreter is not None:
+                by = Reason(
+                    "lazy", detail=f"the interpreter of {script}", rule="cgi-scripts", by=script
+                )
+                seeds.append(Seed(interpreter, by))
+                interpreters.append(self._canonical(interpreter))
+        for seed in script_command_seeds(
+            scripts, self.read_text, self._find_program, self._is_program
+        ):
+            seeds.append(dataclasses.replace(seed, reason=dataclasses.replace(
+                seed.reason, rule="cgi-scripts")))  # fmt: skip
+        return seeds + self.seeds(interpreters)
+
+    def _interpreter(self, script: str) -> str | None:
+        """The program a script's ``#!`` line runs (``env NAME`` looked up on PATH)."""
+        head = (self.read_text(script) or "").split("\n", 1)[0]
+        if not head.startswith("#!"):
+            return None
+        words = head[2:].split()
+        if not words:
+            return None
+        if posixpath.basename(words[0]) == "env" and len(words) > 1:
+            return self._find_program(words[-1])
+        return words[0] if self._is_program(words[0]) else None
+
+    def _config_dirs(self, patterns: Sequence[re.Pattern[str]]) -> list[str]:
+        """The existing directories the web servers' enabled configuration files name
+        with ``patterns`` (group 1), never a system directory or a package root."""
+        found: set[str] = set()
         for top in WEB_CONFIG_DIRS:
             entry = self.tree.get(top)
             if entry is None or not entry.is_dir:
                 continue
-            stack = [entry]
-            while stack:  # only the configuration's own subtree
-                node = stack.pop()
-                for child in (node.children or {}).values():
-                    if child.is_dir:
-                        stack.append(child)
-                        continue
-                    text = self.read_text(child.path) or ""
-                    roots.update(m.group(1).rstrip("/") or "/" for m in _DOC_ROOT.finditer(text))
-        why = Reason(
-            "lazy",
-            detail="a document root the server's configuration names",
-            rule="web-server",
-            by=reason.by,
-        )
-        return [Seed(r, why, recursive=True) for r in sorted(roots) if r != "/"]
+            for child in _files_below(self.tree, top):
+                if _only_available(child.path):
+                    continue
+                text = self.read_text(self._canonical(child.path)) or ""
+                for pattern in patterns:
+                    found.update(m.group(1) for m in pattern.finditer(text))
+        out = []
+        for path in sorted(found):
+            path = posixpath.normpath(path)
+            node = self.tree.get(self._canonical(path))
+            if node is not None and node.is_dir and app_root(path) is not None:
+                out.append(path)
+        return out
+
+    def _canonical(self, path: str) -> str:
+        try:
+            return self.tree.resolve(path)
+        except UnsafeArchiveError:
+            return path
+
+    def _is_program(self, path: str) -> bool:
+        entry = self.tree.get(self._canonical(path))
+        return entry is not None and entry.kind == "file" and bool(entry.mode & 0o111)
+
+    def _find_program(self, name: str) -> str | None:
+        """``name`` on the PATH of the probed program's environment."""
+        if "/" in name:
+            return name if self._is_program(name) else None
+        search = DEFAULT_SEARCH_PATH
+        for item in self.env:
+            if item.startswith("PATH="):
+                search = item[len("PATH=") :]
+        for directory in search.split(":"):
+            candidate = posixpath.join(directory or "/", name)
+            if directory.startswith("/") and self._is_program(candidate):
+                return candidate
+        return None
 
     def _matches(self, pattern: str) -> list[str]:
         if pattern not in self._keeps:
             if not any(c in pattern for c in "*?["):
-                self._keeps[pattern] = [pattern] if self.tree.get(pattern) is not None else []
+                # Through links on the way too (/sbin/ldconfig with /sbin -> usr/sbin).
+                there = self.tree.get(pattern) or self.tree.get(self._canonical(pattern))
+                self._keeps[pattern] = [pattern] if there is not None else []
             else:
                 self._keeps[pattern] = _glob(self.tree, pattern)
         return self._keeps[pattern]
+
+
+def _only_available(path: str) -> bool:
+    """A file of a ``*-available`` directory (Debian's ``sites-available``,
+    ``mods-available``): configuration only through a ``*-enabled`` link to it."""
+    return posixpath.basename(posixpath.dirname(path)).endswith("-available")
+
+
+def _files_below(tree: FileTree, top: str) -> list[Entry]:
+    """The non-directory entries below ``top`` (its own subtree only, links not followed)."""
+    entry = tree.get(top)
+    out: list[Entry] = []
+    stack = [entry] if entry is not None and entry.is_dir else []
+    while stack:
+        node = stack.pop()
+        for name in sorted(node.children or {}):
+            child = (node.children or {})[name]
+            if child.is_dir:
+                stack.append(child)
+            else:
+                out.append(child)
+    return out
 
 
 def _glob(tree: FileTree, pattern: str) -> list[str]:

@@ -2,7 +2,8 @@
 
 Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
 Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, a Sinatra
-site, a PHP site on php's built-in server, a static Go binary) is built
+site, a PHP site on php's built-in server, a static Go binary, an Apache site with CGI
+scripts, a Python command-line tool on the standard library) is built
 with ``ocislim build`` and the probe a user would give (the HTTP probe of the exposed
 port, or the image's own command), then EVERY mode, not only the probed one, runs with
 podman on the original and on the slim image, and must give the same exit code and
@@ -56,7 +57,7 @@ except urllib.error.HTTPError as e:
 body = r.read()
 print(r.status, r.headers.get("Content-Type"), r.headers.get("Content-Encoding"), len(body))
 if r.headers.get("Content-Encoding") != "gzip":
-    print(body.decode())
+    print(body.decode(errors="replace"))
 """
 
 
@@ -119,6 +120,11 @@ def _ruby_get(path: str) -> Mode:
 def _php_get(path: str) -> Mode:
     return run_mode("php", "/app/app.php", "get", path)
 
+
+PYCLI_MODES = (
+    "csv", "email", "codecs", "unicode", "db", "tz", "hash", "archive", "tools", "shell", "os",
+    "term", "ctypes", "users",
+)  # fmt: skip
 
 APPS = {
     "flask": App(
@@ -206,6 +212,29 @@ APPS = {
             "serve /": serve_mode(8090, "/"),
             **{m: run_mode(m) for m in ("time", "digest", "exec", "dns", "tls")},
         },
+    ),
+    "apache": App(
+        "apache-site",
+        (),  # the HTTP probe of port 80
+        {
+            "index": serve_mode(80, "/"),
+            "css": serve_mode(80, "/style.css"),
+            "gzip": serve_mode(80, "/style.css", "gzip"),
+            "404": serve_mode(80, "/missing"),
+            "mime": serve_mode(80, "/logo.svg"),
+            "rewrite": serve_mode(80, "/old"),
+            "alias": serve_mode(80, "/docs/guide.txt"),
+            "listing": serve_mode(80, "/docs/"),
+            "icons": serve_mode(80, "/icons/folder.gif"),
+            "cgi sh": serve_mode(80, "/cgi-bin/hello.sh?abc"),
+            "cgi perl": serve_mode(80, "/cgi-bin/info.pl"),
+            "modules": run_mode("apache2ctl", "-M"),
+        },
+    ),
+    "pycli": App(
+        "python-cli",
+        (),  # the image's command (csv) runs to its end
+        {m: run_mode(m) for m in PYCLI_MODES},
     ),
     "git": App(
         "git-tool",

@@ -51,6 +51,8 @@ EXPECTED: dict[str, tuple[int, list[str] | None, list[str] | None, str, list[str
         ["8000/tcp"],
     ),
     "go-static": (3, ["/usr/local/bin/goapp"], ["serve"], "", ["8090/tcp"]),
+    "apache-site": (3, None, ["apache2ctl", "-D", "FOREGROUND"], "", ["80/tcp"]),
+    "python-cli": (3, ["python3", "/app/pytool.py"], ["csv"], "", []),
 }
 
 

@@ -191,3 +191,21 @@ def test_custom_rule_as_data(tmp_path: Path) -> None:
 def test_default_rules_are_well_formed(rule: LazyRule) -> None:
     assert rule.when_loaded and rule.description
     assert all(f.startswith("/") for f in rule.files)
+
+
+def test_a_program_on_ncurses_keeps_the_terminfo_database(tmp_path: Path) -> None:
+    glibc_tree(tmp_path, "2.36", "hosts: files\n")
+    write(tmp_path, f"{T}/libtinfo.so.6", craft_elf(soname="libtinfo.so.6", needed=("libc.so.6",)))
+    write(tmp_path, "/usr/lib/terminfo/x/xterm", b"terminfo", 0o644)
+    write(tmp_path, "/usr/share/terminfo/x/xterm-256color", b"terminfo", 0o644)
+    write(
+        tmp_path, "/usr/bin/term", craft_elf(interp=INTERP, needed=("libtinfo.so.6", "libc.so.6"))
+    )
+    analyzer = DepsAnalyzer(tmp_path)
+    with_curses = analyzer.analyze(["/usr/bin/term"])
+    assert "/usr/lib/terminfo/x/xterm" in with_curses.paths
+    assert "/usr/share/terminfo/x/xterm-256color" in with_curses.paths
+    entry = next(e for e in with_curses.lazy if e.path == "/usr/lib/terminfo/x/xterm")
+    assert entry.rule == "ncurses-terminfo"
+    without = analyzer.analyze(["/usr/bin/prog"])  # libc only: no terminal database
+    assert not any("terminfo" in p for p in without.paths)

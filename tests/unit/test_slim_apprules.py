@@ -147,6 +147,21 @@ def test_script_commands_keep_the_programs_a_shell_script_names() -> None:
     assert [s.path for s in seeds] == ["/bin/echo"]  # an executable it names, not a data file
 
 
+def test_script_commands_keep_the_programs_other_scripts_quote_as_commands() -> None:
+    text = {
+        "/app/tool.py": "#!/usr/bin/python3\nimport subprocess\n"
+        'subprocess.run(["sort", "-r"])\nshutil.which("gzip")\nos.system("wc -l f")\n'
+        'print("git is not run here", "date")\nx = {"tar": 1}\n'
+    }
+    on_path = {"sort": "/usr/bin/sort", "gzip": "/bin/gzip", "wc": "/usr/bin/wc",
+               "git": "/usr/bin/git", "date": "/usr/bin/date", "tar": "/bin/tar"}  # fmt: skip
+    seeds = script_command_seeds(["/app/tool.py"], text.get, on_path.get)
+    # The first word of a call's or list's first string; not later arguments, not dict keys.
+    assert sorted(s.path for s in seeds) == ["/bin/gzip", "/usr/bin/git", "/usr/bin/sort",
+                                             "/usr/bin/wc"]  # fmt: skip
+    assert all(s.reason.rule == "script-commands" for s in seeds)
+
+
 JVM = "usr/lib/jvm/java-17"
 RUNTIMES = [
     M(f"{JVM}/bin/java", data=b"\x7fELF", mode=0o755),
@@ -201,6 +216,97 @@ def test_perl_keeps_its_inc_and_nginx_its_config_and_document_root() -> None:
     nginx = runtime_kept(["/usr/sbin/nginx"], {"web-server"})
     assert {"/etc/nginx/mime.types", "/var/www/site/index.html"} <= nginx
     assert "/var/www/other/index.html" not in nginx
+
+
+APACHE = [
+    M(
+        "etc/apache2/apache2.conf",
+        data=b"IncludeOptional mods-enabled/*.load\n<Directory /usr/share>\n</Directory>\n",
+    ),
+    M(
+        "etc/apache2/mods-available/cgid.load",
+        data=b"LoadModule cgid_module /usr/lib/apache2/modules/mod_cgid.so\n",
+    ),
+    M(
+        "etc/apache2/mods-available/md.load",
+        data=b"LoadModule md_module /usr/lib/apache2/modules/mod_md.so\n",
+    ),
+    M("etc/apache2/mods-enabled/cgid.load", "symlink", link="../mods-available/cgid.load"),
+    M(
+        "etc/apache2/sites-enabled/site.conf",
+        data=b"DocumentRoot /var/www/site\n"
+        b'  alias /docs/ "/srv/docs/"\n# Alias /old/ /srv/old/\nAlias /u/ /usr/share/\n'
+        b"ScriptAlias /cgi-bin/ /usr/lib/cgi-bin/\n",
+    ),
+    M("etc/apache2/conf-available/js.conf", data=b"Alias /js/ /usr/share/javascript/\n"),
+    M("usr/share/javascript/jquery.js", data=b"$"),
+    M("usr/lib/apache2/modules/mod_cgid.so", data=b"\x7fELF"),
+    M("usr/lib/apache2/modules/mod_md.so", data=b"\x7fELF"),
+    M("usr/sbin/apache2", data=b"\x7fELF", mode=0o755),
+    M("var/www/site/index.html", data=b"<h1>"),
+    M("srv/docs/guide.txt", data=b"guide"),
+    M("srv/old/x.txt", data=b"old"),
+    M("usr/share/big/data", data=b"not served by name"),
+    M("usr/lib/cgi-bin/hello.sh", data=b"#!/bin/sh\necho hi | tr a-z A-Z\n", mode=0o755),
+    M("usr/lib/cgi-bin/info.pl", data=b"#!/usr/bin/env perl\nuse POSIX;\n", mode=0o755),
+    M("usr/bin/sh", data=b"\x7fELF", mode=0o755),
+    M("bin", "symlink", link="usr/bin"),
+    M("usr/bin/tr", data=b"\x7fELF", mode=0o755),
+    M("usr/bin/perl", data=b"\x7fELF", mode=0o755),
+    M("usr/lib/x86_64-linux-gnu/perl/5.36/POSIX.pm", data=b"1;"),
+]
+
+
+def apache_kept(enabled: set[str]) -> set[str]:
+    tree = tree_from(APACHE)
+    rules = RuntimeRules(tree, enabled, reader(APACHE), env=["PATH=/usr/bin:/bin"])
+    planner = Planner(tree)
+    planner.add(rules.seeds(["/usr/sbin/apache2"]))
+    return set(planner.kept_paths)
+
+
+def test_apache_keeps_its_alias_directories_and_only_enabled_modules() -> None:
+    served = apache_kept({"web-server"})
+    assert {
+        "/var/www/site/index.html",
+        "/srv/docs/guide.txt",
+        "/usr/lib/cgi-bin/hello.sh",
+    } <= served
+    assert "/srv/old/x.txt" not in served  # a commented line
+    assert "/usr/share/big/data" not in served  # never a system directory, nor <Directory>
+    assert "/usr/share/javascript/jquery.js" not in served  # available, never enabled
+    assert "/usr/lib/apache2/modules/mod_cgid.so" in served  # enabled through mods-enabled
+    assert "/usr/lib/apache2/modules/mod_md.so" not in served  # available, never loaded
+    assert "/usr/bin/perl" not in served
+
+
+def test_cgi_scripts_keep_their_interpreters_runtime_and_commands() -> None:
+    cgi = apache_kept({"web-server", "cgi-scripts", "perl-inc"})
+    assert {"/usr/bin/perl", "/usr/bin/tr", "/usr/bin/sh"} <= cgi
+    assert "/usr/lib/x86_64-linux-gnu/perl/5.36/POSIX.pm" in cgi  # perl-inc fired by perl
+    without = apache_kept({"web-server", "perl-inc"})
+    assert "/usr/bin/perl" not in without and "/usr/bin/tr" not in without
+
+
+def test_python_helpers_os_release_and_the_shell_follow_links_on_the_way() -> None:
+    members = [
+        M("sbin", "symlink", link="usr/sbin"),
+        M("usr/sbin/ldconfig", data=b"\x7fELF", mode=0o755),
+        M("usr/lib/python3.11/os.py", data=b"# os"),
+        M("etc/os-release", "symlink", link="../usr/lib/os-release"),
+        M("usr/lib/os-release", data=b"ID=debian\n"),
+        M("bin", "symlink", link="usr/bin"),
+        M("usr/bin/sh", "symlink", link="dash"),
+        M("usr/bin/dash", data=b"\x7fELF", mode=0o755),
+    ]
+    tree = tree_from(members)
+    rules = RuntimeRules(tree, {"python-helpers", "os-release", "runtime-shell"}, reader(members))
+    planner = Planner(tree)
+    planner.add(rules.seeds(["/usr/lib/python3.11/os.py"]))
+    result = set(planner.kept_paths)
+    assert {"/sbin", "/usr/sbin/ldconfig"} <= result  # the link on the way, and its target
+    assert {"/etc/os-release", "/usr/lib/os-release"} <= result
+    assert {"/bin", "/usr/bin/sh", "/usr/bin/dash"} <= result  # for os.system, shell=True
 
 
 DPKG = [
