@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import random
+import re
+
 import pytest
 
 from ocislim.slim.apprules import (
+    absolute_paths,
     app_root,
     app_seeds,
     binary_named_seeds,
@@ -482,3 +486,15 @@ def test_a_compiled_programs_packed_string_literals_name_files_and_data_dirs() -
     assert "/usr/share/zoneinfo/Europe/Paris" in result and "/usr/bin/echo" in result
     assert "/usr/share/zoneinfo/right/Europe/Paris" not in result
     assert {s.reason.rule for s in seeds} == {"binary-named-paths"}
+
+
+def test_absolute_paths_are_found_as_the_lookbehind_pattern_finds_them() -> None:
+    """The hand-applied lookbehind gives exactly the matches of the pattern with it."""
+    with_lookbehind = re.compile(r"(?<![\w.:/-])(/(?:[\w.+-]+/)*[\w.+-]+)")
+    rng = random.Random(15)
+    alphabet = "ab/.+-: \x00é1_"
+    for _ in range(20_000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        assert absolute_paths(text) == with_lookbehind.findall(text), text
+    sample = 'run("/usr/bin/git") x/usr/lib http://h/p a+/b /bin/sh\x00/etc/x.conf'
+    assert absolute_paths(sample) == ["/usr/bin/git", "/b", "/bin/sh", "/etc/x.conf"]
