@@ -58,9 +58,17 @@ class HttpRequest:
 
 @dataclass(frozen=True)
 class HttpResult:
+    """``status`` None: no HTTP answer; ``connected`` says whether the port accepted a
+    TCP connection at all (a service that speaks another protocol does)."""
+
     request: HttpRequest
     status: int | None
     error: str | None = None
+    connected: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status is not None:  # an HTTP answer came over a connection
+            object.__setattr__(self, "connected", True)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,7 +77,14 @@ class HttpResult:
             "path": self.request.path,
             "status": self.status,
             "error": self.error,
+            "connected": self.connected,
         }
+
+    def answer(self) -> str:
+        """What the port gave, for comparing runs and saying how they differ."""
+        if self.status is not None:
+            return f"status {self.status}"
+        return "a connection but no HTTP answer" if self.connected else "no connection"
 
 
 def gate_probe() -> Probe:
@@ -289,7 +304,14 @@ class RunController:
             self.notes.append(f"HTTP probes failed: {detail[0]}")
             answers = [{"status": None, "error": "probe helper failed"}] * len(self.plan.http)
         for request, answer in zip(self.plan.http, answers, strict=True):
-            self.http_results.append(HttpResult(request, answer.get("status"), answer.get("error")))
+            self.http_results.append(
+                HttpResult(
+                    request,
+                    answer.get("status"),
+                    answer.get("error"),
+                    bool(answer.get("connected", answer.get("status") is not None)),
+                )
+            )
 
     def _await_user(self) -> None:
         """Until Enter on our stdin (a terminal) or SIGUSR1, the program's exit, or the end."""

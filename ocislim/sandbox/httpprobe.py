@@ -7,8 +7,8 @@ INIT_PID (the caller owns that user namespace, so no privilege is needed; the
 join must happen in a fresh, single-threaded process, hence this helper), then
 sends each request to 127.0.0.1, retrying the connection while the server starts
 (for at most WAIT_SECONDS in total, and only while the sandbox is alive).
-Prints one JSON list on stdout: ``{"status": int | null, "error": str | null}``
-per request, in order.  Exit status 0 unless the namespaces cannot be joined.
+Prints one JSON list on stdout: ``{"status": int | null, "error": str | null,
+"connected": bool}`` per request, in order.  Exit status 0 unless the namespaces cannot be joined.
 """
 
 from __future__ import annotations
@@ -41,24 +41,29 @@ def _join(pid: int) -> None:
 
 
 def _request(req: dict[str, Any], deadline: float, pid: int) -> dict[str, Any]:
+    """One request's result.  ``connected``: the port accepted a TCP connection, so a
+    service that does not speak HTTP (a database, a cache) still answers the probe."""
     last = "no connection"
+    connected = False
     while True:
         conn = http.client.HTTPConnection("127.0.0.1", int(req["port"]), timeout=REQUEST_TIMEOUT)
         try:
+            conn.connect()
+            connected = True
             conn.request(str(req["method"]), str(req["path"]), headers={"Connection": "close"})
             response = conn.getresponse()
             response.read()
-            return {"status": response.status, "error": None}
+            return {"status": response.status, "error": None, "connected": True}
         except (ConnectionRefusedError, ConnectionResetError) as exc:
             last = str(exc)
         except OSError as exc:
-            return {"status": None, "error": str(exc)}
+            return {"status": None, "error": str(exc), "connected": connected}
         except http.client.HTTPException as exc:
-            return {"status": None, "error": f"bad response: {exc!r}"}
+            return {"status": None, "error": f"not HTTP: {exc!r}", "connected": connected}
         finally:
             conn.close()
         if time.monotonic() >= deadline or not os.path.exists(f"/proc/{pid}/ns"):
-            return {"status": None, "error": last}
+            return {"status": None, "error": last, "connected": connected}
         time.sleep(0.05)
 
 

@@ -245,6 +245,7 @@ class Outcome:
                 HttpRequest(int(h["port"]), str(h["method"]), str(h["path"])),
                 h.get("status"),
                 h.get("error"),
+                bool(h.get("connected", h.get("status") is not None)),
             )
             for h in obj.get("http", [])
         )
@@ -284,9 +285,9 @@ class Outcome:
         if len(self.exec_codes) != len(slim.exec_codes):
             out.append(f"{len(self.exec_codes)} exec probes ran, then {len(slim.exec_codes)}")
         for before, after in zip(self.http, slim.http, strict=False):
-            if before.status != after.status:
+            if before.answer() != after.answer():
                 out.append(
-                    f"HTTP probe {before.request.describe()}: status {before.status} became "
-                    f"{after.status}" + (f" ({after.error})" if after.error else "")
+                    f"HTTP probe {before.request.describe()}: {before.answer()} became "
+                    f"{after.answer()}" + (f" ({after.error})" if after.error else "")
                 )
         return out

@@ -126,7 +126,8 @@ CANNOT_START = {126: "a command could not be executed", 127: "a command was not 
 
 def source_failure(baseline: Outcome, plan: ProbePlan) -> str | None:
     """One line when the source run itself did not work, else None: the program or an
-    exec probe could not start (126/127) or failed, or an HTTP probe got no answer.
+    exec probe could not start (126/127) or failed, or an HTTP probe's port took no
+    connection (one that speaks another protocol than HTTP has answered).
     A program stopped by ocislim at the end of the probes has not failed."""
     code = baseline.exit_code
     if code in CANNOT_START:
@@ -146,7 +147,7 @@ def source_failure(baseline: Outcome, plan: ProbePlan) -> str | None:
         if probe_code != 0:
             return f"exec probe {name!r} failed in the source image (exit code {probe_code})"
     for http in baseline.http:
-        if http.status is None:
+        if http.status is None and not http.connected:  # a service of another protocol is up
             why = f" ({http.error})" if http.error else ""
             return f"HTTP probe {http.request.describe()} got no answer in the source image{why}"
     return None

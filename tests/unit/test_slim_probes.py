@@ -105,7 +105,20 @@ def test_outcome_differences_and_json() -> None:
         "program exit code 143 became 1",
         "timed out",
         "exec probe 'check': exit code 0 became 2",
-        "HTTP probe GET http://127.0.0.1:80/: status 200 became None (refused)",
+        "HTTP probe GET http://127.0.0.1:80/: status 200 became no connection (refused)",
+    ]
+
+
+def test_a_service_of_another_protocol_is_compared_by_its_connection() -> None:
+    p = plan(["6379/tcp"])
+    request = HttpRequest(6379, "GET", "/")
+    source = Outcome(143, False, (), (HttpResult(request, None, "not HTTP", connected=True),))
+    assert Outcome.from_json(source.to_json()) == source
+    assert source.differences(Outcome.from_json(source.to_json()), p) == []
+    slim = Outcome(143, False, (), (HttpResult(request, None, "refused"),))
+    assert source.differences(slim, p) == [
+        "HTTP probe GET http://127.0.0.1:6379/: a connection but no HTTP answer became "
+        "no connection (refused)"
     ]
 
 

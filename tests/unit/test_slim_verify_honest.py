@@ -37,6 +37,8 @@ def test_a_failing_probe_in_the_source_is_an_error() -> None:
     http = plan(["80/tcp"])
     refused = HttpResult(HttpRequest(80, "GET", "/"), None, "refused")
     assert "got no answer" in (source_failure(Outcome(143, False, (), (refused,)), http) or "")
+    other = HttpResult(HttpRequest(80, "GET", "/"), None, "not HTTP", connected=True)
+    assert source_failure(Outcome(143, False, (), (other,)), http) is None  # e.g. redis
 
 
 def test_verify_runs_no_round_when_the_source_failed() -> None:
