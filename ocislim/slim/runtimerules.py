@@ -32,38 +32,33 @@ from ocislim.slim.langrules import LangRule, glob_escape
 from ocislim.slim.patterns import PatternSet
 from ocislim.slim.plan import Reason, Seed
 
+# Where each runtime's standard library lives: a touched file there means it ran.
+_PYTHON_LIBS = ("/usr/lib/python3*/**", "/usr/local/lib/python3*/**")
+_PERL_LIBS = ("/usr/share/perl/**", "/usr/lib/*/perl/**", "/usr/lib/*/perl-base/**")
+_RUBY_LIBS = ("/usr/lib/ruby/**", "/usr/local/lib/ruby/**")
+_PHP_LIBS = ("/usr/lib/php/**", "/usr/local/lib/php/**")
 # Runtimes that look time zones up by name in the system's data.
 _TZ_RUNTIMES = (
-    "/usr/lib/python3*/**",
-    "/usr/local/lib/python3*/**",
+    *_PYTHON_LIBS,
     "/usr/lib/jvm/**",
     "/opt/java/**",
-    "/usr/share/perl/**",
-    "/usr/lib/*/perl/**",
-    "/usr/lib/*/perl-base/**",
-    "/usr/lib/ruby/**",
-    "/usr/local/lib/ruby/**",
-    "/usr/lib/php/**",
-    "/usr/local/lib/php/**",
+    *_PERL_LIBS,
+    *_RUBY_LIBS,
+    *_PHP_LIBS,
     "/usr/share/zoneinfo/**",
     "/etc/localtime",
 )
 # Runtimes whose standard library runs command strings with /bin/sh -c.
 _SHELL_RUNTIMES = (
-    "/usr/lib/python3*/**",
-    "/usr/local/lib/python3*/**",
+    *_PYTHON_LIBS,
     "/usr/share/nodejs/**",
     "/usr/lib/nodejs/**",
     "/usr/bin/node",
     "/usr/local/bin/node",
     "/usr/bin/nodejs",
-    "/usr/share/perl/**",
-    "/usr/lib/*/perl/**",
-    "/usr/lib/*/perl-base/**",
-    "/usr/lib/ruby/**",
-    "/usr/local/lib/ruby/**",
-    "/usr/lib/php/**",
-    "/usr/local/lib/php/**",
+    *_PERL_LIBS,
+    *_RUBY_LIBS,
+    *_PHP_LIBS,
 )
 # Perl's core library (Debian's perl-base, libperl, perl-modules; others' privlib).
 _PERL_CORE = (
@@ -229,7 +224,7 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "python-helpers",
         "a Python that ran keeps the programs its standard library runs by absolute path: "
         "ldconfig (ctypes.util.find_library reads `ldconfig -p`)",
-        triggers=("/usr/lib/python3*/**", "/usr/local/lib/python3*/**"),
+        triggers=_PYTHON_LIBS,
         keeps=("/usr/sbin/ldconfig", "/sbin/ldconfig", "/etc/ld.so.cache"),
     ),
     RuntimeRule(
