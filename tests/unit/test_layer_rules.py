@@ -465,23 +465,28 @@ def test_unpack_matches_umoci(tmp_path: Path, layers: list[list[M]]) -> None:
 # -- sparse files ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("fmt", ["gnu", "posix"])
-def test_sparse_files_unpack_and_flatten_densely(tmp_path: Path, fmt: str) -> None:
-    """GNU tar's sparse formats (old GNU, PAX 1.0) are expanded; flatten writes plain data."""
+def sparse_layer(tmp: Path, fmt: str, hole: int) -> tuple[bytes, bytes]:
+    """A layer made by GNU tar ``--sparse --format=FMT`` holding ``sparse``: "head", a
+    hole of ``hole`` bytes, "tail".  Returns the layer and the file's real bytes."""
     tar = require_tool("tar")
-    src = tmp_path / "src"
+    src = tmp / "src"
     src.mkdir()
     with open(src / "sparse", "wb") as fh:
         fh.write(b"head")
-        fh.seek(3 << 20)
+        fh.seek(hole)
         fh.write(b"tail")
-    raw_path = tmp_path / "layer.tar"
+    raw_path = tmp / "layer.tar"
     subprocess.run(
         [tar, "--sparse", f"--format={fmt}", "-C", str(src), "-cf", str(raw_path), "sparse"],
         check=True,
     )
-    expected = (src / "sparse").read_bytes()
-    raw = raw_path.read_bytes()
+    return raw_path.read_bytes(), (src / "sparse").read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "posix"])
+def test_sparse_files_unpack_and_flatten_densely(tmp_path: Path, fmt: str) -> None:
+    """GNU tar's sparse formats (old GNU, PAX 1.0) are expanded; flatten writes plain data."""
+    raw, expected = sparse_layer(tmp_path, fmt, 3 << 20)
     assert (unpacked(tmp_path, raw) / "sparse").read_bytes() == expected
     members = flattened(tmp_path, raw)
     info, data = members["sparse"]
@@ -496,18 +501,7 @@ def test_unpack_spools_each_file_as_it_is_written(tmp_path: Path) -> None:
     """With a spool, one pass both extracts and spools: every regular file of the final
     tree reads back from the spool as on disk (replaced files, hardlinks, a sparse file,
     an empty one), and nothing else was spooled."""
-    tar = require_tool("tar")
-    src = tmp_path / "src"
-    src.mkdir()
-    with open(src / "sparse", "wb") as fh:
-        fh.write(b"head")
-        fh.seek(2 << 20)
-        fh.write(b"tail")
-    sparse_tar = tmp_path / "sparse.tar"
-    subprocess.run(
-        [tar, "--sparse", "--format=posix", "-C", str(src), "-cf", str(sparse_tar), "sparse"],
-        check=True,
-    )
+    sparse_raw, sparse_bytes = sparse_layer(tmp_path, "posix", 2 << 20)
     big = os.urandom(3 << 20)  # more than one read of the sink's copy loop
     lower = [
         M("etc", "dir"),
@@ -523,7 +517,7 @@ def test_unpack_spools_each_file_as_it_is_written(tmp_path: Path) -> None:
         M("bin/alias", "hardlink", link="bin/big"),
     ]
     dest = tmp_path / "rootfs"
-    source = image_of(tmp_path / "img", lower, upper, sparse_tar.read_bytes())
+    source = image_of(tmp_path / "img", lower, upper, sparse_raw)
     with open_image(source) as img, Spool(tmp_path) as spool:
         tree = unpack(img, dest, spool=spool).tree
         spooled = {}
@@ -540,5 +534,5 @@ def test_unpack_spools_each_file_as_it_is_written(tmp_path: Path) -> None:
     assert spooled == on_disk
     assert spooled["/etc/conf"] == b"new and longer"
     assert spooled["/bin/alias"] == spooled["/bin/big"] == big
-    assert spooled["/sparse"] == (src / "sparse").read_bytes()
+    assert spooled["/sparse"] == sparse_bytes
     assert "/etc/gone" not in spooled
