@@ -247,7 +247,7 @@ class DiskTree:
         changed since ``path`` was resolved.  None when a component is not a directory.
         The caller closes the descriptor."""
         parts = path.split("/")[1:]
-        if not path.startswith("/") or not all(p not in ("", ".", "..") for p in parts):
+        if not path.startswith("/") or any(p in ("", ".", "..") for p in parts):
             return None
         try:
             fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -309,7 +309,7 @@ class RunController:
                     request,
                     answer.get("status"),
                     answer.get("error"),
-                    bool(answer.get("connected", answer.get("status") is not None)),
+                    bool(answer.get("connected")),
                 )
             )
 

@@ -346,11 +346,8 @@ def _write(
     if chosen.note:
         notes(chosen.note)
     compression = chosen.compression or "gzip"
-    ours = options.run.rootfs is None  # and read for the last time: removed meanwhile
-    if ours and unpacked.spool is not None:  # the databases are read from the spool
-        scratch_paths.remove_in_background(unpacked.root)
     accounting = _account(unpacked, verified.plan, out.package_db)
-    if ours and unpacked.spool is None:
+    if options.run.rootfs is None:  # ours, and read for the last time: remove it meanwhile
         scratch_paths.remove_in_background(unpacked.root)
     plan = pkgdb.with_metadata(verified.plan, unpacked.tree, accounting)
     entries = plan.entries(unpacked.tree)

@@ -31,6 +31,7 @@ import posixpath
 from collections.abc import Collection, Mapping
 from pathlib import Path
 
+from ocislim.layers.merge import spooled_data
 from ocislim.layers.pathwalk import DiskTree
 from ocislim.layers.spool import Spool
 from ocislim.layers.tree import FileTree
@@ -98,7 +99,7 @@ def spool_reader(tree: FileTree, spool: Spool) -> Reader:
         entry = tree.get(path)
         if entry is None or entry.kind != "file" or entry.data is None:
             return None
-        reader = spool.reader(entry.data.spool_offset or 0, entry.data.size)
+        reader = spooled_data(spool)(entry.data)
         return b"".join(iter(lambda: reader.read(1 << 20), b""))
 
     return read

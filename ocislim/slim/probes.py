@@ -245,7 +245,7 @@ class Outcome:
                 HttpRequest(int(h["port"]), str(h["method"]), str(h["path"])),
                 h.get("status"),
                 h.get("error"),
-                bool(h.get("connected", h.get("status") is not None)),
+                bool(h.get("connected")),
             )
             for h in obj.get("http", [])
         )
