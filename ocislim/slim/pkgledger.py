@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 
-from ocislim.layers.pathwalk import resolve
+from ocislim.layers.pathwalk import PathResolver, resolve
 from ocislim.layers.tree import FileTree
 
 PACKAGE_DB_MODES = ("trim", "keep", "drop")
@@ -104,18 +104,21 @@ class Ledger:
         self.replaced: dict[str, bytes] = {}
         self.owners: dict[str, str] = {}
         self.packages: list[PackageAccount] = []
-        self._directories: dict[str, tuple[str, bool] | None] = {}
+        # Resolutions cached: a database names many files of one directory, often
+        # through the same link (``/lib`` of a merged ``/usr``).
+        self._paths = PathResolver(tree)
 
     def locate(self, path: str) -> tuple[str | None, bool, bool]:
         """``(canonical path or None, is a directory, kept)`` of a path a database names."""
         if "/." not in path:  # no "." or ".." component: a fast path for most names
             parent, _, name = path.rpartition("/")
-            where = self._directory(parent or "/")
-            if where is not None:
-                canonical = where[0].rstrip("/") + "/" + name
+            where = self._paths.resolve(parent or "/")
+            if where.status == "found" and where.kind == "dir":
+                canonical = where.path.rstrip("/") + "/" + name
                 entry = self.tree.get(canonical)
                 if entry is not None and not entry.info.issym():
-                    kept = canonical in self.kept and where[1]
+                    links = where.symlinks
+                    kept = canonical in self.kept and all(link in self.kept for link in links)
                     return canonical, entry.is_dir, kept
         res = resolve(self.tree, path, follow=False)
         if res.status != "found":
@@ -126,19 +129,6 @@ class Ledger:
             is_dir = resolve(self.tree, path).kind == "dir"
         kept = res.path in self.kept and all(link in self.kept for link in res.symlinks)
         return res.path, is_dir, kept
-
-    def _directory(self, path: str) -> tuple[str, bool] | None:
-        """``(canonical path, every link on the way kept)`` of a directory, or None when
-        ``path`` does not lead to one.  Memoised: a database names many files of one
-        directory, often through the same link (``/lib`` of a merged ``/usr``)."""
-        if path in self._directories:
-            return self._directories[path]
-        res = resolve(self.tree, path)
-        found = None
-        if res.status == "found" and res.kind == "dir":
-            found = res.path, all(link in self.kept for link in res.symlinks)
-        self._directories[path] = found
-        return found
 
     def regular(self, path: str) -> bytes | None:
         """The bytes of ``path`` when it is a regular file of the tree (not a link)."""
