@@ -112,24 +112,33 @@ class ExecServer:
         self._to_creator = to_creator
         self._spec = spec
         self._root = root
-        self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._wake: tuple[int, int] | None = None  # stop() writes to [1]; the thread selects [0]
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._serve, name="ocislim-exec", daemon=True)
+        self._wake = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(
+            target=self._serve, args=(self._wake[0],), name="ocislim-exec", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        """End the thread at once (a request being handled is finished first); idempotent."""
+        if self._thread is None or self._wake is None:
+            return
+        os.write(self._wake[1], b"x")
+        self._thread.join()
+        self._thread = None
+        for fd in self._wake:
+            os.close(fd)
+        self._wake = None
 
-    def _serve(self) -> None:
-        while not self._stop.is_set():
-            ready, _, _ = select.select([self._listener], [], [], 0.2)
-            if not ready:
-                continue
+    def _serve(self, stop_fd: int) -> None:
+        listen_fd = self._listener.fileno()
+        while True:
+            ready, _, _ = select.select([listen_fd, stop_fd], [], [])
+            if stop_fd in ready:
+                return
             try:
                 conn, _ = self._listener.accept()
             except OSError:
