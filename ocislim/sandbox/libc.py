@@ -403,10 +403,12 @@ class ProcMemReader:
             self._fds[key] = fd
         parts: list[bytes] = []
         total = 0
+        # Most paths are short: the first read stops at 256 bytes, the later ones at a page
+        # boundary each (the next page may be unmapped).
+        size = min(256, 4096 - (address & 4095))
         while total < limit:
-            # One page at a time: the next page may be unmapped.
             try:
-                data = os.pread(fd, 4096 - (address & 4095), address)
+                data = os.pread(fd, size, address)
             except (OSError, OverflowError):  # unmapped, or an address no off_t can hold
                 data = b""
             if not data:
@@ -420,6 +422,7 @@ class ProcMemReader:
             parts.append(data)
             total += len(data)
             address += len(data)
+            size = 4096 - (address & 4095)
         return b"".join(parts)
 
     def forget(self, key: int) -> None:

@@ -22,6 +22,7 @@ import ctypes
 import os
 import signal
 import struct
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -53,6 +54,7 @@ _EXIT_INFO = struct.Struct("=Bxxxxxxxxxxxxxxxxxxxxxxxq")  # op, rval
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _MAX_ARGV = 4096
+_FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
 class PathFact(NamedTuple):
@@ -373,6 +375,8 @@ class Tracer:
         self.events.append(ExitEvent(self._next_seq(), tid, task.pid, code, sig))
 
     def _on_seccomp(self, pid: int, task: _Task) -> None:
+        # The hot path: one call per traced system call, so names are bound locally and
+        # the common case (absolute path, result not needed) takes the fewest steps.
         ptrace = libc.ptrace_raw
         self._calls += 1
         if ptrace(libc.PTRACE_GET_SYSCALL_INFO, pid, self._info_size, self._info_p) <= 0:
@@ -401,7 +405,8 @@ class Tracer:
                 if optional and address == 0:
                     continue
                 raw_bytes = b""
-            raw = os.fsdecode(raw_bytes)
+            # os.fsdecode without its type checks: the bytes are always bytes here.
+            raw = raw_bytes.decode(_FS_ENCODING, _FS_ERRORS)
             base = None
             # An empty path acts on the dirfd itself (fstat is fstatat(fd, "")); the file
             # was recorded when it was opened, so no base is needed.
@@ -430,9 +435,7 @@ class Tracer:
             # Creates and removes no name: one stop, its result left unknown (None), to be
             # derived by the analysis from what exists when the call is made.
             self._seq += 1
-            self.events.append(
-                SyscallEvent(self._seq, pid, task.pid, name, tuple(paths), flags, None)
-            )
+            self.events.append(SyscallEvent(self._seq, pid, key, name, tuple(paths), flags, None))
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
         argv = self._read_argv(pid, info[argv_at]) if argv_at else None
