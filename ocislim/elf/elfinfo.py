@@ -14,9 +14,11 @@ object is parsed at most once per analysis.
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from dataclasses import dataclass
 from functools import cache
+from typing import BinaryIO
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSegment
@@ -115,13 +117,36 @@ def machine_name(machine: int) -> str:
     return f"machine-{machine}"
 
 
+_OPEN_REGULAR = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+def open_regular(host_path: str) -> int:
+    """A read-only descriptor of the regular file at ``host_path``; the caller closes it.
+
+    Raises OSError for anything else: a final symlink is not followed (ELOOP) and a
+    FIFO or device is refused once opened without blocking, so a hostile tree cannot
+    make a read wait forever.  (Callers inside an image open through
+    :meth:`RootFS.open_file`, which follows no link at any component.)
+    """
+    fd = os.open(host_path, _OPEN_REGULAR)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"not a regular file: {host_path}")
+    return fd
+
+
 def is_elf_file(host_path: str) -> bool:
-    """Cheap check: does the file start with the ELF magic?"""
+    """Cheap check: is it a regular file that starts with the ELF magic?"""
     try:
-        with open(host_path, "rb", buffering=0) as fh:
-            return fh.read(4) == ELF_MAGIC
+        fd = open_regular(host_path)
     except OSError:
         return False
+    try:
+        return os.pread(fd, 4, 0) == ELF_MAGIC
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
 
 
 class _Reader:
@@ -156,23 +181,33 @@ class _Reader:
 
 
 def read_elf_info(host_path: str, path: str) -> ElfInfo | None:
-    """Parse the ELF object at ``host_path``; None if it is not an ELF file.
+    """Parse the ELF object at ``host_path`` (opened by :func:`open_regular`); see
+    :func:`read_elf_info_fd`."""
+    fd = open_regular(host_path)
+    try:
+        return read_elf_info_fd(fd, path)
+    finally:
+        os.close(fd)
+
+
+def read_elf_info_fd(fd: int, path: str) -> ElfInfo | None:
+    """Parse the ELF object open on ``fd`` (read with pread; the caller closes it); None
+    if it is not an ELF file.
 
     ``path`` is the in-image path recorded in the result.  Raises
     :class:`MalformedElfError` when the magic is present but the headers are not
     usable, and OSError when the file cannot be read.
     """
-    with open(host_path, "rb", buffering=0) as fh:
-        head = fh.read(_HEAD)
-        if head[:4] != ELF_MAGIC:
-            return None
-        try:
-            return _parse(_Reader(fh.fileno(), head), host_path, path)
-        except struct.error as exc:
-            raise MalformedElfError(str(exc)) from exc
+    head = os.pread(fd, _HEAD, 0)
+    if head[:4] != ELF_MAGIC:
+        return None
+    try:
+        return _parse(_Reader(fd, head), path)
+    except struct.error as exc:
+        raise MalformedElfError(str(exc)) from exc
 
 
-def _parse(r: _Reader, host_path: str, path: str) -> ElfInfo:
+def _parse(r: _Reader, path: str) -> ElfInfo:
     ident = r.read(0, 16)
     ei_class, ei_data = ident[4], ident[5]
     if ei_class not in (1, 2) or ei_data not in (1, 2):
@@ -244,7 +279,7 @@ def _parse(r: _Reader, host_path: str, path: str) -> ElfInfo:
             raise MalformedElfError("dynamic section has strings but no DT_STRTAB")
         strtab_off = _file_offset(loads, strtab_addr)
         if strtab_off is None:
-            strtab_off = _dynstr_offset_from_sections(host_path)
+            strtab_off = _dynstr_offset_from_sections(r.fd)
         strings = _read_strings(r, strtab_off, strsz, offsets)
 
     def text(off: int | None) -> str | None:
@@ -280,10 +315,17 @@ def _file_offset(loads: list[tuple[int, int, int]], vaddr: int) -> int | None:
     return None
 
 
-def _dynstr_offset_from_sections(host_path: str) -> int:
+def _pyelftools_file(fd: int) -> BinaryIO:
+    """A file object of its own on ``fd``'s file, for pyelftools (which seeks)."""
+    fh = os.fdopen(os.dup(fd), "rb")
+    fh.seek(0)
+    return fh
+
+
+def _dynstr_offset_from_sections(fd: int) -> int:
     """Fallback for odd layouts: locate ``.dynstr`` via the section headers."""
     try:
-        with open(host_path, "rb") as fh:
+        with _pyelftools_file(fd) as fh:
             section = ELFFile(fh).get_section_by_name(".dynstr")
             if section is None:
                 raise MalformedElfError("DT_STRTAB is not mapped and there is no .dynstr")
@@ -315,24 +357,36 @@ SHN_UNDEF = 0
 
 
 def imported_symbols(host_path: str, names: frozenset[str]) -> frozenset[str]:
-    """Which of ``names`` the object imports (undefined dynamic symbols).
+    """:func:`imported_symbols_fd` of the file at ``host_path`` (by :func:`open_regular`);
+    an unopenable file imports nothing."""
+    try:
+        fd = open_regular(host_path)
+    except OSError:
+        return frozenset()
+    try:
+        return imported_symbols_fd(fd, names)
+    finally:
+        os.close(fd)
+
+
+def imported_symbols_fd(fd: int, names: frozenset[str]) -> frozenset[str]:
+    """Which of ``names`` the object open on ``fd`` imports (undefined dynamic symbols).
 
     Reads the section headers, ``.dynsym`` and its string table with ``struct``; a
     byte search of the string table rules out most objects before any symbol is
     decoded.  Objects without section headers are handed to pyelftools.
-    Unreadable or malformed objects import nothing.
+    Unreadable or malformed objects import nothing.  The caller closes ``fd``.
     """
     try:
-        with open(host_path, "rb", buffering=0) as fh:
-            head = fh.read(_HEAD)
-            if head[:4] != ELF_MAGIC:
-                return frozenset()
-            return _imports(_Reader(fh.fileno(), head), host_path, names)
+        head = os.pread(fd, _HEAD, 0)
+        if head[:4] != ELF_MAGIC:
+            return frozenset()
+        return _imports(_Reader(fd, head), names)
     except (OSError, MalformedElfError, struct.error, ELFError):
         return frozenset()
 
 
-def _imports(r: _Reader, host_path: str, names: frozenset[str]) -> frozenset[str]:
+def _imports(r: _Reader, names: frozenset[str]) -> frozenset[str]:
     is64 = r.head[4] == 2
     end = "<" if r.head[5] == 1 else ">"
     if is64:
@@ -342,7 +396,7 @@ def _imports(r: _Reader, host_path: str, names: frozenset[str]) -> frozenset[str
         shoff, shentsize, shnum = _unpack_at(r, end + "I", 32)[0], *_unpack_at(r, end + "HH", 46)
         sh_fmt, sym_fmt, shndx_at = end + "IIIIIIIIII", end + "IIIBBH", 5
     if shoff == 0 or shnum == 0:
-        return _imports_pyelftools(host_path, names)
+        return _imports_pyelftools(r.fd, names)
     table = r.read(shoff, shnum * shentsize)
     headers = [struct.unpack_from(sh_fmt, table, i * shentsize) for i in range(shnum)]
     found: set[str] = set()
@@ -374,8 +428,8 @@ def _unpack_at(r: _Reader, fmt: str, offset: int) -> tuple[int, ...]:
     return struct.unpack(fmt, r.read(offset, struct.calcsize(fmt)))
 
 
-def _imports_pyelftools(host_path: str, names: frozenset[str]) -> frozenset[str]:
-    with open(host_path, "rb") as fh:
+def _imports_pyelftools(fd: int, names: frozenset[str]) -> frozenset[str]:
+    with _pyelftools_file(fd) as fh:
         elf = ELFFile(fh)
         found: set[str] = set()
         for segment in elf.iter_segments():
@@ -406,19 +460,33 @@ class ElfCatalog:
         except KeyError:
             pass
         info: ElfInfo | None = None
+        fd = self.rootfs.open_file(canonical)
+        if fd is None:
+            self.problems[canonical] = "unreadable: no regular file there"
+            self._info[canonical] = None
+            return None
         try:
-            info = read_elf_info(self.rootfs.host(canonical), canonical)
+            info = read_elf_info_fd(fd, canonical)
             if info is None:
                 self.problems[canonical] = "not an ELF file"
         except MalformedElfError as exc:
             self.problems[canonical] = f"malformed ELF: {exc}"
         except OSError as exc:
             self.problems[canonical] = f"unreadable: {exc.strerror or exc}"
+        finally:
+            os.close(fd)
         self._info[canonical] = info
         return info
 
     def imports(self, canonical: str, names: frozenset[str]) -> frozenset[str]:
         key = (canonical, names)
         if key not in self._imports:
-            self._imports[key] = imported_symbols(self.rootfs.host(canonical), names)
+            fd = self.rootfs.open_file(canonical)
+            found: frozenset[str] = frozenset()
+            if fd is not None:
+                try:
+                    found = imported_symbols_fd(fd, names)
+                finally:
+                    os.close(fd)
+            self._imports[key] = found
         return self._imports[key]

@@ -10,7 +10,7 @@ import os
 import stat
 from collections.abc import Iterable, Mapping
 
-from ocislim.elf.elfinfo import ELF_MAGIC
+from ocislim.elf.elfinfo import is_elf_file
 from ocislim.elf.rootpath import RootFS, join, tidy
 from ocislim.image.models import DEFAULT_PATH
 
@@ -81,9 +81,8 @@ def find_elf_objects(rootfs: RootFS) -> list[str]:
                 elif entry.is_file(follow_symlinks=False):
                     if entry.stat(follow_symlinks=False).st_size < 52:
                         continue
-                    with open(entry.path, "rb", buffering=0) as fh:
-                        if fh.read(4) == ELF_MAGIC:
-                            out.append(path)
+                    if is_elf_file(entry.path):  # a FIFO swapped in is refused, not opened
+                        out.append(path)
             except OSError:
                 continue
     out.sort()

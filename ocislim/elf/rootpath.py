@@ -79,6 +79,12 @@ class RootFS:
         self._listing[res.path] = names
         return names
 
+    def open_file(self, canonical: str) -> int | None:
+        """A read-only descriptor of the regular file at the canonical ``canonical``, or
+        None when anything else is there; no link is followed at any component and no
+        FIFO is opened.  The caller closes it."""
+        return self._disk.open_file(canonical)
+
     def read_bytes(self, path: str, limit: int | None = None) -> bytes | None:
         """Contents of the regular file ``path`` resolves to, or None if there is none."""
         res = self.resolve(path)

@@ -34,11 +34,16 @@ class _Account:
 
 def read_image_file(root: Path, path: str) -> str | None:
     """Text of regular file ``path`` inside the image at ``root``; None if absent."""
-    res = resolve(DirTree(root), path)
+    tree = DirTree(root)
+    res = resolve(tree, path)
     if res.status != "found" or res.kind != "file":
         return None
+    fd = tree.open_file(res.path)  # no link followed at any component, no FIFO opened
+    if fd is None:
+        return None
     try:
-        return (Path(root) / res.path.lstrip("/")).read_text(errors="replace")
+        with os.fdopen(fd, "rb") as fh:
+            return fh.read().decode("utf-8", "replace")
     except OSError:
         return None
 

@@ -177,3 +177,40 @@ def test_imported_symbols_sees_only_undefined(tmp_path: Path) -> None:
     wanted = frozenset({"iconv_open", "getaddrinfo_like", "dlopen"})
     # iconv_open is imported; getaddrinfo_like is defined here; dlopen is absent.
     assert imported_symbols(str(lib), wanted) == frozenset({"iconv_open"})
+
+
+def test_a_fifo_or_link_where_an_object_is_expected_is_never_opened(tmp_path: Path) -> None:
+    # A hostile image puts a FIFO where a library is looked up: opening it would wait
+    # forever for a writer; and a link to a host file must not be read through.
+    import os
+    import signal
+
+    write(tmp_path, "/usr/lib/libgood.so", craft_elf(needed=("liba.so",)))
+    os.mkfifo(tmp_path / "usr/lib/libfifo.so")
+    outside = tmp_path.parent / f"{tmp_path.name}-outside.so"
+    outside.write_bytes(craft_elf(needed=("libhost.so",)))
+    (tmp_path / "usr/lib/libhost.so").symlink_to(outside)
+    catalog = ElfCatalog(RootFS(tmp_path))
+
+    class Blocked(BaseException):  # not an OSError, which the code under test handles
+        pass
+
+    def blocked(signum: int, frame: object) -> None:
+        raise Blocked("blocked opening a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(20)  # a regression blocks in open(): fail instead of hanging the run
+    try:
+        assert catalog.get("/usr/lib/libfifo.so") is None
+        assert catalog.problems["/usr/lib/libfifo.so"].startswith("unreadable")
+        assert catalog.imports("/usr/lib/libfifo.so", frozenset({"dlopen"})) == frozenset()
+        assert catalog.get("/usr/lib/libhost.so") is None  # the link itself, not its target
+        assert catalog.get("/usr/lib/libgood.so") is not None
+        assert not is_elf_file(str(tmp_path / "usr/lib/libfifo.so"))
+        with pytest.raises(OSError):
+            read_elf_info(str(tmp_path / "usr/lib/libfifo.so"), "/usr/lib/libfifo.so")
+        with pytest.raises(OSError):
+            read_elf_info(str(tmp_path / "usr/lib/libhost.so"), "/usr/lib/libhost.so")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
