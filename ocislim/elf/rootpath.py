@@ -28,6 +28,9 @@ def join(directory: str, name: str) -> str:
     return directory.rstrip("/") + "/" + name if directory != "/" else "/" + name
 
 
+TEXT_LIMIT = 32 << 20  # scripts, configuration and package lists are far smaller
+
+
 class RootFS:
     """A read-only, cached view of the tree under ``root``.
 
@@ -99,8 +102,11 @@ class RootFS:
         except OSError:
             return None
 
-    def read_text(self, path: str) -> str | None:
-        data = self.read_bytes(path)
+    def read_text(self, path: str, limit: int = TEXT_LIMIT) -> str | None:
+        """The first ``limit`` bytes of the regular file ``path`` resolves to, decoded as
+        UTF-8 (bad bytes replaced); None if there is none.  The limit keeps a hostile
+        image's huge "script" or configuration file out of memory."""
+        data = self.read_bytes(path, limit)
         return None if data is None else data.decode("utf-8", "replace")
 
     def glob(self, pattern: str) -> list[str]:

@@ -71,3 +71,17 @@ def test_glob_is_sorted_and_skips_hidden(tmp_path: Path) -> None:
     assert fs.glob("/etc/link/*.conf") == ["/etc/link/a.conf", "/etc/link/b.conf"]
     assert fs.glob("/etc/*/.h*") == ["/etc/d/.hidden.conf", "/etc/link/.hidden.conf"]
     assert fs.glob("/nowhere/*.conf") == []
+
+
+def test_read_text_stops_at_its_limit_on_a_huge_file(tmp_path: Path) -> None:
+    # A hostile image's "script" of many GB (sparse here, so it costs no disk) must not
+    # be read into memory whole.
+    from ocislim.elf.rootpath import TEXT_LIMIT
+
+    huge = tmp_path / "entry.sh"
+    with open(huge, "wb") as fh:
+        fh.write(b"#!/bin/sh\n")
+        fh.truncate(TEXT_LIMIT * 4)
+    text = RootFS(tmp_path).read_text("/entry.sh")
+    assert text is not None and text.startswith("#!/bin/sh\n")
+    assert len(text) == TEXT_LIMIT
