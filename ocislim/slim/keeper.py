@@ -41,6 +41,7 @@ from ocislim.slim.pkgrules import (
     package_summary,
 )
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
+from ocislim.slim.pyimports import import_seeds
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
 
@@ -133,6 +134,11 @@ class Keeper:
         """``name`` as the probed program's environment finds it in the image."""
         return self.deps.find_program(name, self.env, self.workdir)
 
+    def python_import_seeds(self, roots: Iterable[str], scripts: Iterable[str]) -> list[Seed]:
+        """``python-app-imports``: the distributions the application's Python code (below
+        ``roots``, and ``scripts``) imports, transitively."""
+        return import_seeds(self.tree, roots, scripts, self.deps.read_text, self._lang)
+
 
 def first_seeds(
     keeper: Keeper,
@@ -169,6 +175,10 @@ def _rule_seeds(
     if "app-whole" in keeper.rules:
         for argv in argvs:
             seeds += app_seeds(keeper.tree, argv, workdir, keeper.find_program)
+    if "python-app-imports" in keeper.rules:
+        roots = [s.path for s in seeds if s.recursive and s.reason.rule == "app-whole"]
+        named = [p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)]
+        seeds += keeper.python_import_seeds(roots, named)
     if "script-commands" in keeper.rules:
         scripts = {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
         seeds += script_command_seeds(

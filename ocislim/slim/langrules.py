@@ -63,6 +63,12 @@ LANG_RULES: tuple[LangRule, ...] = (
         "a touched file of an installed Python distribution keeps the whole distribution",
     ),
     LangRule(
+        "python-app-imports",
+        "the distributions the application's own Python files import (also inside "
+        "functions, and importlib.import_module with a literal name), and what those "
+        "import in turn, each kept whole",
+    ),
+    LangRule(
         "node-package",
         "a touched file of a Node package keeps the package's whole directory",
     ),
@@ -214,7 +220,40 @@ class LangRules:
             found.append(_Distribution(info_dir, frozenset(members), frozenset(tops)))
         return found
 
-    def _python_distribution(self, path: str) -> list[Seed]:
+    def imported_seeds(self, module: str, by: str) -> list[Seed]:
+        """Seeds keeping the distribution (or bare package) top-level ``module`` comes
+        from, in every site directory of the image, because ``by`` imports it; nothing
+        for a module no site directory has, or one already kept (``python-app-imports``)."""
+        out: list[Seed] = []
+        for site in sorted(self._site_index()):
+            site_entry = self.tree.get(site)
+            children = (site_entry.children or {}) if site_entry else {}
+            for child in sorted(children):
+                path = f"{site}/{child}"
+                if child == module and children[child].is_dir:
+                    path = self._a_file_of(children[child]) or path  # RECORD lists files
+                elif child != f"{module}.py" and not (
+                    child.startswith(f"{module}.") and ".so" in child
+                ):
+                    continue
+                out += self._python_distribution(path, "python-app-imports", imported_by=by)
+        return out
+
+    @staticmethod
+    def _a_file_of(package: Entry) -> str | None:
+        children = package.children or {}
+        if "__init__.py" in children:
+            return children["__init__.py"].path
+        files = sorted(c.path for c in children.values() if c.kind == "file")
+        return files[0] if files else None
+
+    def _python_distribution(
+        self, path: str, rule: str = "python-distribution", imported_by: str | None = None
+    ) -> list[Seed]:
+        """The distribution owning ``path``: touched by the run, or (``imported_by``)
+        the file of a module an application file imports."""
+        cause = f"imported by {imported_by}" if imported_by else f"touched {path}"
+        by = imported_by or path
         site, top = self._site_and_top(path)
         if site is None or top is None:
             return []
@@ -231,9 +270,9 @@ class LangRules:
             self._packages_done.add(dist.info_dir)
             reason = Reason(
                 "lazy",
-                detail=f"distribution {posixpath.basename(dist.info_dir)} (touched {path})",
-                rule="python-distribution",
-                by=path,
+                detail=f"distribution {posixpath.basename(dist.info_dir)} ({cause})",
+                rule=rule,
+                by=by,
             )
             out.append(Seed(dist.info_dir, reason, recursive=True))
             out += [Seed(m, reason) for m in sorted(dist.members)]
@@ -246,9 +285,9 @@ class LangRules:
                 self._packages_done.add(package)
                 reason = Reason(
                     "lazy",
-                    detail=f"package {top} (touched {path})",
-                    rule="python-distribution",
-                    by=path,
+                    detail=f"package {top} ({cause})",
+                    rule=rule,
+                    by=by,
                 )
                 out.append(Seed(package, reason, recursive=True))
         return out

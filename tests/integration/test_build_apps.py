@@ -138,6 +138,7 @@ APPS = {
             "time": _get("/time"),
             "hash": _get("/hash"),
             "tmp": _get("/tmp"),
+            "yaml": _get("/yaml"),
         },
     ),
     "express": App(
