@@ -22,6 +22,7 @@ from typing import Any
 from ocislim.errors import UnsafeArchiveError
 from ocislim.image.models import ImageConfig
 from ocislim.layers.tree import FileTree
+from ocislim.slim.appimports import LANGUAGES, import_seeds
 from ocislim.slim.apprules import (
     app_candidates,
     app_seeds,
@@ -41,7 +42,6 @@ from ocislim.slim.pkgrules import (
     package_summary,
 )
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
-from ocislim.slim.pyimports import import_seeds
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
 
@@ -134,10 +134,16 @@ class Keeper:
         """``name`` as the probed program's environment finds it in the image."""
         return self.deps.find_program(name, self.env, self.workdir)
 
-    def python_import_seeds(self, roots: Iterable[str], scripts: Iterable[str]) -> list[Seed]:
-        """``python-app-imports``: the distributions the application's Python code (below
-        ``roots``, and ``scripts``) imports, transitively."""
-        return import_seeds(self.tree, roots, scripts, self.deps.read_text, self._lang)
+    def import_seeds(self, roots: Sequence[str], scripts: Sequence[str]) -> list[Seed]:
+        """``python-app-imports``, ``node-app-requires`` (those enabled): what the
+        application's code (below ``roots``, and ``scripts``) imports, transitively."""
+        seeds: list[Seed] = []
+        for language in LANGUAGES:
+            if language.rule in self.rules:
+                seeds += import_seeds(
+                    language, self.tree, roots, scripts, self.deps.read_text, self._lang
+                )
+        return seeds
 
 
 def first_seeds(
@@ -175,10 +181,9 @@ def _rule_seeds(
     if "app-whole" in keeper.rules:
         for argv in argvs:
             seeds += app_seeds(keeper.tree, argv, workdir, keeper.find_program)
-    if "python-app-imports" in keeper.rules:
-        roots = [s.path for s in seeds if s.recursive and s.reason.rule == "app-whole"]
-        named = [p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)]
-        seeds += keeper.python_import_seeds(roots, named)
+    roots = [s.path for s in seeds if s.recursive and s.reason.rule == "app-whole"]
+    named = [p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)]
+    seeds += keeper.import_seeds(roots, named)
     if "script-commands" in keeper.rules:
         scripts = {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
         seeds += script_command_seeds(

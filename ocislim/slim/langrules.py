@@ -72,6 +72,12 @@ LANG_RULES: tuple[LangRule, ...] = (
         "node-package",
         "a touched file of a Node package keeps the package's whole directory",
     ),
+    LangRule(
+        "node-app-requires",
+        "the packages the application's own JavaScript requires or imports (also inside "
+        "functions), found as Node finds them, and what those require in turn, each kept "
+        "whole",
+    ),
 )
 
 # Standard-library subdirectories that are test suites or tools, not runtime modules.
@@ -102,6 +108,9 @@ PYTHON_DIST_SUFFIXES = (".dist-info", ".egg-info")
 NODE_MODULES = "node_modules"
 # Debian installs Node packages outside any node_modules directory.
 NODE_ROOTS = ("/usr/share/nodejs", "/usr/lib/nodejs")
+# Where require() looks after the node_modules directories: Debian's roots, then npm's
+# global prefixes.
+NODE_GLOBAL_ROOTS = (*NODE_ROOTS, "/usr/local/lib/node_modules", "/usr/lib/node_modules")
 
 
 def rule_names() -> tuple[str, ...]:
@@ -314,7 +323,35 @@ class LangRules:
 
     # -- Node -------------------------------------------------------------------------
 
-    def _node_package(self, path: str) -> list[Seed]:
+    def required_seeds(self, name: str, by: str) -> list[Seed]:
+        """Seeds keeping the Node package ``name`` (``x`` or ``@scope/x``) as ``require()``
+        called in ``by`` finds it: the ``node_modules`` directories from ``by``'s own up
+        to ``/``, then the global roots (:data:`NODE_GLOBAL_ROOTS`); the first that has
+        it.  Nothing for a built-in, an absent package or one already kept
+        (``node-app-requires``)."""
+        directory = posixpath.dirname(by)
+        candidates = []
+        while True:
+            if posixpath.basename(directory) != NODE_MODULES:
+                candidates.append(posixpath.join(directory, NODE_MODULES, name))
+            if directory == "/":
+                break
+            directory = posixpath.dirname(directory)
+        candidates += [f"{root}/{name}" for root in NODE_GLOBAL_ROOTS]
+        for candidate in candidates:
+            entry = self.tree.get(candidate)
+            if entry is not None and entry.is_dir:
+                return self._node_package(
+                    f"{candidate}/package.json", "node-app-requires", imported_by=by
+                )
+        return []
+
+    def _node_package(
+        self, path: str, rule: str = "node-package", imported_by: str | None = None
+    ) -> list[Seed]:
+        """The package holding ``path``: touched by the run, or (``imported_by``) the
+        package a file of the application requires."""
+        cause = f"required by {imported_by}" if imported_by else f"touched {path}"
         package = node_package_dir(path)
         if package is None or package in self._packages_done:
             return []
@@ -324,9 +361,9 @@ class LangRules:
         self._packages_done.add(package)
         reason = Reason(
             "lazy",
-            detail=f"Node package {package.rsplit('/', 1)[-1]} (touched {path})",
-            rule="node-package",
-            by=path,
+            detail=f"Node package {package.rsplit('/', 1)[-1]} ({cause})",
+            rule=rule,
+            by=imported_by or path,
         )
         return [Seed(package, reason, recursive=True)]
 

@@ -151,6 +151,7 @@ APPS = {
             "json": _node_get("/json"),
             "hash": _node_get("/hash"),
             "time": _node_get("/time"),
+            "yaml": _node_get("/yaml"),
         },
     ),
     "nginx": App(

@@ -29,12 +29,14 @@ def test_rules_are_data_with_defaults() -> None:
         "python-distribution",
         "python-app-imports",
         "node-package",
+        "node-app-requires",
     ]
     assert default_enabled() == {
         "python-stdlib",
         "python-distribution",
         "python-app-imports",
         "node-package",
+        "node-app-requires",
     }
     assert all(r.description for r in LANG_RULES)
 
