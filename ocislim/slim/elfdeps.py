@@ -77,6 +77,12 @@ class ElfDeps:
         """The text of the in-image regular file ``path`` resolves to (None: none)."""
         return self._files.read_text(path)
 
+    def open_file(self, path: str) -> int | None:
+        """A read-only descriptor of the regular file ``path`` resolves to in the image,
+        or None (no link followed out of it, no FIFO opened); the caller closes it."""
+        res = self._files.resolve(path)
+        return self._files.open_file(res.path) if res.exists else None
+
     def find_program(self, name: str, env: Iterable[str], workdir: str) -> str | None:
         """The in-image path ``execvp`` would run for ``name`` (None: absent)."""
         return find_program(self._files, name, env, workdir)

@@ -32,6 +32,7 @@ from ocislim.slim.apprules import (
     written_seeds,
 )
 from ocislim.slim.elfdeps import ElfDeps, select_rules
+from ocislim.slim.javapaths import classpath_seeds
 from ocislim.slim.langrules import LangRules
 from ocislim.slim.options import BuildOptions
 from ocislim.slim.pkgrules import (
@@ -184,6 +185,16 @@ def _rule_seeds(
     roots = [s.path for s in seeds if s.recursive and s.reason.rule == "app-whole"]
     named = [p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)]
     seeds += keeper.import_seeds(roots, named)
+    if "java-classpath" in keeper.rules:
+        seeds += classpath_seeds(
+            keeper.tree,
+            argvs,
+            named,
+            keeper.env,
+            workdir,
+            keeper.deps.read_text,
+            keeper.deps.open_file,
+        )
     if "script-commands" in keeper.rules:
         scripts = {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
         seeds += script_command_seeds(

@@ -2,7 +2,8 @@
 
 The rule tables live with the code that applies them: language rules
 (:mod:`ocislim.slim.langrules`), application and written places
-(:mod:`ocislim.slim.apprules`), runtimes (:mod:`ocislim.slim.runtimerules`) and
+(:mod:`ocislim.slim.apprules`), runtimes (:mod:`ocislim.slim.runtimerules`), the JVM's
+class path (:mod:`ocislim.slim.javapaths`) and
 package levels (:mod:`ocislim.slim.pkgrules`).  ``--enable-rule`` and
 ``--disable-rule`` take these names (and the ELF lazy-rule names).
 """
@@ -10,11 +11,18 @@ package levels (:mod:`ocislim.slim.pkgrules`).  ``--enable-rule`` and
 from __future__ import annotations
 
 from ocislim.slim.apprules import APP_RULES
+from ocislim.slim.javapaths import JAVA_PATH_RULES
 from ocislim.slim.langrules import LANG_RULES, LangRule
 from ocislim.slim.pkgrules import PKG_RULES
 from ocislim.slim.runtimerules import RUNTIME_RULES
 
-KEEP_RULES: tuple[LangRule, ...] = (*LANG_RULES, *APP_RULES, *RUNTIME_RULES, *PKG_RULES)
+KEEP_RULES: tuple[LangRule, ...] = (
+    *LANG_RULES,
+    *APP_RULES,
+    *RUNTIME_RULES,
+    *JAVA_PATH_RULES,
+    *PKG_RULES,
+)
 
 
 def rule_names() -> tuple[str, ...]:

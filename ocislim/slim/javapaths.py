@@ -1,0 +1,172 @@
+"""The ``java-classpath`` rule: every entry of the class path a JVM is started with.
+
+The JVM's class loader opens class path entries lazily, in order, as lookups reach
+them: a jar that only an untested code path needs is never opened by the probe, so a
+trace alone drops it and that path fails with ``NoClassDefFoundError``.  This rule
+keeps every entry of the class path the command gives (``-cp``, ``-classpath``,
+``--class-path``, ``-jar``, the ``CLASSPATH`` variable), in the command itself, in a
+``sh -c`` string or in a launcher script the command names (Debian's
+``/usr/bin/TOOL`` scripts), and the ``Class-Path`` of each kept jar's manifest, in turn.
+
+An entry holding a shell variable (``$LIB/x.jar``) cannot be read without running
+the script and is skipped.  Pure apart from the ``read_text`` and ``open_file``
+callables.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shlex
+import zipfile
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from urllib.parse import unquote
+
+from ocislim.errors import UnsafeArchiveError
+from ocislim.layers.tree import Entry, FileTree
+from ocislim.slim.langrules import LangRule
+from ocislim.slim.plan import Reason, Seed
+
+JAVA_PATH_RULES: tuple[LangRule, ...] = (
+    LangRule(
+        "java-classpath",
+        "every entry of a JVM's class path (-cp, -classpath, --class-path, -jar, CLASSPATH; "
+        "in the command, a sh -c string or a launcher script it names) and the Class-Path "
+        "of each kept jar's manifest: the JVM opens a jar only when a lookup reaches it",
+    ),
+)
+
+_PATH_FLAGS = frozenset({"-cp", "-classpath", "--class-path"})
+_MANIFEST = "META-INF/MANIFEST.MF"
+_MANIFEST_LIMIT = 1 << 20
+MAX_JARS = 10_000
+
+
+def classpath_words(words: Sequence[str]) -> list[str]:
+    """The class path strings and ``-jar`` files among a command's words (every
+    ``sh -c`` string read as words too)."""
+    out: list[str] = []
+    for i, word in enumerate(words):
+        following = words[i + 1] if i + 1 < len(words) else None
+        if word in _PATH_FLAGS and following is not None:
+            out.append(following)
+        elif word.startswith("--class-path="):
+            out.append(word.split("=", 1)[1])
+        elif word == "-jar" and following is not None:
+            out.append(following)
+        elif word.startswith("CLASSPATH="):
+            out.append(word.split("=", 1)[1])
+        elif " " in word or "\n" in word:
+            out += classpath_words(_split(word))
+    return out
+
+
+def _split(text: str) -> list[str]:
+    try:
+        return shlex.split(text, comments=True)
+    except ValueError:  # an unbalanced quote: fall back to plain words
+        return text.split()
+
+
+def script_classpaths(text: str) -> list[str]:
+    """The class path strings a launcher script spells out, line by line."""
+    out: list[str] = []
+    for line in text.splitlines():
+        if "-cp" in line or "class" in line.lower() or "-jar" in line:
+            out += classpath_words(_split(line))
+    return out
+
+
+def manifest_classpath(data: bytes) -> list[str]:
+    """The ``Class-Path`` entries of a jar manifest (continuation lines joined)."""
+    lines: list[str] = []
+    for raw in data.decode("utf-8", "replace").splitlines():
+        if raw.startswith(" ") and lines:
+            lines[-1] += raw[1:]
+        else:
+            lines.append(raw)
+    for line in lines:
+        name, _, value = line.partition(":")
+        if name.strip().lower() == "class-path":
+            return [unquote(v) for v in value.split()]
+    return []
+
+
+def classpath_seeds(
+    tree: FileTree,
+    commands: Iterable[Sequence[str]],
+    scripts: Iterable[str],
+    env: Iterable[str],
+    workdir: str,
+    read_text: Callable[[str], str | None],
+    open_file: Callable[[str], int | None],
+) -> list[Seed]:
+    """Seeds keeping every class path entry ``commands`` (argvs), ``scripts`` (in-image
+    launcher scripts) and the ``CLASSPATH`` of ``env`` name, relative to ``workdir``,
+    and the manifest ``Class-Path`` of each jar, in turn."""
+    found: list[tuple[str, str]] = []  # (class path string, what names it)
+    for argv in commands:
+        found += [(p, "the command") for p in classpath_words(list(argv))]
+    for script in scripts:
+        text = read_text(script) or ""
+        if "java" in text:
+            found += [(p, script) for p in script_classpaths(text)]
+    found += [(item.split("=", 1)[1], "CLASSPATH") for item in env if item.startswith("CLASSPATH=")]
+    out: list[Seed] = []
+    queue: deque[tuple[str, str]] = deque()
+    for classpath, named_by in found:
+        for element in classpath.split(":"):
+            if element and "$" not in element and "`" not in element:
+                queue.append((posixpath.normpath(posixpath.join(workdir, element)), named_by))
+    done: set[str] = set()
+    while queue and len(done) < MAX_JARS:
+        path, named_by = queue.popleft()
+        if path in done:
+            continue
+        done.add(path)
+        why = Reason("lazy", detail=f"class path entry named by {named_by}",
+                     rule="java-classpath", by=named_by)  # fmt: skip
+        if path.endswith("/*"):  # every jar of the directory, as the JVM expands it
+            directory = _resolved(tree, path[:-2])
+            children = (directory.children or {}) if directory and directory.is_dir else {}
+            queue += [(f"{path[:-2]}/{n}", named_by) for n in sorted(children)
+                      if n.lower().endswith(".jar")]  # fmt: skip
+            continue
+        entry = _resolved(tree, path)
+        if entry is None:
+            continue
+        out.append(Seed(path, why))  # a link, and what it names
+        if entry.is_dir:
+            out.append(Seed(entry.path, why, recursive=True))
+            continue
+        base = posixpath.dirname(entry.path)
+        for item in _jar_classpath(open_file, entry.path):
+            if item.startswith("file:"):
+                item = item[len("file:") :]
+            elif ":" in item.split("/", 1)[0]:
+                continue  # another URL scheme: nothing in the image
+            queue.append((posixpath.normpath(posixpath.join(base, item)), entry.path))
+    return out
+
+
+def _resolved(tree: FileTree, path: str) -> Entry | None:
+    try:
+        return tree.get(tree.resolve(path))
+    except UnsafeArchiveError:
+        return None
+
+
+def _jar_classpath(open_file: Callable[[str], int | None], path: str) -> list[str]:
+    fd = open_file(path)
+    if fd is None:
+        return []
+    try:
+        with os.fdopen(fd, "rb") as fh, zipfile.ZipFile(fh) as jar:
+            info = jar.getinfo(_MANIFEST)
+            if info.file_size > _MANIFEST_LIMIT:
+                return []
+            with jar.open(info) as member:
+                return manifest_classpath(member.read(_MANIFEST_LIMIT))
+    except (KeyError, OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError):
+        return []
