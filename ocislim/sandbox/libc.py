@@ -341,11 +341,12 @@ class RemoteReader:
         return ctypes.string_at(self._buf_p, got)
 
     def read_string(self, pid: int, address: int, limit: int = 65536) -> bytes | None:
-        """The NUL-terminated string at ``address``; None if unreadable."""
+        """The NUL-terminated string at ``address``, at most ``limit`` bytes; None if
+        unreadable."""
         if address == 0:
             return None
         # Fast path: one read up to the end of the page usually holds the whole string.
-        chunk = min(self._size, 4096 - (address & 4095))
+        chunk = min(self._size, 4096 - (address & 4095), limit)
         remote = self._remote
         remote.iov_base = address
         remote.iov_len = chunk
@@ -359,7 +360,7 @@ class RemoteReader:
         total = 0
         while total < limit:
             # Never cross a page boundary in one read: the next page may be unmapped.
-            chunk = min(self._size, 4096 - (address % 4096))
+            chunk = min(self._size, 4096 - (address % 4096), limit - total)
             data = self.read(pid, address, chunk)
             if not data:
                 return b"".join(parts) if parts else None
@@ -405,7 +406,7 @@ class ProcMemReader:
         total = 0
         # Most paths are short: the first read stops at 256 bytes, the later ones at a page
         # boundary each (the next page may be unmapped).
-        size = min(256, 4096 - (address & 4095))
+        size = min(256, 4096 - (address & 4095), limit)
         while total < limit:
             try:
                 data = os.pread(fd, size, address)
@@ -422,7 +423,7 @@ class ProcMemReader:
             parts.append(data)
             total += len(data)
             address += len(data)
-            size = 4096 - (address & 4095)
+            size = min(4096 - (address & 4095), limit - total)
         return b"".join(parts)
 
     def forget(self, key: int) -> None:

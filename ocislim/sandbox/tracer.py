@@ -54,6 +54,13 @@ _EXIT_INFO = struct.Struct("=Bxxxxxxxxxxxxxxxxxxxxxxxq")  # op, rval
 _STOP_SIGNALS = frozenset({signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU})
 _SYSCALL_TRAP = signal.SIGTRAP | 0x80
 _MAX_ARGV = 4096
+# The kernel refuses longer paths (ENAMETOOLONG) and longer argument strings and vectors
+# (E2BIG), so reading more of a hostile program's memory would only cost ours.
+_PATH_MAX = 4096
+_MAX_ARG_STRLEN = 131072
+_MAX_ARGV_BYTES = 2 << 20
+_EVENT_OVERHEAD = 200  # bytes an event costs beyond its strings (an estimate)
+RECORD_LIMIT = 1 << 30
 _FS_ENCODING, _FS_ERRORS = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()
 
 
@@ -162,13 +169,16 @@ class Tracer:
 
     ``count_all``: the seccomp filter traces every call; counts go to
     :attr:`syscall_counts` (by name).  Events of the init process itself are not
-    recorded, only the tasks it spawns.
+    recorded, only the tasks it spawns.  ``record_limit``: bytes the events may take (an
+    estimate); past it no event is appended and :attr:`dropped` counts them, so a
+    program that makes calls without end cannot exhaust the host's memory.
     """
 
     count_all: bool = False
     arch: str = field(default_factory=native_arch)
     events: list[Event] = field(default_factory=list)
     syscall_counts: dict[str, int] = field(default_factory=dict)
+    record_limit: int = RECORD_LIMIT
 
     def __post_init__(self) -> None:
         self._plans = {
@@ -192,6 +202,8 @@ class Tracer:
         self._stops = 0
         self._calls = 0
         self._cpu = 0.0
+        self._room = self.record_limit
+        self.dropped = 0
         self.child_status: dict[int, int] = {}
 
     # -- setup ---------------------------------------------------------------
@@ -332,7 +344,7 @@ class Tracer:
         kind = {libc.PTRACE_EVENT_FORK: "fork", libc.PTRACE_EVENT_VFORK: "vfork"}.get(
             event, "clone"
         )
-        self.events.append(
+        self._record(
             SpawnEvent(
                 self._next_seq(),
                 pid,
@@ -342,7 +354,8 @@ class Tracer:
                 ns_pid,
                 "thread" if thread else kind,
                 thread,
-            )
+            ),
+            _EVENT_OVERHEAD,
         )
 
     def _on_exec(self, pid: int, former: int) -> _Task:
@@ -355,7 +368,9 @@ class Tracer:
         task.pid = pid
         argv = task.pending.argv if task.pending and task.pending.argv is not None else ()
         exe = _readlink(f"/proc/{pid}/exe")
-        self.events.append(ExecEvent(self._next_seq(), pid, former, argv, exe, _mapped_files(pid)))
+        mapped = _mapped_files(pid)
+        size = _EVENT_OVERHEAD + sum(map(len, argv)) + sum(map(len, mapped)) + len(exe or "")
+        self._record(ExecEvent(self._next_seq(), pid, former, argv, exe, mapped), size)
         return task
 
     def _on_exit(self, tid: int, status: int) -> None:
@@ -372,7 +387,7 @@ class Tracer:
             return
         code = os.WEXITSTATUS(status) if os.WIFEXITED(status) else None
         sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-        self.events.append(ExitEvent(self._next_seq(), tid, task.pid, code, sig))
+        self._record(ExitEvent(self._next_seq(), tid, task.pid, code, sig), _EVENT_OVERHEAD)
 
     def _on_seccomp(self, pid: int, task: _Task) -> None:
         # The hot path: one call per traced system call, so names are bound locally and
@@ -398,9 +413,10 @@ class Tracer:
         if cwd:
             paths.append(PathFact(".", _readlink(f"/proc/{pid}/cwd")))
         named = False
+        size = _EVENT_OVERHEAD
         for pointer_at, dirfd_at, optional in path_args:
             address = info[pointer_at]
-            raw_bytes = read_string(key, pid, address) if address else None
+            raw_bytes = read_string(key, pid, address, _PATH_MAX) if address else None
             if raw_bytes is None:
                 if optional and address == 0:
                     continue
@@ -418,6 +434,8 @@ class Tracer:
                         base = _readlink(f"/proc/{pid}/cwd")
                     else:
                         base = _readlink(f"/proc/{pid}/fd/{dirfd}")
+                    size += len(base or "")
+            size += len(raw)
             paths.append(PathFact(raw, base))
         if not named and paths and not cwd:
             # Acts on an fd only (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)): names no
@@ -435,7 +453,7 @@ class Tracer:
             # Creates and removes no name: one stop, its result left unknown (None), to be
             # derived by the analysis from what exists when the call is made.
             self._seq += 1
-            self.events.append(SyscallEvent(self._seq, pid, key, name, tuple(paths), flags, None))
+            self._record(SyscallEvent(self._seq, pid, key, name, tuple(paths), flags, None), size)
             ptrace(libc.PTRACE_CONT, pid, 0, 0)
             return
         argv = self._read_argv(pid, info[argv_at]) if argv_at else None
@@ -454,15 +472,27 @@ class Tracer:
         task.pending = None
         if pending is None:
             return
-        self.events.append(
+        size = _EVENT_OVERHEAD + sum(len(p.raw) + len(p.base or "") for p in pending.paths)
+        self._record(
             SyscallEvent(
                 self._next_seq(), tid, task.pid, pending.name, pending.paths, pending.flags, result
-            )
+            ),
+            size,
         )
 
+    def _record(self, event: Event, size: int) -> None:
+        """Append ``event`` while the record budget lasts; past it, count it as dropped."""
+        self._room -= size
+        if self._room >= 0:
+            self.events.append(event)
+        else:
+            self.dropped += 1
+
     def _read_argv(self, pid: int, address: int) -> tuple[str, ...]:
+        """The argument vector at ``address``; cut short at the kernel's own limits."""
         argv: list[str] = []
-        while address and len(argv) < _MAX_ARGV:
+        total = 0
+        while address and len(argv) < _MAX_ARGV and total < _MAX_ARGV_BYTES:
             data = self._reader.read(pid, address, 8 * 32)
             if len(data) < 8:
                 break
@@ -471,7 +501,11 @@ class Tracer:
             for pointer in pointers:
                 if pointer == 0:
                     return tuple(argv)
-                argv.append(os.fsdecode(self._reader.read_string(pid, pointer) or b""))
+                arg = self._reader.read_string(pid, pointer, _MAX_ARG_STRLEN) or b""
+                total += len(arg)
+                if len(argv) >= _MAX_ARGV or total > _MAX_ARGV_BYTES:
+                    return tuple(argv)
+                argv.append(os.fsdecode(arg))
             address += count * 8
         return tuple(argv)
 

@@ -13,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ocislim.errors import SandboxError
 from ocislim.progress import NULL_PROGRESS, Progress
 from ocislim.sandbox.analysis import DirTree, FileReport, Process, analyse, processes
 from ocislim.sandbox.namespaces import PROBE_DIR
 from ocislim.sandbox.runner import run_traced
 from ocislim.sandbox.spec import ExecRecord, RunResult, RunSpec
 from ocislim.sandbox.tracer import (
+    RECORD_LIMIT,
     Event,
     ExecEvent,
     ExitEvent,
@@ -85,16 +87,25 @@ def trace(
     progress: Progress = NULL_PROGRESS,
     *,
     count_syscalls: bool = False,
+    record_limit: int = RECORD_LIMIT,
 ) -> TraceResult:
     """Run ``spec`` in a sandbox on ``root`` under the tracer and analyse what it touched.
 
     Same guarantees as :func:`~ocislim.sandbox.runner.run`; ``root`` is only read (by
     the overlay and by the analysis).  ``count_syscalls`` traces every system call to
-    count it (slower).
+    count it (slower).  Raises :class:`SandboxError` when the program made more calls
+    than the tracer keeps records of (``record_limit`` bytes, an estimate): an analysis
+    of part of a run would drop files the rest needs.
     """
-    tracer = Tracer(count_all=count_syscalls)
+    tracer = Tracer(count_all=count_syscalls, record_limit=record_limit)
     progress.stage("trace", " ".join(spec.argv))
     result = run_traced(root, spec, tracer, progress)
+    if tracer.dropped:
+        raise SandboxError(
+            f"the traced run made more system calls than ocislim keeps records of "
+            f"({tracer.stats.calls:,} traced calls, over {tracer.record_limit >> 20} MiB): "
+            "trace a shorter run (--timeout, fewer probe requests)"
+        )
     counts = tracer.finish() if count_syscalls else None
     events = tuple(tracer.events)
     runtime = (*result.runtime_paths, PROBE_DIR)

@@ -188,6 +188,26 @@ int main(void) {
     return 0;
 }
 """,
+    # A hostile program: path strings far past PATH_MAX, calls without end, and an
+    # argument vector far past the kernel's limit.
+    "flood": r"""
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+static char path[100000];
+static char *args[5000];
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 1000;
+    struct stat st;
+    memset(path, 'a', sizeof path - 1);
+    path[0] = '/';
+    for (int i = 0; i < n; i++) stat(path, &st);
+    for (int i = 0; i < 4999; i++) args[i] = path;
+    execv("/bin/hello", args); /* fails with E2BIG */
+    return 0;
+}
+""",
 }
 
 PLUGIN = "int plugin_value(void) { return 42; }\n"

@@ -314,3 +314,22 @@ def test_without_user_namespaces(tree: Path, token: str) -> None:
         readable.rmdir()
     assert message.startswith("UserNamespaceUnavailableError: user namespaces are not available")
     assert "kernel.unprivileged_userns_clone" in message or "max_user_namespaces" in message
+
+
+def test_a_flooding_program_cannot_exhaust_the_tracers_memory(tree: Path, token: str) -> None:
+    from ocislim.errors import SandboxError
+    from ocislim.sandbox.tracer import ExecEvent, SyscallEvent
+
+    result = trace(tree, spec("/bin/flood", "200", token))
+    stats = [
+        e
+        for e in result.events
+        if isinstance(e, SyscallEvent) and e.paths and e.paths[0].raw.startswith("/aaaa")
+    ]
+    assert len(stats) == 200
+    assert all(len(p.raw) <= 4096 for e in stats for p in e.paths)  # PATH_MAX, not 100 kB
+    execs = [e for e in result.events if isinstance(e, ExecEvent)]
+    assert execs and sum(map(len, execs[-1].argv)) <= 2 << 20  # not 5,000 x 100 kB
+    # Past its budget the tracer records nothing more, and the trace is refused.
+    with pytest.raises(SandboxError, match="more system calls than ocislim keeps records of"):
+        trace(tree, spec("/bin/flood", "5000", token), record_limit=1 << 20)
