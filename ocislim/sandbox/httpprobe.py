@@ -6,7 +6,8 @@ Joins the user and network namespaces of the sandbox whose init has host pid
 INIT_PID (the caller owns that user namespace, so no privilege is needed; the
 join must happen in a fresh, single-threaded process, hence this helper), then
 sends each request to 127.0.0.1, retrying the connection while the server starts
-(for at most WAIT_SECONDS in total, and only while the sandbox is alive).
+(for at most WAIT_SECONDS in total, and only while the sandbox is alive), and reads
+each body to at most BODY_LIMIT bytes in BODY_SECONDS.
 Prints one JSON list on stdout: ``{"status": int | null, "error": str | null,
 "connected": bool}`` per request, in order.  Exit status 0 unless the namespaces cannot be joined.
 """
@@ -24,6 +25,10 @@ from typing import Any
 from ocislim.sandbox.libc import CLONE_NEWNET, CLONE_NEWUSER
 
 REQUEST_TIMEOUT = 10.0
+# The body is read so the server finishes its work (the trace sees what serving it
+# touched), but only so far: an endless or dripping body must not hold the build.
+BODY_LIMIT = 16 << 20
+BODY_SECONDS = 30.0
 
 
 def _join(pid: int) -> None:
@@ -52,7 +57,7 @@ def _request(req: dict[str, Any], deadline: float, pid: int) -> dict[str, Any]:
             connected = True
             conn.request(str(req["method"]), str(req["path"]), headers={"Connection": "close"})
             response = conn.getresponse()
-            response.read()
+            _drain(response)
             return {"status": response.status, "error": None, "connected": True}
         except (ConnectionRefusedError, ConnectionResetError) as exc:
             last = str(exc)
@@ -65,6 +70,17 @@ def _request(req: dict[str, Any], deadline: float, pid: int) -> dict[str, Any]:
         if time.monotonic() >= deadline or not os.path.exists(f"/proc/{pid}/ns"):
             return {"status": None, "error": last, "connected": connected}
         time.sleep(0.05)
+
+
+def _drain(response: http.client.HTTPResponse) -> None:
+    """Read the body to its end, to :data:`BODY_LIMIT` bytes or for :data:`BODY_SECONDS`."""
+    until = time.monotonic() + BODY_SECONDS
+    total = 0
+    while total < BODY_LIMIT and time.monotonic() < until:
+        chunk = response.read1(65536)
+        if not chunk:
+            return
+        total += len(chunk)
 
 
 def main(argv: list[str]) -> int:

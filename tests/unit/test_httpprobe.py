@@ -66,3 +66,38 @@ def test_a_closed_port_took_no_connection() -> None:
         port = unused.getsockname()[1]  # bound, never listening: connections are refused
         answer = probe(port, wait=0.3)
     assert answer["status"] is None and answer["connected"] is False
+
+
+def test_an_endless_body_is_read_only_so_far() -> None:
+    # A hostile server announces 100 GB and streams without end: the probe has its
+    # status once it has read BODY_LIMIT bytes, and the server sees the connection close.
+    from ocislim.sandbox.httpprobe import BODY_LIMIT
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    sent = [0]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000\r\n\r\n")
+            block = b"\0" * 65536
+            try:
+                while sent[0] < 50 * BODY_LIMIT:
+                    conn.sendall(block)
+                    sent[0] += len(block)
+            except OSError:
+                return  # the probe closed the connection
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        answer = probe(listener.getsockname()[1])
+    finally:
+        thread.join(timeout=30)
+        listener.close()
+    assert answer == {"status": 200, "error": None, "connected": True}
+    assert not thread.is_alive()
+    assert sent[0] < 50 * BODY_LIMIT  # it stopped reading long before the server stopped
