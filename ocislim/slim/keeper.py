@@ -35,6 +35,7 @@ from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.javapaths import classpath_seeds
 from ocislim.slim.langrules import LangRules
 from ocislim.slim.options import BuildOptions
+from ocislim.slim.phplibs import PhpLibraries
 from ocislim.slim.pkgrules import (
     DpkgIndex,
     PackageRules,
@@ -66,6 +67,7 @@ class Keeper:
         self._pkg = PackageRules(self.packages, self.rules)
         self._perl = PerlDistributions(self.packages, self.rules)
         self._state = PackageStateDirs(self.packages, self.rules)
+        self._php = PhpLibraries(tree, self.packages, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -92,6 +94,7 @@ class Keeper:
             *self._runtime.seeds(touched),
             *self._pkg.seeds(touched),
             *self._perl.seeds(touched),
+            *self._php.seeds(touched),
         ]
         return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
 

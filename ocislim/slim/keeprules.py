@@ -3,9 +3,10 @@
 The rule tables live with the code that applies them: language rules
 (:mod:`ocislim.slim.langrules`), application and written places
 (:mod:`ocislim.slim.apprules`), runtimes (:mod:`ocislim.slim.runtimerules`), the JVM's
-class path (:mod:`ocislim.slim.javapaths`) and
-package levels (:mod:`ocislim.slim.pkgrules`).  ``--enable-rule`` and
-``--disable-rule`` take these names (and the ELF lazy-rule names).
+class path (:mod:`ocislim.slim.javapaths`), PHP's libraries
+(:mod:`ocislim.slim.phplibs`) and package levels (:mod:`ocislim.slim.pkgrules`).
+``--enable-rule`` and ``--disable-rule`` take these names (and the ELF lazy-rule
+names).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from ocislim.slim.apprules import APP_RULES
 from ocislim.slim.javapaths import JAVA_PATH_RULES
 from ocislim.slim.langrules import LANG_RULES, LangRule
+from ocislim.slim.phplibs import PHP_LIB_RULES
 from ocislim.slim.pkgrules import PKG_RULES
 from ocislim.slim.runtimerules import RUNTIME_RULES
 
@@ -21,6 +23,7 @@ KEEP_RULES: tuple[LangRule, ...] = (
     *APP_RULES,
     *RUNTIME_RULES,
     *JAVA_PATH_RULES,
+    *PHP_LIB_RULES,
     *PKG_RULES,
 )
 
