@@ -22,7 +22,6 @@ from typing import Any
 from ocislim.errors import UnsafeArchiveError
 from ocislim.image.models import ImageConfig
 from ocislim.layers.tree import FileTree
-from ocislim.slim.appimports import LANGUAGES, import_seeds
 from ocislim.slim.apprules import (
     app_candidates,
     app_seeds,
@@ -138,17 +137,6 @@ class Keeper:
         """``name`` as the probed program's environment finds it in the image."""
         return self.deps.find_program(name, self.env, self.workdir)
 
-    def import_seeds(self, roots: Sequence[str], scripts: Sequence[str]) -> list[Seed]:
-        """``python-app-imports``, ``node-app-requires`` (those enabled): what the
-        application's code (below ``roots``, and ``scripts``) imports, transitively."""
-        seeds: list[Seed] = []
-        for language in LANGUAGES:
-            if language.rule in self.rules:
-                seeds += import_seeds(
-                    language, self.tree, roots, scripts, self.deps.read_text, self._lang
-                )
-        return seeds
-
 
 def first_seeds(
     keeper: Keeper,
@@ -185,10 +173,8 @@ def _rule_seeds(
     if "app-whole" in keeper.rules:
         for argv in argvs:
             seeds += app_seeds(keeper.tree, argv, workdir, keeper.find_program)
-    roots = [s.path for s in seeds if s.recursive and s.reason.rule == "app-whole"]
-    named = [p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)]
-    seeds += keeper.import_seeds(roots, named)
     if "java-classpath" in keeper.rules:
+        named = [p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)]
         seeds += classpath_seeds(
             keeper.tree,
             argvs,

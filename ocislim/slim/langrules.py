@@ -63,20 +63,8 @@ LANG_RULES: tuple[LangRule, ...] = (
         "a touched file of an installed Python distribution keeps the whole distribution",
     ),
     LangRule(
-        "python-app-imports",
-        "the distributions the application's own Python files import (also inside "
-        "functions, and importlib.import_module with a literal name), and what those "
-        "import in turn, each kept whole",
-    ),
-    LangRule(
         "node-package",
         "a touched file of a Node package keeps the package's whole directory",
-    ),
-    LangRule(
-        "node-app-requires",
-        "the packages the application's own JavaScript requires or imports (also inside "
-        "functions), found as Node finds them, and what those require in turn, each kept "
-        "whole",
     ),
 )
 
@@ -108,9 +96,6 @@ PYTHON_DIST_SUFFIXES = (".dist-info", ".egg-info")
 NODE_MODULES = "node_modules"
 # Debian installs Node packages outside any node_modules directory.
 NODE_ROOTS = ("/usr/share/nodejs", "/usr/lib/nodejs")
-# Where require() looks after the node_modules directories: Debian's roots, then npm's
-# global prefixes.
-NODE_GLOBAL_ROOTS = (*NODE_ROOTS, "/usr/local/lib/node_modules", "/usr/lib/node_modules")
 
 
 def rule_names() -> tuple[str, ...]:
@@ -229,40 +214,7 @@ class LangRules:
             found.append(_Distribution(info_dir, frozenset(members), frozenset(tops)))
         return found
 
-    def imported_seeds(self, module: str, by: str) -> list[Seed]:
-        """Seeds keeping the distribution (or bare package) top-level ``module`` comes
-        from, in every site directory of the image, because ``by`` imports it; nothing
-        for a module no site directory has, or one already kept (``python-app-imports``)."""
-        out: list[Seed] = []
-        for site in sorted(self._site_index()):
-            site_entry = self.tree.get(site)
-            children = (site_entry.children or {}) if site_entry else {}
-            for child in sorted(children):
-                path = f"{site}/{child}"
-                if child == module and children[child].is_dir:
-                    path = self._a_file_of(children[child]) or path  # RECORD lists files
-                elif child != f"{module}.py" and not (
-                    child.startswith(f"{module}.") and ".so" in child
-                ):
-                    continue
-                out += self._python_distribution(path, "python-app-imports", imported_by=by)
-        return out
-
-    @staticmethod
-    def _a_file_of(package: Entry) -> str | None:
-        children = package.children or {}
-        if "__init__.py" in children:
-            return children["__init__.py"].path
-        files = sorted(c.path for c in children.values() if c.kind == "file")
-        return files[0] if files else None
-
-    def _python_distribution(
-        self, path: str, rule: str = "python-distribution", imported_by: str | None = None
-    ) -> list[Seed]:
-        """The distribution owning ``path``: touched by the run, or (``imported_by``)
-        the file of a module an application file imports."""
-        cause = f"imported by {imported_by}" if imported_by else f"touched {path}"
-        by = imported_by or path
+    def _python_distribution(self, path: str) -> list[Seed]:
         site, top = self._site_and_top(path)
         if site is None or top is None:
             return []
@@ -279,9 +231,9 @@ class LangRules:
             self._packages_done.add(dist.info_dir)
             reason = Reason(
                 "lazy",
-                detail=f"distribution {posixpath.basename(dist.info_dir)} ({cause})",
-                rule=rule,
-                by=by,
+                detail=f"distribution {posixpath.basename(dist.info_dir)} (touched {path})",
+                rule="python-distribution",
+                by=path,
             )
             out.append(Seed(dist.info_dir, reason, recursive=True))
             out += [Seed(m, reason) for m in sorted(dist.members)]
@@ -294,9 +246,9 @@ class LangRules:
                 self._packages_done.add(package)
                 reason = Reason(
                     "lazy",
-                    detail=f"package {top} ({cause})",
-                    rule=rule,
-                    by=by,
+                    detail=f"package {top} (touched {path})",
+                    rule="python-distribution",
+                    by=path,
                 )
                 out.append(Seed(package, reason, recursive=True))
         return out
@@ -323,35 +275,7 @@ class LangRules:
 
     # -- Node -------------------------------------------------------------------------
 
-    def required_seeds(self, name: str, by: str) -> list[Seed]:
-        """Seeds keeping the Node package ``name`` (``x`` or ``@scope/x``) as ``require()``
-        called in ``by`` finds it: the ``node_modules`` directories from ``by``'s own up
-        to ``/``, then the global roots (:data:`NODE_GLOBAL_ROOTS`); the first that has
-        it.  Nothing for a built-in, an absent package or one already kept
-        (``node-app-requires``)."""
-        directory = posixpath.dirname(by)
-        candidates = []
-        while True:
-            if posixpath.basename(directory) != NODE_MODULES:
-                candidates.append(posixpath.join(directory, NODE_MODULES, name))
-            if directory == "/":
-                break
-            directory = posixpath.dirname(directory)
-        candidates += [f"{root}/{name}" for root in NODE_GLOBAL_ROOTS]
-        for candidate in candidates:
-            entry = self.tree.get(candidate)
-            if entry is not None and entry.is_dir:
-                return self._node_package(
-                    f"{candidate}/package.json", "node-app-requires", imported_by=by
-                )
-        return []
-
-    def _node_package(
-        self, path: str, rule: str = "node-package", imported_by: str | None = None
-    ) -> list[Seed]:
-        """The package holding ``path``: touched by the run, or (``imported_by``) the
-        package a file of the application requires."""
-        cause = f"required by {imported_by}" if imported_by else f"touched {path}"
+    def _node_package(self, path: str) -> list[Seed]:
         package = node_package_dir(path)
         if package is None or package in self._packages_done:
             return []
@@ -361,9 +285,9 @@ class LangRules:
         self._packages_done.add(package)
         reason = Reason(
             "lazy",
-            detail=f"Node package {package.rsplit('/', 1)[-1]} ({cause})",
-            rule=rule,
-            by=imported_by or path,
+            detail=f"Node package {package.rsplit('/', 1)[-1]} (touched {path})",
+            rule="node-package",
+            by=path,
         )
         return [Seed(package, reason, recursive=True)]
 

@@ -23,21 +23,8 @@ def kept_after(members: list[M], touched: list[str], enabled: set[str] | None = 
 
 def test_rules_are_data_with_defaults() -> None:
     names = [r.name for r in LANG_RULES]
-    assert names == [
-        "python-stdlib",
-        "python-stdlib-extras",
-        "python-distribution",
-        "python-app-imports",
-        "node-package",
-        "node-app-requires",
-    ]
-    assert default_enabled() == {
-        "python-stdlib",
-        "python-distribution",
-        "python-app-imports",
-        "node-package",
-        "node-app-requires",
-    }
+    assert names == ["python-stdlib", "python-stdlib-extras", "python-distribution", "node-package"]
+    assert default_enabled() == {"python-stdlib", "python-distribution", "node-package"}
     assert all(r.description for r in LANG_RULES)
 
 
