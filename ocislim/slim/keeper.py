@@ -26,6 +26,7 @@ from ocislim.slim.apprules import (
     app_candidates,
     app_seeds,
     binary_named_seeds,
+    counted_as_run,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
@@ -70,7 +71,9 @@ class Keeper:
 
     def extend(self, seeds: list[Seed]) -> list[str]:
         """Keep ``seeds``, what the language, runtime and package rules add for traced and
-        verified paths, and the ELF closure of all of it; returns the newly kept paths.
+        verified paths and for the programs a rule counts as run
+        (:func:`~ocislim.slim.apprules.counted_as_run`), and the ELF closure of all of it;
+        returns the newly kept paths.
 
         Traced paths absent from the source (made at run time) are not kept; with
         ``written-places`` the source directory they were made in is."""
@@ -84,14 +87,31 @@ class Keeper:
             self.tree,
             [s.path for s in seeds if s.reason.source == "trace" and "exec" in s.reason.access],
         )
-        widened = [
+        widened = self._widen(touched, programs)
+        # What a rule keeps because it will run (a program a script names, a CGI script's
+        # interpreter) fires every rule as if it had run, and so on for what that keeps.
+        ran = set(touched)
+        found = [*seeds, *widened]
+        while True:
+            run = _resolved(self.tree, counted_as_run(found))
+            more = [p for p in dict.fromkeys(run) if p not in ran]
+            if not more:
+                break
+            ran.update(more)
+            found = self._widen(more, more)
+            widened += found
+        return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
+
+    def _widen(self, touched: list[str], programs: list[str]) -> list[Seed]:
+        """The language, runtime and package rules' seeds for ``touched`` paths and run
+        ``programs`` (canonical)."""
+        return [
             *self._state.seeds(programs),
             *self._lang.seeds(touched),
             *self._runtime.seeds(touched),
             *self._pkg.seeds(touched),
             *self._perl.seeds(touched),
         ]
-        return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
 
     def plan(self) -> KeepPlan:
         """The plan as it stands (a frozen value; later extensions do not change it)."""

@@ -7,10 +7,12 @@ default, on) by name; every path it keeps carries ``Reason("lazy", rule=NAME)``.
 
 - ``python-stdlib``: when a file of a Python standard library directory
   (``.../lib/pythonX.Y`` holding ``os.py``, the interpreter's landmark) is touched,
-  keep that library: pure modules and ``lib-dynload`` extension modules (their ELF
-  closures follow from the plan's ELF pass).  Bytecode caches of modules that were
-  not touched are left out, as are ``site-packages``/``dist-packages`` (see below)
-  and the extras.
+  or the interpreter itself (``PREFIX/bin/pythonX.Y``, ``libpythonX.Y.so``: a program
+  that another rule counts as run, a CGI script's ``#!`` interpreter), keep that
+  library (the interpreter's own, ``PREFIX/lib/pythonX.Y``): pure modules and
+  ``lib-dynload`` extension modules (their ELF closures follow from the plan's ELF
+  pass).  Bytecode caches of modules that were not touched are left out, as are
+  ``site-packages``/``dist-packages`` (see below) and the extras.
 - ``python-stdlib-extras`` (off by default): test suites and tools too, and the few
   rarely imported modules with large closures (``nis``, ``_dbm``, ``readline``,
   ``_pydecimal``) unless traced.
@@ -49,8 +51,9 @@ class LangRule:
 LANG_RULES: tuple[LangRule, ...] = (
     LangRule(
         "python-stdlib",
-        "a Python interpreter that ran needs its whole standard library "
-        "(pure modules and lib-dynload extensions; untouched bytecode caches left out)",
+        "a Python interpreter that ran (a touched file of its library, or the interpreter "
+        "itself) needs its whole standard library (pure modules and lib-dynload "
+        "extensions; untouched bytecode caches left out)",
     ),
     LangRule(
         "python-stdlib-extras",
@@ -90,6 +93,9 @@ PYTHON_STDLIB_EXTRAS = (
 # Third-party code inside a standard library directory has its own rule.
 PYTHON_SITE_DIRS = ("site-packages", "dist-packages")
 PYTHON_LIBDIR_RE = re.compile(r"^python\d+\.\d+t?$")
+# The interpreter (PREFIX/bin/python3.11, python3) and the library that embeds it.
+PYTHON_BINARY_RE = re.compile(r"^python(?P<major>\d+)(?P<minor>\.\d+t?)?$")
+PYTHON_EMBED_RE = re.compile(r"^libpython(?P<version>\d+\.\d+t?)\.so(?:\.[\d.]+)?$")
 PYTHON_LANDMARK = "os.py"
 PYTHON_DIST_SUFFIXES = (".dist-info", ".egg-info")
 
@@ -152,33 +158,70 @@ class LangRules:
     # -- Python standard library ------------------------------------------------------
 
     def _python_stdlib(self, path: str) -> list[Seed]:
+        out: list[Seed] = []
         libdir = self._stdlib_dir(path)
-        if libdir is None or libdir in self._stdlib_done:
-            return []
-        self._stdlib_done.add(libdir)
-        base = glob_escape(libdir)
-        skip = [f"{base}/**/__pycache__", *(f"{base}/{d}" for d in PYTHON_SITE_DIRS)]
-        if "python-stdlib-extras" not in self.enabled:
-            skip += [f"{base}/{d}" for d in PYTHON_STDLIB_EXTRAS]
-        reason = Reason(
-            "lazy",
-            detail=f"standard library of the Python that ran (touched {path})",
-            rule="python-stdlib",
-            by=path,
-        )
-        return [Seed(libdir, reason, recursive=True, skip=tuple(skip))]
+        if libdir is not None:
+            detail = f"standard library of the Python that ran (touched {path})"
+            libdirs = [libdir]
+        else:
+            detail = f"standard library of the interpreter {path}"
+            libdirs = self.interpreter_stdlib(path)
+        for libdir in libdirs:
+            if libdir in self._stdlib_done:
+                continue
+            self._stdlib_done.add(libdir)
+            base = glob_escape(libdir)
+            skip = [f"{base}/**/__pycache__", *(f"{base}/{d}" for d in PYTHON_SITE_DIRS)]
+            if "python-stdlib-extras" not in self.enabled:
+                skip += [f"{base}/{d}" for d in PYTHON_STDLIB_EXTRAS]
+            reason = Reason("lazy", detail=detail, rule="python-stdlib", by=path)
+            out.append(Seed(libdir, reason, recursive=True, skip=tuple(skip)))
+        return out
 
     def _stdlib_dir(self, path: str) -> str | None:
         parts = path.split("/")
         for i in range(len(parts) - 1, 0, -1):
             if PYTHON_LIBDIR_RE.match(parts[i]) and parts[i - 1] == "lib":
                 candidate = "/".join(parts[: i + 1])
-                landmark = self.tree.get(candidate + "/" + PYTHON_LANDMARK)
-                if landmark is not None and not landmark.is_dir:
+                if self._is_stdlib(candidate):
                     if i + 1 < len(parts) and parts[i + 1] in PYTHON_SITE_DIRS:
                         return None  # third-party code, not the standard library
                     return candidate
         return None
+
+    def _is_stdlib(self, directory: str) -> bool:
+        landmark = self.tree.get(directory + "/" + PYTHON_LANDMARK)
+        return landmark is not None and not landmark.is_dir
+
+    def interpreter_stdlib(self, path: str) -> list[str]:
+        """The standard libraries of the Python interpreter at ``path`` (canonical): for
+        ``PREFIX/bin/pythonX.Y`` (or ``libpythonX.Y.so*`` below ``PREFIX/lib``) the
+        library ``PREFIX/lib/pythonX.Y``; for an unversioned ``PREFIX/bin/pythonX`` every
+        ``PREFIX/lib/pythonX.*``.  Only directories holding the landmark ``os.py``
+        count; anything else gives ``[]``."""
+        directory, name = posixpath.split(path)
+        binary = PYTHON_BINARY_RE.match(name)
+        embed = PYTHON_EMBED_RE.match(name)
+        if binary is not None and posixpath.basename(directory) == "bin":
+            prefix = posixpath.dirname(directory)
+            version = binary["major"] + (binary["minor"] or "")
+        elif embed is not None and "/lib/" in path:
+            prefix = path[: path.index("/lib/")]
+            version = embed["version"]
+        else:
+            return []
+        lib = f"{prefix.rstrip('/')}/lib"
+        if "." in version:
+            candidates = [f"{lib}/python{version}"]
+        else:
+            entry = self.tree.get(lib)
+            names = sorted((entry.children or {}) if entry is not None and entry.is_dir else {})
+            candidates = [
+                f"{lib}/{n}"
+                for n in names
+                if PYTHON_LIBDIR_RE.match(n) and n.startswith(f"python{version}.")
+            ]
+        return [c for c in candidates if self._is_stdlib(c)]
 
     # -- Python distributions ---------------------------------------------------------
 

@@ -8,7 +8,9 @@ Each is a :class:`~ocislim.slim.langrules.LangRule` switchable by name; every pa
 kept carries ``Reason("lazy", rule=NAME, by=TRIGGER)``.
 
 ``cgi-scripts`` treats the scripts of a web server's ``ScriptAlias`` directories as
-run: their interpreters fire these rules in turn.
+run: their interpreters and the programs they name count as run
+(:func:`~ocislim.slim.apprules.counted_as_run`), so these rules fire for them in turn
+(and the language rules too, which the :class:`~ocislim.slim.keeper.Keeper` applies).
 
 ``{home}`` in a keep pattern stands for the directory a trigger matched as the
 runtime's home (the JVM's ``JAVA_HOME``, found by its ``lib/jvm.cfg``).
@@ -27,7 +29,7 @@ from dataclasses import dataclass
 
 from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import Entry, FileTree
-from ocislim.slim.apprules import app_root, script_command_seeds
+from ocislim.slim.apprules import app_root, counted_as_run, script_command_seeds
 from ocislim.slim.langrules import LangRule, glob_escape
 from ocislim.slim.patterns import PatternSet
 from ocislim.slim.plan import Reason, Seed
@@ -200,8 +202,8 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "cgi-scripts",
         "the CGI scripts of the directories a web server's configuration names "
         "(ScriptAlias) count as run: each keeps its interpreter (firing that runtime's "
-        "rules: perl-inc, ruby-stdlib, php-runtime) and the programs it names "
-        "(script-commands' reading)",
+        "rules: python-stdlib, perl-inc, ruby-stdlib, php-runtime) and the programs it "
+        "names (script-commands' reading)",
         triggers=_WEB_SERVER_TRIGGERS,
     ),
     RuntimeRule(
@@ -350,6 +352,17 @@ class RuntimeRules:
         self._gems = "ruby-gem" in wanted
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
+        """Seeds of every enabled rule ``touched`` (canonical paths) fires, and of every
+        rule the programs those seeds count as run fire in turn
+        (:func:`~ocislim.slim.apprules.counted_as_run`: a CGI script's interpreter)."""
+        out = self._seeds(touched)
+        ran: set[str] = set()
+        while more := [p for p in dict.fromkeys(counted_as_run(out)) if p not in ran]:
+            ran.update(more)
+            out += self._seeds([self._canonical(p) for p in more])
+        return out
+
+    def _seeds(self, touched: Iterable[str]) -> list[Seed]:
         out: list[Seed] = []
         for path in touched:
             if self._gems:
@@ -502,21 +515,19 @@ class RuntimeRules:
         for directory in self._config_dirs((_APACHE_CGI,)):
             seeds.append(Seed(directory, why, recursive=True))
             scripts += [e.path for e in _files_below(self.tree, directory)]
-        interpreters: list[str] = []
         for script in scripts:
             interpreter = self._interpreter(script)
             if interpreter is not None:
                 by = Reason(
                     "lazy", detail=f"the interpreter of {script}", rule="cgi-scripts", by=script
                 )
-                seeds.append(Seed(interpreter, by))
-                interpreters.append(self._canonical(interpreter))
+                seeds.append(Seed(interpreter, by))  # counted as run: its rules fire
         for seed in script_command_seeds(
             scripts, self.read_text, self._find_program, self._is_program
         ):
             seeds.append(dataclasses.replace(seed, reason=dataclasses.replace(
                 seed.reason, rule="cgi-scripts")))  # fmt: skip
-        return seeds + self.seeds(interpreters)
+        return seeds
 
     def _interpreter(self, script: str) -> str | None:
         """The program a script's ``#!`` line runs (``env NAME`` looked up on PATH)."""

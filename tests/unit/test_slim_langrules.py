@@ -60,6 +60,36 @@ def test_extras_only_on_request_and_every_rule_can_be_switched_off() -> None:
     assert f"{LIB}/json/decoder.py" not in off
 
 
+def test_the_interpreter_itself_keeps_its_own_standard_library() -> None:
+    # A Python another rule counts as run (a CGI script's interpreter) touched no stdlib file.
+    members = [
+        *python_tree(),
+        M("usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0", data=b"\x7fELF"),
+        M("usr/local/bin/python3", data=b"\x7fELF", mode=0o755),
+        M("usr/local/lib/python3.12/os.py", data=b"# os"),
+        M("usr/local/lib/python3.12/json/__init__.py", data=b"# json"),
+        M("usr/local/lib/python3.9/other.py", data=b"# no landmark"),
+        M("opt/tool/python3.11", data=b"\x7fELF", mode=0o755),
+    ]
+    for interpreter in ("/usr/bin/python3.11", "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"):
+        kept = kept_after(members, [interpreter])
+        assert {f"{LIB}/os.py", f"{LIB}/json/decoder.py"} <= kept, interpreter
+        assert f"{LIB}/json/__pycache__/decoder.cpython-311.pyc" not in kept
+        assert (
+            f"{LIB}/test/test_os.py" not in kept and f"{LIB}/site-packages/README.txt" not in kept
+        )
+        assert "/usr/local/lib/python3.12/os.py" not in kept  # another Python's library
+    local = kept_after(members, ["/usr/local/bin/python3"])  # unversioned: PREFIX/lib/python3.*
+    assert "/usr/local/lib/python3.12/json/__init__.py" in local
+    assert f"{LIB}/os.py" not in local and "/usr/local/lib/python3.9/other.py" not in local
+    assert f"{LIB}/os.py" not in kept_after(members, ["/opt/tool/python3.11"])  # not PREFIX/bin
+    assert f"{LIB}/os.py" not in kept_after(members, ["/usr/bin/python3.11"], set())
+    tree = tree_from(members)
+    (seed,) = LangRules(tree, reader(members)).seeds(["/usr/bin/python3.11"])
+    assert seed.path == LIB and seed.reason.by == "/usr/bin/python3.11"
+    assert seed.reason.rule == "python-stdlib"
+
+
 def test_a_directory_without_the_landmark_is_not_a_standard_library() -> None:
     members = [M("opt/lib/python3.11/thing.py", data=b"x"), M("opt/lib/python3.11/other.py")]
     kept = kept_after(members, ["/opt/lib/python3.11/thing.py"])
