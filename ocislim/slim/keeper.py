@@ -98,7 +98,7 @@ class Keeper:
             if not more:
                 break
             ran.update(more)
-            found = self._widen(more, more)
+            found = [*self._widen(more, more), *self._lang.imported(more)]
             widened += found
         return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
 

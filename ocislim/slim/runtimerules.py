@@ -516,6 +516,7 @@ class RuntimeRules:
             seeds.append(Seed(directory, why, recursive=True))
             scripts += [e.path for e in _files_below(self.tree, directory)]
         for script in scripts:
+            seeds.append(Seed(script, why))  # counted as run: the modules it imports
             interpreter = self._interpreter(script)
             if interpreter is not None:
                 by = Reason(

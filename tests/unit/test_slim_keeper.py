@@ -12,13 +12,24 @@ from ocislim.slim.plan import Reason, Seed
 from tests.synth import M, layer, oci_archive
 
 LIB = "/usr/lib/python3.11"
+SITE = "/usr/lib/python3/dist-packages"
 
 
 def image_members() -> list[M]:
     return [
         M("etc/apache2/apache2.conf", data=b"ScriptAlias /cgi-bin/ /usr/lib/cgi-bin/\n"),
         M("usr/sbin/apache2", data=b"\x7fELF", mode=0o755),
-        M("usr/lib/cgi-bin/report.py", data=b"#!/usr/bin/env python3\nimport json\n", mode=0o755),
+        M(
+            "usr/lib/cgi-bin/report.py",
+            data=b"#!/usr/bin/env python3\nimport json\nimport requests\n",
+            mode=0o755,
+        ),
+        M(f"{SITE}/requests/__init__.py", data=b"# requests"),
+        M(f"{SITE}/requests/api.py", data=b"# api"),
+        M(
+            f"{SITE}/requests-2.28.dist-info/RECORD",
+            data=b"requests/__init__.py,,\nrequests/api.py,,\n",
+        ),
         M("usr/bin/env", data=b"\x7fELF", mode=0o755),
         M("usr/bin/python3", "symlink", link="python3.11"),
         M("usr/bin/python3.11", data=b"\x7fELF", mode=0o755),
@@ -54,9 +65,11 @@ def test_a_cgi_scripts_interpreter_keeps_its_standard_library(tmp_path: Path) ->
     (libdir,) = [k for k in keeper.plan().kept if k.path == LIB]
     reasons = [r for r in libdir.reasons if r.rule == "python-stdlib"]
     assert [r.by for r in reasons] == ["/usr/bin/python3.11"]
+    assert f"{SITE}/requests/api.py" in kept  # the distribution the script imports
     off = keeper_for(tmp_path / "off", ("cgi-scripts",))
     off.extend([TRACED])
     assert f"{LIB}/json/__init__.py" not in off.plan().paths
+    assert f"{SITE}/requests/api.py" not in off.plan().paths
 
 
 def test_an_interpreter_a_script_names_fires_its_runtime_rules(tmp_path: Path) -> None:
