@@ -202,8 +202,8 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "cgi-scripts",
         "the CGI scripts of the directories a web server's configuration names "
         "(ScriptAlias) count as run: each keeps its interpreter (firing that runtime's "
-        "rules: python-stdlib, perl-inc, ruby-stdlib, php-runtime) and the programs it "
-        "names (script-commands' reading)",
+        "rules: python-stdlib, perl-inc, ruby-stdlib, php-runtime), the Python and Node "
+        "packages it imports, and the programs it names (script-commands' reading)",
         triggers=_WEB_SERVER_TRIGGERS,
     ),
     RuntimeRule(
@@ -507,8 +507,9 @@ class RuntimeRules:
 
     def _cgi_scripts(self, trigger: str) -> list[Seed]:
         """Every script of the configuration's ``ScriptAlias`` directories, as if it ran:
-        the script, its ``#!`` interpreter with the rules that interpreter fires, and the
-        programs the script names."""
+        the script and its ``#!`` interpreter (both counted as run: the interpreter fires
+        its rules, the Keeper reads the script's imports), and the programs the script
+        names."""
         why = Reason("lazy", detail="a CGI script the server runs", rule="cgi-scripts", by=trigger)
         seeds: list[Seed] = []
         scripts: list[str] = []
