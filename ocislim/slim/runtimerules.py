@@ -50,6 +50,10 @@ _TZ_RUNTIMES = (
     "/usr/share/zoneinfo/**",
     "/etc/localtime",
 )
+_NODE_BINARIES = ("/usr/bin/node", "/usr/local/bin/node", "/usr/bin/nodejs", "/**/libnode.so*")
+# Where Debian's libnode finds its externalized built-in modules (spelled in its bytes).
+_LIBNODE = ("/usr/lib/*/libnode.so*", "/usr/lib/libnode.so*", "/usr/local/lib/libnode.so*")
+_NODE_BUILTIN_PATH = re.compile(r"/usr/(?:share|lib)/nodejs/[\w@.+-]+(?:/[\w@.+-]+)*\.[cm]?js")
 # Runtimes whose standard library runs command strings with /bin/sh -c.
 _SHELL_RUNTIMES = (
     *_PYTHON_LIBS,
@@ -205,6 +209,13 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "rules: python-stdlib, perl-inc, ruby-stdlib, php-runtime), the Python and Node "
         "packages it imports, and the programs it names (script-commands' reading)",
         triggers=_WEB_SERVER_TRIGGERS,
+    ),
+    RuntimeRule(
+        "node-builtins",
+        "a Node that ran keeps the files its libnode loads built-in modules from at start "
+        "(Debian's externalized builtins: cjs-module-lexer, undici, acorn, acorn-walk under "
+        "/usr/share/nodejs), the paths its bytes spell",
+        triggers=_NODE_BINARIES,
     ),
     RuntimeRule(
         "tool-helpers",
@@ -443,7 +454,26 @@ class RuntimeRules:
             seeds += self._cgi_scripts(trigger)
         if rule.name == "java-option-files":
             seeds += self._java_option_files(trigger)
+        if rule.name == "node-builtins":
+            seeds += self._node_builtins(reason)
         return seeds
+
+    def _node_builtins(self, reason: Reason) -> list[Seed]:
+        """The files libnode names under ``/usr/share/nodejs`` or ``/usr/lib/nodejs``:
+        Debian builds Node with some built-in modules left outside the library
+        (``NODE_SHARED_BUILTIN_*_PATH``), read at every start; without them Node aborts
+        (``Cannot load externalized builtin``) before running anything."""
+        found: set[str] = set()
+        for pattern in _LIBNODE:
+            for library in self._matches(pattern):
+                if not self._is_file(library):
+                    continue
+                found.update(_NODE_BUILTIN_PATH.findall(self.read_text(library) or ""))
+        return [Seed(path, reason) for path in sorted(found) if self._exists(path)]
+
+    def _is_file(self, path: str) -> bool:
+        entry = self.tree.get(path)
+        return entry is not None and entry.kind == "file"
 
     def _java_option_files(self, trigger: str) -> list[Seed]:
         seeds = []

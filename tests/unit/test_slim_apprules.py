@@ -378,6 +378,35 @@ def test_a_cgi_interpreter_counts_as_run_whatever_its_language() -> None:
     assert "/usr/bin/python3.11" in planner.kept_paths  # the link's target
 
 
+def test_node_keeps_the_builtins_libnode_loads_from_outside_itself() -> None:
+    lexer = "/usr/share/nodejs/cjs-module-lexer/lexer.js"
+    members = [
+        M("usr/bin/node", data=b"\x7fELF", mode=0o755),
+        M(
+            "usr/lib/x86_64-linux-gnu/libnode.so.108",
+            data=b"\x7fELF\0" + lexer.encode() + b"\0/usr/share/nodejs/acorn/dist/acorn.js\0"
+            b"NODE_SHARED_BUILTIN_UNDICI_UNDICI_PATH=/usr/share/nodejs/undici/undici-fetch.js\0"
+            b"/usr/share/nodejs/absent/x.js\0",
+        ),
+        M("usr/lib/x86_64-linux-gnu/libnode.so", "symlink", link="libnode.so.108"),
+        M(lexer[1:], data=b"lexer"),
+        M("usr/share/nodejs/cjs-module-lexer/README.md", data=b"docs"),
+        M("usr/share/nodejs/acorn/dist/acorn.js", data=b"acorn"),
+        M("usr/share/nodejs/undici/undici-fetch.js", data=b"undici"),
+        M("usr/share/nodejs/express/index.js", data=b"express"),
+    ]
+    tree = tree_from(members)
+    planner = Planner(tree)
+    planner.add(RuntimeRules(tree, {"node-builtins"}, reader(members)).seeds(["/usr/bin/node"]))
+    kept = set(planner.kept_paths)
+    assert {lexer, "/usr/share/nodejs/acorn/dist/acorn.js",
+            "/usr/share/nodejs/undici/undici-fetch.js"} <= kept  # fmt: skip
+    assert "/usr/share/nodejs/cjs-module-lexer/README.md" not in kept  # the files named only
+    assert "/usr/share/nodejs/express/index.js" not in kept
+    off = RuntimeRules(tree, {"runtime-shell"}, reader(members)).seeds(["/usr/bin/node"])
+    assert lexer not in {s.path for s in off}
+
+
 def test_python_helpers_os_release_and_the_shell_follow_links_on_the_way() -> None:
     members = [
         M("sbin", "symlink", link="usr/sbin"),
