@@ -320,6 +320,21 @@ def absolute_paths(text: str) -> list[str]:
     return found
 
 
+def script_interpreter(
+    text: str, find_program: Callable[[str], str | None], is_program: Callable[[str], bool]
+) -> str | None:
+    """The program a script's ``#!`` line (the start of ``text``) runs: ``env NAME``
+    looked up with ``find_program``, else the path when ``is_program``; None without one."""
+    if not text.startswith("#!"):
+        return None
+    words = text[2:].split("\n", 1)[0].split()
+    if not words:
+        return None
+    if posixpath.basename(words[0]) == "env" and len(words) > 1:
+        return find_program(words[-1])
+    return words[0] if is_program(words[0]) else None
+
+
 # -- shell command strings -------------------------------------------------------------
 
 # Words that end one simple command: the next word is a command again.

@@ -28,6 +28,7 @@ from ocislim.slim.apprules import (
     binary_named_seeds,
     counted_as_run,
     script_command_seeds,
+    script_interpreter,
     skeleton_seeds,
     written_seeds,
 )
@@ -44,6 +45,9 @@ from ocislim.slim.pkgrules import (
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
+
+# Larger programs are not read for a "#!" line.
+_MAX_SCRIPT = 1 << 20
 
 
 class Keeper:
@@ -94,6 +98,7 @@ class Keeper:
         found = [*seeds, *widened]
         while True:
             run = _resolved(self.tree, counted_as_run(found))
+            run += _resolved(self.tree, [i for p in run if (i := self._interpreter(p))])
             more = [p for p in dict.fromkeys(run) if p not in ran]
             if not more:
                 break
@@ -112,6 +117,15 @@ class Keeper:
             *self._pkg.seeds(touched),
             *self._perl.seeds(touched),
         ]
+
+    def _interpreter(self, path: str) -> str | None:
+        """The ``#!`` interpreter of the script at ``path`` (None: no script): a script
+        that counts as run runs it."""
+        entry = self.tree.get(path)
+        if entry is None or entry.size > _MAX_SCRIPT or not self.is_program(path):
+            return None  # a large file is a compiled program, not worth reading whole
+        head = (self.deps.read_text(path) or "")[:512]
+        return script_interpreter(head, self.find_program, self.is_program)
 
     def plan(self) -> KeepPlan:
         """The plan as it stands (a frozen value; later extensions do not change it)."""

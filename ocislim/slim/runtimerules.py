@@ -29,7 +29,12 @@ from dataclasses import dataclass
 
 from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import Entry, FileTree
-from ocislim.slim.apprules import app_root, counted_as_run, script_command_seeds
+from ocislim.slim.apprules import (
+    app_root,
+    counted_as_run,
+    script_command_seeds,
+    script_interpreter,
+)
 from ocislim.slim.langrules import LangRule, glob_escape
 from ocislim.slim.patterns import PatternSet
 from ocislim.slim.plan import Reason, Seed
@@ -563,15 +568,8 @@ class RuntimeRules:
 
     def _interpreter(self, script: str) -> str | None:
         """The program a script's ``#!`` line runs (``env NAME`` looked up on PATH)."""
-        head = (self.read_text(script) or "").split("\n", 1)[0]
-        if not head.startswith("#!"):
-            return None
-        words = head[2:].split()
-        if not words:
-            return None
-        if posixpath.basename(words[0]) == "env" and len(words) > 1:
-            return self._find_program(words[-1])
-        return words[0] if self._is_program(words[0]) else None
+        head = (self.read_text(script) or "")[:512]
+        return script_interpreter(head, self._find_program, self._is_program)
 
     def _config_dirs(self, patterns: Sequence[re.Pattern[str]]) -> list[str]:
         """The existing directories the web servers' enabled configuration files name

@@ -39,6 +39,7 @@ def image_members() -> list[M]:
         M("usr/bin/perl", data=b"\x7fELF", mode=0o755),
         M("usr/share/perl/5.36/POSIX.pm", data=b"1;"),
         M("app/run.sh", data=b"#!/bin/sh\nexec perl /app/tool.pl\n", mode=0o755),
+        M("usr/local/bin/report", data=b"#!/usr/bin/env python3\nimport requests\n", mode=0o755),
     ]
 
 
@@ -81,3 +82,13 @@ def test_an_interpreter_a_script_names_fires_its_runtime_rules(tmp_path: Path) -
     other = Reason("lazy", detail="an application tree", rule="app-whole")
     traced_elsewhere.extend([Seed("/usr/bin/perl", other)])
     assert "/usr/share/perl/5.36/POSIX.pm" not in traced_elsewhere.plan().paths
+
+
+def test_a_script_a_script_names_brings_its_interpreter_and_imports(tmp_path: Path) -> None:
+    keeper = keeper_for(tmp_path)
+    named = Reason("lazy", detail="named by the script /app/run.sh", rule="script-commands")
+    keeper.extend([Seed("/usr/local/bin/report", named)])
+    kept = keeper.plan().paths
+    assert "/usr/bin/python3.11" in kept  # its #! interpreter (the ELF pass keeps it too)
+    assert f"{LIB}/json/__init__.py" in kept  # which counts as run: python-stdlib
+    assert f"{SITE}/requests/api.py" in kept  # and the script's imports
