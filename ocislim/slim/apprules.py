@@ -244,6 +244,31 @@ def app_seeds(
     return seeds
 
 
+# The application's own source files whose imports are read (not its vendored packages).
+APP_SOURCE_SUFFIXES = (".py", ".js", ".mjs", ".cjs")
+_VENDORED = frozenset({"node_modules", "site-packages", "dist-packages", "__pycache__"})
+MAX_APP_SOURCES = 2000
+
+
+def app_sources(tree: FileTree, roots: Iterable[str]) -> list[str]:
+    """The Python and JavaScript source files of the application trees ``roots``, sorted,
+    at most :data:`MAX_APP_SOURCES`: never below ``node_modules``, a site directory, a
+    bytecode cache or a hidden directory (what the application vendors is a package,
+    kept by its own rule when touched)."""
+    found: list[str] = []
+    stack = [e for r in sorted(set(roots)) if (e := tree.get(r)) is not None and e.is_dir]
+    while stack and len(found) < MAX_APP_SOURCES:
+        node = stack.pop()
+        for name in sorted(node.children or {}):
+            child = (node.children or {})[name]
+            if child.is_dir:
+                if name not in _VENDORED and not name.startswith("."):
+                    stack.append(child)
+            elif child.kind == "file" and name.endswith(APP_SOURCE_SUFFIXES):
+                found.append(child.path)
+    return sorted(found[:MAX_APP_SOURCES])
+
+
 def app_candidates(
     tree: FileTree,
     argv: Sequence[str],

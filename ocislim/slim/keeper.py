@@ -25,6 +25,7 @@ from ocislim.layers.tree import FileTree
 from ocislim.slim.apprules import (
     app_candidates,
     app_seeds,
+    app_sources,
     binary_named_seeds,
     counted_as_run,
     script_command_seeds,
@@ -103,7 +104,7 @@ class Keeper:
             if not more:
                 break
             ran.update(more)
-            found = [*self._widen(more, more), *self._lang.imported(more)]
+            found = [*self._widen(more, more), *self.imports(more)]
             widened += found
         return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
 
@@ -117,6 +118,11 @@ class Keeper:
             *self._pkg.seeds(touched),
             *self._perl.seeds(touched),
         ]
+
+    def imports(self, scripts: Iterable[str]) -> list[Seed]:
+        """What the language rules keep for the modules ``scripts`` import, read as if
+        they ran (:meth:`~ocislim.slim.langrules.LangRules.imported`)."""
+        return self._lang.imported(scripts)
 
     def _interpreter(self, path: str) -> str | None:
         """The ``#!`` interpreter of the script at ``path`` (None: no script): a script
@@ -201,8 +207,12 @@ def _rule_seeds(
         seeds += skeleton_seeds(keeper.tree, config.volumes or [])
     argvs = (_entry_argv(config, options), list(options.run.command))
     if "app-whole" in keeper.rules:
-        for argv in argvs:
-            seeds += app_seeds(keeper.tree, argv, workdir, keeper.find_program)
+        trees = [
+            s for argv in argvs for s in app_seeds(keeper.tree, argv, workdir, keeper.find_program)
+        ]
+        seeds += trees
+        # The application's code runs on paths the probe did not take: what it imports there.
+        seeds += keeper.imports(app_sources(keeper.tree, [s.path for s in trees]))
     if "script-commands" in keeper.rules:
         scripts = {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
         seeds += script_command_seeds(
