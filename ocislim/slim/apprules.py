@@ -20,7 +20,9 @@ default) and every path it keeps carries ``Reason("lazy", rule=NAME)``:
 - ``app-whole``: the directory tree holding the entrypoint's script or program,
   and the WorkingDir when it is not ``/``, is kept whole, up to a boundary: a
   system directory (:data:`SYSTEM_DIRS`) or a package root (:data:`PACKAGE_ROOTS`)
-  is never kept whole, only the directory below it on the way to the script.
+  is never kept whole, only the directory below it on the way to the script.  The
+  tree's own Python and JavaScript files (:func:`app_sources`) have their imports read
+  by the language rules, as a script counted as run has.
 
 Pure: every function depends on the merged tree and the values given.
 """
@@ -65,7 +67,8 @@ APP_RULES: tuple[LangRule, ...] = (
     LangRule(
         "app-whole",
         "the directory tree of the entrypoint's script or program (and the WorkingDir) "
-        "is kept whole, below system directories",
+        "is kept whole, below system directories, and the packages its Python and "
+        "JavaScript files import",
     ),
 )
 
