@@ -25,8 +25,11 @@ from ocislim.layers.tree import FileTree
 from ocislim.slim.apprules import (
     app_candidates,
     app_seeds,
+    app_sources,
     binary_named_seeds,
+    counted_as_run,
     script_command_seeds,
+    script_interpreter,
     skeleton_seeds,
     written_seeds,
 )
@@ -45,6 +48,9 @@ from ocislim.slim.pkgrules import (
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
+
+# Larger programs are not read for a "#!" line.
+_MAX_SCRIPT = 1 << 20
 
 
 class Keeper:
@@ -73,7 +79,9 @@ class Keeper:
 
     def extend(self, seeds: list[Seed]) -> list[str]:
         """Keep ``seeds``, what the language, runtime and package rules add for traced and
-        verified paths, and the ELF closure of all of it; returns the newly kept paths.
+        verified paths and for the programs a rule counts as run
+        (:func:`~ocislim.slim.apprules.counted_as_run`), and the ELF closure of all of it;
+        returns the newly kept paths.
 
         Traced paths absent from the source (made at run time) are not kept; with
         ``written-places`` the source directory they were made in is."""
@@ -87,7 +95,26 @@ class Keeper:
             self.tree,
             [s.path for s in seeds if s.reason.source == "trace" and "exec" in s.reason.access],
         )
-        widened = [
+        widened = self._widen(touched, programs)
+        # What a rule keeps because it will run (a program a script names, a CGI script's
+        # interpreter) fires every rule as if it had run, and so on for what that keeps.
+        ran = set(touched)
+        found = [*seeds, *widened]
+        while True:
+            run = _resolved(self.tree, counted_as_run(found))
+            run += _resolved(self.tree, [i for p in run if (i := self._interpreter(p))])
+            more = [p for p in dict.fromkeys(run) if p not in ran]
+            if not more:
+                break
+            ran.update(more)
+            found = [*self._widen(more, more), *self.imports(more)]
+            widened += found
+        return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
+
+    def _widen(self, touched: list[str], programs: list[str]) -> list[Seed]:
+        """The language, runtime and package rules' seeds for ``touched`` paths and run
+        ``programs`` (canonical)."""
+        return [
             *self._state.seeds(programs),
             *self._lang.seeds(touched),
             *self._runtime.seeds(touched),
@@ -95,7 +122,20 @@ class Keeper:
             *self._perl.seeds(touched),
             *self._php.seeds(touched),
         ]
-        return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
+
+    def imports(self, scripts: Iterable[str]) -> list[Seed]:
+        """What the language rules keep for the modules ``scripts`` import, read as if
+        they ran (:meth:`~ocislim.slim.langrules.LangRules.imported`)."""
+        return self._lang.imported(scripts)
+
+    def _interpreter(self, path: str) -> str | None:
+        """The ``#!`` interpreter of the script at ``path`` (None: no script): a script
+        that counts as run runs it."""
+        entry = self.tree.get(path)
+        if entry is None or entry.size > _MAX_SCRIPT or not self.is_program(path):
+            return None  # a large file is a compiled program, not worth reading whole
+        head = (self.deps.read_text(path) or "")[:512]
+        return script_interpreter(head, self.find_program, self.is_program)
 
     def plan(self) -> KeepPlan:
         """The plan as it stands (a frozen value; later extensions do not change it)."""
@@ -171,8 +211,12 @@ def _rule_seeds(
         seeds += skeleton_seeds(keeper.tree, config.volumes or [])
     argvs = (_entry_argv(config, options), list(options.run.command))
     if "app-whole" in keeper.rules:
-        for argv in argvs:
-            seeds += app_seeds(keeper.tree, argv, workdir, keeper.find_program)
+        trees = [
+            s for argv in argvs for s in app_seeds(keeper.tree, argv, workdir, keeper.find_program)
+        ]
+        seeds += trees
+        # The application's code runs on paths the probe did not take: what it imports there.
+        seeds += keeper.imports(app_sources(keeper.tree, [s.path for s in trees]))
     if "java-classpath" in keeper.rules:
         named = [p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)]
         seeds += classpath_seeds(

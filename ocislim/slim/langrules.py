@@ -7,10 +7,12 @@ default, on) by name; every path it keeps carries ``Reason("lazy", rule=NAME)``.
 
 - ``python-stdlib``: when a file of a Python standard library directory
   (``.../lib/pythonX.Y`` holding ``os.py``, the interpreter's landmark) is touched,
-  keep that library: pure modules and ``lib-dynload`` extension modules (their ELF
-  closures follow from the plan's ELF pass).  Bytecode caches of modules that were
-  not touched are left out, as are ``site-packages``/``dist-packages`` (see below)
-  and the extras.
+  or the interpreter itself (``PREFIX/bin/pythonX.Y``, ``libpythonX.Y.so``: a program
+  that another rule counts as run, a CGI script's ``#!`` interpreter), keep that
+  library (the interpreter's own, ``PREFIX/lib/pythonX.Y``): pure modules and
+  ``lib-dynload`` extension modules (their ELF closures follow from the plan's ELF
+  pass).  Bytecode caches of modules that were not touched are left out, as are
+  ``site-packages``/``dist-packages`` (see below) and the extras.
 - ``python-stdlib-extras`` (off by default): test suites and tools too, and the few
   rarely imported modules with large closures (``nis``, ``_dbm``, ``readline``,
   ``_pydecimal``) unless traced.
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import posixpath
 import re
 from collections.abc import Callable, Collection, Iterable
@@ -49,8 +52,9 @@ class LangRule:
 LANG_RULES: tuple[LangRule, ...] = (
     LangRule(
         "python-stdlib",
-        "a Python interpreter that ran needs its whole standard library "
-        "(pure modules and lib-dynload extensions; untouched bytecode caches left out)",
+        "a Python interpreter that ran (a touched file of its library, or the interpreter "
+        "itself) needs its whole standard library (pure modules and lib-dynload "
+        "extensions; untouched bytecode caches left out)",
     ),
     LangRule(
         "python-stdlib-extras",
@@ -90,12 +94,34 @@ PYTHON_STDLIB_EXTRAS = (
 # Third-party code inside a standard library directory has its own rule.
 PYTHON_SITE_DIRS = ("site-packages", "dist-packages")
 PYTHON_LIBDIR_RE = re.compile(r"^python\d+\.\d+t?$")
+# The interpreter (PREFIX/bin/python3.11, python3) and the library that embeds it.
+PYTHON_BINARY_RE = re.compile(r"^python(?P<major>\d+)(?P<minor>\.\d+t?)?$")
+PYTHON_EMBED_RE = re.compile(r"^libpython(?P<version>\d+\.\d+t?)\.so(?:\.[\d.]+)?$")
 PYTHON_LANDMARK = "os.py"
 PYTHON_DIST_SUFFIXES = (".dist-info", ".egg-info")
 
 NODE_MODULES = "node_modules"
 # Debian installs Node packages outside any node_modules directory.
 NODE_ROOTS = ("/usr/share/nodejs", "/usr/lib/nodejs")
+# Where Node looks last for a bare name (Debian's multiarch root, npm's global prefix).
+NODE_GLOBAL_ROOTS = (
+    "/usr/lib/x86_64-linux-gnu/nodejs",
+    "/usr/lib/aarch64-linux-gnu/nodejs",
+    "/usr/local/lib/node_modules",
+    "/usr/lib/node_modules",
+)
+_NODE_SUFFIXES = (".js", ".mjs", ".cjs")
+# Files of imported Python packages read for their own imports, per script at most.
+_MAX_IMPORT_FILES = 5000
+_PY_IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+([A-Za-z_]\w*)[\w.]*[ \t]+import\b"
+    r"|import[ \t]+([A-Za-z_][\w.]*(?:[ \t]*,[ \t]*[A-Za-z_][\w.]*)*))",
+    re.MULTILINE,
+)
+_JS_IMPORT = re.compile(
+    r"""\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)"""
+    r"""|\bimport\s*(?:[\w*{}\s,]+?\s*from\s*)?\(?\s*['"]([^'"]+)['"]"""
+)
 
 
 def rule_names() -> tuple[str, ...]:
@@ -135,6 +161,7 @@ class LangRules:
         self.enabled = frozenset(default_enabled() if enabled is None else enabled)
         self._stdlib_done: set[str] = set()
         self._packages_done: set[str] = set()
+        self._imports_done: set[str] = set()
         self._sites: dict[str, list[_Distribution]] | None = None
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
@@ -152,33 +179,70 @@ class LangRules:
     # -- Python standard library ------------------------------------------------------
 
     def _python_stdlib(self, path: str) -> list[Seed]:
+        out: list[Seed] = []
         libdir = self._stdlib_dir(path)
-        if libdir is None or libdir in self._stdlib_done:
-            return []
-        self._stdlib_done.add(libdir)
-        base = glob_escape(libdir)
-        skip = [f"{base}/**/__pycache__", *(f"{base}/{d}" for d in PYTHON_SITE_DIRS)]
-        if "python-stdlib-extras" not in self.enabled:
-            skip += [f"{base}/{d}" for d in PYTHON_STDLIB_EXTRAS]
-        reason = Reason(
-            "lazy",
-            detail=f"standard library of the Python that ran (touched {path})",
-            rule="python-stdlib",
-            by=path,
-        )
-        return [Seed(libdir, reason, recursive=True, skip=tuple(skip))]
+        if libdir is not None:
+            detail = f"standard library of the Python that ran (touched {path})"
+            libdirs = [libdir]
+        else:
+            detail = f"standard library of the interpreter {path}"
+            libdirs = self.interpreter_stdlib(path)
+        for libdir in libdirs:
+            if libdir in self._stdlib_done:
+                continue
+            self._stdlib_done.add(libdir)
+            base = glob_escape(libdir)
+            skip = [f"{base}/**/__pycache__", *(f"{base}/{d}" for d in PYTHON_SITE_DIRS)]
+            if "python-stdlib-extras" not in self.enabled:
+                skip += [f"{base}/{d}" for d in PYTHON_STDLIB_EXTRAS]
+            reason = Reason("lazy", detail=detail, rule="python-stdlib", by=path)
+            out.append(Seed(libdir, reason, recursive=True, skip=tuple(skip)))
+        return out
 
     def _stdlib_dir(self, path: str) -> str | None:
         parts = path.split("/")
         for i in range(len(parts) - 1, 0, -1):
             if PYTHON_LIBDIR_RE.match(parts[i]) and parts[i - 1] == "lib":
                 candidate = "/".join(parts[: i + 1])
-                landmark = self.tree.get(candidate + "/" + PYTHON_LANDMARK)
-                if landmark is not None and not landmark.is_dir:
+                if self._is_stdlib(candidate):
                     if i + 1 < len(parts) and parts[i + 1] in PYTHON_SITE_DIRS:
                         return None  # third-party code, not the standard library
                     return candidate
         return None
+
+    def _is_stdlib(self, directory: str) -> bool:
+        landmark = self.tree.get(directory + "/" + PYTHON_LANDMARK)
+        return landmark is not None and not landmark.is_dir
+
+    def interpreter_stdlib(self, path: str) -> list[str]:
+        """The standard libraries of the Python interpreter at ``path`` (canonical): for
+        ``PREFIX/bin/pythonX.Y`` (or ``libpythonX.Y.so*`` below ``PREFIX/lib``) the
+        library ``PREFIX/lib/pythonX.Y``; for an unversioned ``PREFIX/bin/pythonX`` every
+        ``PREFIX/lib/pythonX.*``.  Only directories holding the landmark ``os.py``
+        count; anything else gives ``[]``."""
+        directory, name = posixpath.split(path)
+        binary = PYTHON_BINARY_RE.match(name)
+        embed = PYTHON_EMBED_RE.match(name)
+        if binary is not None and posixpath.basename(directory) == "bin":
+            prefix = posixpath.dirname(directory)
+            version = binary["major"] + (binary["minor"] or "")
+        elif embed is not None and "/lib/" in path:
+            prefix = path[: path.index("/lib/")]
+            version = embed["version"]
+        else:
+            return []
+        lib = f"{prefix.rstrip('/')}/lib"
+        if "." in version:
+            candidates = [f"{lib}/python{version}"]
+        else:
+            entry = self.tree.get(lib)
+            names = sorted((entry.children or {}) if entry is not None and entry.is_dir else {})
+            candidates = [
+                f"{lib}/{n}"
+                for n in names
+                if PYTHON_LIBDIR_RE.match(n) and n.startswith(f"python{version}.")
+            ]
+        return [c for c in candidates if self._is_stdlib(c)]
 
     # -- Python distributions ---------------------------------------------------------
 
@@ -273,6 +337,121 @@ class LangRules:
                     return site, parts[i + 1]
         return None, None
 
+    # -- scripts counted as run --------------------------------------------------------
+
+    def imported(self, scripts: Iterable[str]) -> list[Seed]:
+        """For ``scripts`` that another rule counts as run (never traced: a CGI script),
+        what the rules would keep had they run and imported their modules: every
+        installed module a Python script imports (``import NAME``, ``from NAME import``,
+        found in the image's site directories) keeps its distribution
+        (``python-distribution``), read in turn for the modules it imports; every package
+        a Node script requires (``require('NAME')``, ``import ... from 'NAME'``, found in
+        ``node_modules`` directories above it or Debian's roots) keeps its directory
+        (``node-package``), with the dependencies its ``package.json`` lists.  Other
+        files give nothing; a name found nowhere (a built-in module) is skipped."""
+        out: list[Seed] = []
+        for script in scripts:
+            language = self._language(script)
+            if language == "python" and "python-distribution" in self.enabled:
+                out += self._python_imports(script)
+            elif language == "node" and "node-package" in self.enabled:
+                out += self._node_imports(script)
+        return out
+
+    def _language(self, script: str) -> str | None:
+        if script.endswith(".py"):
+            return "python"
+        if script.endswith(_NODE_SUFFIXES):
+            return "node"
+        head = (self.read_text(script) or "")[:200]
+        if not head.startswith("#!"):
+            return None
+        words = [posixpath.basename(w) for w in head[2:].split("\n", 1)[0].split()[:2]]
+        if any(w.startswith("python") for w in words):
+            return "python"
+        if any(w in ("node", "nodejs") for w in words):
+            return "node"
+        return None
+
+    def _python_imports(self, script: str) -> list[Seed]:
+        out: list[Seed] = []
+        queue, read = [script], 0
+        while queue and read < _MAX_IMPORT_FILES:
+            path = queue.pop()
+            read += 1
+            for name in python_imports(self.read_text(path) or ""):
+                if name in self._imports_done:
+                    continue
+                self._imports_done.add(name)
+                module = self._python_module(name)
+                if module is None:
+                    continue
+                why = Reason(
+                    "lazy",
+                    detail=f"module {name}, imported by {script} (counted as run)",
+                    rule="python-distribution",
+                    by=script,
+                )
+                out += [Seed(module, why), *self._python_distribution(module)]
+                top = posixpath.dirname(module) if module.endswith("/__init__.py") else module
+                queue += self._python_files(top)
+        return out
+
+    def _python_module(self, name: str) -> str | None:
+        """A file (or the directory) of top-level module ``name`` in a site directory."""
+        for site in sorted(self._site_index()):
+            entry = self.tree.get(site)
+            children = (entry.children or {}) if entry is not None else {}
+            package = children.get(name)
+            if package is not None and package.is_dir:
+                init = (package.children or {}).get("__init__.py")
+                return init.path if init is not None else package.path
+            for child in sorted(children):
+                if child == f"{name}.py" or (child.startswith(f"{name}.") and ".so" in child):
+                    return f"{site}/{child}"
+        return None
+
+    def _python_files(self, path: str) -> list[str]:
+        """The ``.py`` files at or below ``path``."""
+        entry = self.tree.get(path)
+        if entry is None:
+            return []
+        if not entry.is_dir:
+            return [path] if path.endswith(".py") else []
+        return [e.path for e in _walk(entry) if e.path.endswith(".py") and not e.is_dir]
+
+    def _node_imports(self, script: str) -> list[Seed]:
+        out: list[Seed] = []
+        text = self.read_text(script) or ""
+        queue = [(posixpath.dirname(script), name) for name in node_requires(text)]
+        while queue:
+            base, name = queue.pop(0)
+            package = self._node_resolve(base, name)
+            if package is None or package in self._packages_done:
+                continue
+            out += self._node_package(f"{package}/package.json")
+            for dependency in node_dependencies(self.read_text(f"{package}/package.json")):
+                queue.append((package, dependency))
+        return out
+
+    def _node_resolve(self, base: str, name: str) -> str | None:
+        """The directory of package ``name`` as Node finds it from directory ``base``:
+        ``node_modules`` in ``base`` and above, then the global roots."""
+        directory = base
+        candidates = []
+        while True:
+            if posixpath.basename(directory) != NODE_MODULES:
+                candidates.append(f"{directory.rstrip('/')}/{NODE_MODULES}/{name}")
+            if directory == "/":
+                break
+            directory = posixpath.dirname(directory)
+        candidates += [f"{root}/{name}" for root in (*NODE_ROOTS, *NODE_GLOBAL_ROOTS)]
+        for candidate in candidates:
+            entry = self.tree.get(candidate)
+            if entry is not None and entry.is_dir:
+                return candidate
+        return None
+
     # -- Node -------------------------------------------------------------------------
 
     def _node_package(self, path: str) -> list[Seed]:
@@ -290,6 +469,62 @@ class LangRules:
             by=path,
         )
         return [Seed(package, reason, recursive=True)]
+
+
+def python_imports(text: str) -> list[str]:
+    """The top-level module names Python source ``text`` imports (absolute imports
+    only, anywhere in the file: a function's lazy import too), in order, each once."""
+    names: dict[str, None] = {}
+    for match in _PY_IMPORT.finditer(text):
+        if match.group(1):
+            names[match.group(1)] = None
+        else:
+            for part in match.group(2).split(","):
+                names[part.strip().split(".")[0]] = None
+    return list(names)
+
+
+def node_requires(text: str) -> list[str]:
+    """The package names JavaScript ``text`` requires or imports (bare names only, not
+    relative paths nor ``node:`` built-ins): ``NAME`` or ``@scope/NAME``, each once."""
+    names: dict[str, None] = {}
+    for match in _JS_IMPORT.finditer(text):
+        spec = match.group(1) or match.group(2)
+        if spec.startswith((".", "/", "node:")) or ":" in spec:
+            continue
+        parts = spec.split("/")
+        name = "/".join(parts[:2]) if spec.startswith("@") else parts[0]
+        if name and (not spec.startswith("@") or len(parts) > 1):
+            names[name] = None
+    return list(names)
+
+
+def node_dependencies(package_json: str | None) -> list[str]:
+    """The names a ``package.json`` lists in ``dependencies``, ``optionalDependencies``
+    and ``peerDependencies`` (unreadable JSON: none)."""
+    if not package_json:
+        return []
+    try:
+        data = json.loads(package_json)
+    except ValueError:
+        return []
+    names: list[str] = []
+    for key in ("dependencies", "optionalDependencies", "peerDependencies"):
+        section = data.get(key) if isinstance(data, dict) else None
+        if isinstance(section, dict):
+            names += [n for n in section if isinstance(n, str) and n not in names]
+    return names
+
+
+def _walk(entry: Entry) -> Iterable[Entry]:
+    stack = [entry]
+    while stack:
+        node = stack.pop()
+        for name in sorted(node.children or {}, reverse=True):
+            child = (node.children or {})[name]
+            yield child
+            if child.is_dir:
+                stack.append(child)
 
 
 def node_package_dir(path: str) -> str | None:

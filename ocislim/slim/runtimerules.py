@@ -8,7 +8,9 @@ Each is a :class:`~ocislim.slim.langrules.LangRule` switchable by name; every pa
 kept carries ``Reason("lazy", rule=NAME, by=TRIGGER)``.
 
 ``cgi-scripts`` treats the scripts of a web server's ``ScriptAlias`` directories as
-run: their interpreters fire these rules in turn.
+run: their interpreters and the programs they name count as run
+(:func:`~ocislim.slim.apprules.counted_as_run`), so these rules fire for them in turn
+(and the language rules too, which the :class:`~ocislim.slim.keeper.Keeper` applies).
 
 ``{home}`` in a keep pattern stands for the directory a trigger matched as the
 runtime's home (the JVM's ``JAVA_HOME``, found by its ``lib/jvm.cfg``).
@@ -27,7 +29,12 @@ from dataclasses import dataclass
 
 from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import Entry, FileTree
-from ocislim.slim.apprules import app_root, script_command_seeds
+from ocislim.slim.apprules import (
+    app_root,
+    counted_as_run,
+    script_command_seeds,
+    script_interpreter,
+)
 from ocislim.slim.langrules import LangRule, glob_escape
 from ocislim.slim.patterns import PatternSet
 from ocislim.slim.plan import Reason, Seed
@@ -48,6 +55,10 @@ _TZ_RUNTIMES = (
     "/usr/share/zoneinfo/**",
     "/etc/localtime",
 )
+_NODE_BINARIES = ("/usr/bin/node", "/usr/local/bin/node", "/usr/bin/nodejs", "/**/libnode.so*")
+# Where Debian's libnode finds its externalized built-in modules (spelled in its bytes).
+_LIBNODE = ("/usr/lib/*/libnode.so*", "/usr/lib/libnode.so*", "/usr/local/lib/libnode.so*")
+_NODE_BUILTIN_PATH = re.compile(r"/usr/(?:share|lib)/nodejs/[\w@.+-]+(?:/[\w@.+-]+)*\.[cm]?js")
 # Runtimes whose standard library runs command strings with /bin/sh -c.
 _SHELL_RUNTIMES = (
     *_PYTHON_LIBS,
@@ -200,9 +211,16 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "cgi-scripts",
         "the CGI scripts of the directories a web server's configuration names "
         "(ScriptAlias) count as run: each keeps its interpreter (firing that runtime's "
-        "rules: perl-inc, ruby-stdlib, php-runtime) and the programs it names "
-        "(script-commands' reading)",
+        "rules: python-stdlib, perl-inc, ruby-stdlib, php-runtime), the Python and Node "
+        "packages it imports, and the programs it names (script-commands' reading)",
         triggers=_WEB_SERVER_TRIGGERS,
+    ),
+    RuntimeRule(
+        "node-builtins",
+        "a Node that ran keeps the files its libnode loads built-in modules from at start "
+        "(Debian's externalized builtins: cjs-module-lexer, undici, acorn, acorn-walk under "
+        "/usr/share/nodejs), the paths its bytes spell",
+        triggers=_NODE_BINARIES,
     ),
     RuntimeRule(
         "tool-helpers",
@@ -350,6 +368,17 @@ class RuntimeRules:
         self._gems = "ruby-gem" in wanted
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
+        """Seeds of every enabled rule ``touched`` (canonical paths) fires, and of every
+        rule the programs those seeds count as run fire in turn
+        (:func:`~ocislim.slim.apprules.counted_as_run`: a CGI script's interpreter)."""
+        out = self._seeds(touched)
+        ran: set[str] = set()
+        while more := [p for p in dict.fromkeys(counted_as_run(out)) if p not in ran]:
+            ran.update(more)
+            out += self._seeds([self._canonical(p) for p in more])
+        return out
+
+    def _seeds(self, touched: Iterable[str]) -> list[Seed]:
         out: list[Seed] = []
         for path in touched:
             if self._gems:
@@ -430,7 +459,26 @@ class RuntimeRules:
             seeds += self._cgi_scripts(trigger)
         if rule.name == "java-option-files":
             seeds += self._java_option_files(trigger)
+        if rule.name == "node-builtins":
+            seeds += self._node_builtins(reason)
         return seeds
+
+    def _node_builtins(self, reason: Reason) -> list[Seed]:
+        """The files libnode names under ``/usr/share/nodejs`` or ``/usr/lib/nodejs``:
+        Debian builds Node with some built-in modules left outside the library
+        (``NODE_SHARED_BUILTIN_*_PATH``), read at every start; without them Node aborts
+        (``Cannot load externalized builtin``) before running anything."""
+        found: set[str] = set()
+        for pattern in _LIBNODE:
+            for library in self._matches(pattern):
+                if not self._is_file(library):
+                    continue
+                found.update(_NODE_BUILTIN_PATH.findall(self.read_text(library) or ""))
+        return [Seed(path, reason) for path in sorted(found) if self._exists(path)]
+
+    def _is_file(self, path: str) -> bool:
+        entry = self.tree.get(path)
+        return entry is not None and entry.kind == "file"
 
     def _java_option_files(self, trigger: str) -> list[Seed]:
         seeds = []
@@ -494,41 +542,34 @@ class RuntimeRules:
 
     def _cgi_scripts(self, trigger: str) -> list[Seed]:
         """Every script of the configuration's ``ScriptAlias`` directories, as if it ran:
-        the script, its ``#!`` interpreter with the rules that interpreter fires, and the
-        programs the script names."""
+        the script and its ``#!`` interpreter (both counted as run: the interpreter fires
+        its rules, the Keeper reads the script's imports), and the programs the script
+        names."""
         why = Reason("lazy", detail="a CGI script the server runs", rule="cgi-scripts", by=trigger)
         seeds: list[Seed] = []
         scripts: list[str] = []
         for directory in self._config_dirs((_APACHE_CGI,)):
             seeds.append(Seed(directory, why, recursive=True))
             scripts += [e.path for e in _files_below(self.tree, directory)]
-        interpreters: list[str] = []
         for script in scripts:
+            seeds.append(Seed(script, why))  # counted as run: the modules it imports
             interpreter = self._interpreter(script)
             if interpreter is not None:
                 by = Reason(
                     "lazy", detail=f"the interpreter of {script}", rule="cgi-scripts", by=script
                 )
-                seeds.append(Seed(interpreter, by))
-                interpreters.append(self._canonical(interpreter))
+                seeds.append(Seed(interpreter, by))  # counted as run: its rules fire
         for seed in script_command_seeds(
             scripts, self.read_text, self._find_program, self._is_program
         ):
             seeds.append(dataclasses.replace(seed, reason=dataclasses.replace(
                 seed.reason, rule="cgi-scripts")))  # fmt: skip
-        return seeds + self.seeds(interpreters)
+        return seeds
 
     def _interpreter(self, script: str) -> str | None:
         """The program a script's ``#!`` line runs (``env NAME`` looked up on PATH)."""
-        head = (self.read_text(script) or "").split("\n", 1)[0]
-        if not head.startswith("#!"):
-            return None
-        words = head[2:].split()
-        if not words:
-            return None
-        if posixpath.basename(words[0]) == "env" and len(words) > 1:
-            return self._find_program(words[-1])
-        return words[0] if self._is_program(words[0]) else None
+        head = (self.read_text(script) or "")[:512]
+        return script_interpreter(head, self._find_program, self._is_program)
 
     def _config_dirs(self, patterns: Sequence[re.Pattern[str]]) -> list[str]:
         """The existing directories the web servers' enabled configuration files name

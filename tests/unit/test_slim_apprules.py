@@ -12,6 +12,9 @@ from ocislim.slim.apprules import (
     app_root,
     app_seeds,
     binary_named_seeds,
+    command_words,
+    counted_as_run,
+    quoted_commands,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
@@ -166,6 +169,66 @@ def test_script_commands_keep_the_programs_other_scripts_quote_as_commands() -> 
     assert all(s.reason.rule == "script-commands" for s in seeds)
 
 
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        ("ls | wc -l", ["ls", "wc"]),
+        ("gzip -c f | base64", ["gzip", "base64"]),
+        ("date -u && hostname", ["date", "hostname"]),
+        ("test -f x || touch x; sync & wait", ["test", "touch", "sync", "wait"]),
+        ("grep -c foo bar", ["grep"]),  # arguments are never programs
+        ("LC_ALL=C TZ=UTC sort -r f", ["sort"]),
+        ("exec env -i HOME=/ nice -n 5 gzip -9", ["exec", "env", "nice", "gzip"]),
+        ("timeout -s KILL 10 curl -s x", ["timeout", "curl"]),
+        ("find . -name x | xargs -n 1 stat", ["find", "xargs", "stat"]),
+        ("echo `hostname` $(date -u)", ["hostname", "date", "echo"]),
+        ('printf "%s" "$(tr a-z A-Z < in)"', ["tr", "printf"]),
+        ("echo $((6 * 7))", ["echo"]),  # arithmetic, no command
+        ("sh -c 'ls | head -1'", ["sh", "ls", "head"]),
+        ("if grep -q x f; then cat f; fi", ["grep", "cat"]),
+        ("for f in a b; do rm $f; done", ["rm"]),
+        ("make 2>&1 | tee log", ["make", "tee"]),
+        ("cat > out.txt; (cd /tmp && tar x)", ["cat", "cd", "tar"]),
+        ("grep 'a|b' f", ["grep"]),  # an operator inside quotes separates nothing
+        ("$CMD arg", []),
+        ("", []),
+    ],
+)
+def test_command_words_are_every_command_of_a_shell_string(command: str, words: list[str]) -> None:
+    assert command_words(command) == words
+
+
+def test_quoted_commands_read_every_command_of_a_command_string() -> None:
+    python = (
+        'os.system("ls | wc -l")\nsubprocess.run(f"gzip -c {f} | base64", shell=True)\n'
+        'subprocess.run(["grep", "-c", "foo"])\nsubprocess.run(["/bin/bash", "-ec", "sort | uniq"])'
+    )
+    assert quoted_commands(python) == ["ls", "wc", "gzip", "base64", "grep", "/bin/bash",
+                                       "sort", "uniq"]  # fmt: skip
+    perl = 'my $d = `date -u && hostname`;\nsystem "uptime | cut -c1";\nmy $u = qx{id -u};\n'
+    assert quoted_commands(perl, backticks=True) == ["uptime", "cut", "date", "hostname", "id"]
+    assert quoted_commands(perl) == ["uptime", "cut"]  # backticks only where they run
+    ruby = "system('date -u && hostname')\nputs %x(uname -r)\n"
+    assert quoted_commands(ruby, backticks=True) == ["date", "hostname", "uname"]
+
+
+def test_script_commands_read_every_command_word_and_count_them_as_run() -> None:
+    text = {
+        "/app/tool.py": "#!/usr/bin/python3\nimport os\n"
+        'os.system("ls | wc -l")\nsubprocess.run("grep -c foo f && python3 -V", shell=True)\n',
+        "/app/tool.pl": "use strict;\nmy $host = `date -u && hostname`;\n",
+    }
+    on_path = {n: f"/usr/bin/{n}" for n in ("ls", "wc", "grep", "foo", "python3", "date",
+                                             "hostname")}  # fmt: skip
+    seeds = script_command_seeds(["/app/tool.py", "/app/tool.pl"], text.get, on_path.get)
+    assert [s.path for s in seeds] == ["/usr/bin/ls", "/usr/bin/wc", "/usr/bin/grep",
+        "/usr/bin/python3", "/usr/bin/date", "/usr/bin/hostname"]  # fmt: skip
+    assert counted_as_run(seeds) == [s.path for s in seeds]
+    traced = Seed("/usr/bin/foo", Reason("trace", process="x", access=("read",)))
+    tree = Seed("/app", Reason("lazy", rule="app-whole"), recursive=True)
+    assert counted_as_run([traced, tree]) == []
+
+
 JVM = "usr/lib/jvm/java-17"
 RUNTIMES = [
     M(f"{JVM}/bin/java", data=b"\x7fELF", mode=0o755),
@@ -290,6 +353,58 @@ def test_cgi_scripts_keep_their_interpreters_runtime_and_commands() -> None:
     assert "/usr/lib/x86_64-linux-gnu/perl/5.36/POSIX.pm" in cgi  # perl-inc fired by perl
     without = apache_kept({"web-server", "perl-inc"})
     assert "/usr/bin/perl" not in without and "/usr/bin/tr" not in without
+
+
+def test_a_cgi_interpreter_counts_as_run_whatever_its_language() -> None:
+    members = [
+        *APACHE,
+        M("usr/lib/cgi-bin/report.py", data=b"#!/usr/bin/env python3\nimport json\n", mode=0o755),
+        M("usr/lib/cgi-bin/hi.rb", data=b"#!/usr/bin/ruby\nputs `hostname`\n", mode=0o755),
+        M("usr/bin/python3", "symlink", link="python3.11"),
+        M("usr/bin/python3.11", data=b"\x7fELF", mode=0o755),
+        M("usr/bin/ruby", data=b"\x7fELF", mode=0o755),
+        M("usr/bin/hostname", data=b"\x7fELF", mode=0o755),
+        M("usr/lib/ruby/3.1.0/json.rb", data=b"# json"),
+    ]
+    tree = tree_from(members)
+    rules = RuntimeRules(tree, {"web-server", "cgi-scripts", "ruby-stdlib"}, reader(members),
+                         env=["PATH=/usr/bin:/bin"])  # fmt: skip
+    seeds = rules.seeds(["/usr/sbin/apache2"])
+    ran = counted_as_run(seeds)
+    assert {"/usr/bin/python3", "/usr/bin/ruby", "/usr/bin/hostname", "/usr/bin/perl"} <= set(ran)
+    planner = Planner(tree)
+    planner.add(seeds)
+    assert "/usr/lib/ruby/3.1.0/json.rb" in planner.kept_paths  # ruby-stdlib fired by ruby
+    assert "/usr/bin/python3.11" in planner.kept_paths  # the link's target
+
+
+def test_node_keeps_the_builtins_libnode_loads_from_outside_itself() -> None:
+    lexer = "/usr/share/nodejs/cjs-module-lexer/lexer.js"
+    members = [
+        M("usr/bin/node", data=b"\x7fELF", mode=0o755),
+        M(
+            "usr/lib/x86_64-linux-gnu/libnode.so.108",
+            data=b"\x7fELF\0" + lexer.encode() + b"\0/usr/share/nodejs/acorn/dist/acorn.js\0"
+            b"NODE_SHARED_BUILTIN_UNDICI_UNDICI_PATH=/usr/share/nodejs/undici/undici-fetch.js\0"
+            b"/usr/share/nodejs/absent/x.js\0",
+        ),
+        M("usr/lib/x86_64-linux-gnu/libnode.so", "symlink", link="libnode.so.108"),
+        M(lexer[1:], data=b"lexer"),
+        M("usr/share/nodejs/cjs-module-lexer/README.md", data=b"docs"),
+        M("usr/share/nodejs/acorn/dist/acorn.js", data=b"acorn"),
+        M("usr/share/nodejs/undici/undici-fetch.js", data=b"undici"),
+        M("usr/share/nodejs/express/index.js", data=b"express"),
+    ]
+    tree = tree_from(members)
+    planner = Planner(tree)
+    planner.add(RuntimeRules(tree, {"node-builtins"}, reader(members)).seeds(["/usr/bin/node"]))
+    kept = set(planner.kept_paths)
+    assert {lexer, "/usr/share/nodejs/acorn/dist/acorn.js",
+            "/usr/share/nodejs/undici/undici-fetch.js"} <= kept  # fmt: skip
+    assert "/usr/share/nodejs/cjs-module-lexer/README.md" not in kept  # the files named only
+    assert "/usr/share/nodejs/express/index.js" not in kept
+    off = RuntimeRules(tree, {"runtime-shell"}, reader(members)).seeds(["/usr/bin/node"])
+    assert lexer not in {s.path for s in off}
 
 
 def test_python_helpers_os_release_and_the_shell_follow_links_on_the_way() -> None:

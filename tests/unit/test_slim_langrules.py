@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from ocislim.slim.langrules import LANG_RULES, LangRules, default_enabled, node_package_dir
+from ocislim.slim.langrules import (
+    LANG_RULES,
+    LangRules,
+    default_enabled,
+    node_dependencies,
+    node_package_dir,
+    node_requires,
+    python_imports,
+)
 from ocislim.slim.plan import Planner, Reason, Seed
 from tests.synth import M
 from tests.unit.slim_synth import python_tree, reader, tree_from
@@ -58,6 +66,36 @@ def test_extras_only_on_request_and_every_rule_can_be_switched_off() -> None:
     assert f"{LIB}/__pycache__/os.cpython-311.pyc" not in extras
     off = kept_after(python_tree(), [f"{LIB}/os.py"], set())
     assert f"{LIB}/json/decoder.py" not in off
+
+
+def test_the_interpreter_itself_keeps_its_own_standard_library() -> None:
+    # A Python another rule counts as run (a CGI script's interpreter) touched no stdlib file.
+    members = [
+        *python_tree(),
+        M("usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0", data=b"\x7fELF"),
+        M("usr/local/bin/python3", data=b"\x7fELF", mode=0o755),
+        M("usr/local/lib/python3.12/os.py", data=b"# os"),
+        M("usr/local/lib/python3.12/json/__init__.py", data=b"# json"),
+        M("usr/local/lib/python3.9/other.py", data=b"# no landmark"),
+        M("opt/tool/python3.11", data=b"\x7fELF", mode=0o755),
+    ]
+    for interpreter in ("/usr/bin/python3.11", "/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0"):
+        kept = kept_after(members, [interpreter])
+        assert {f"{LIB}/os.py", f"{LIB}/json/decoder.py"} <= kept, interpreter
+        assert f"{LIB}/json/__pycache__/decoder.cpython-311.pyc" not in kept
+        assert (
+            f"{LIB}/test/test_os.py" not in kept and f"{LIB}/site-packages/README.txt" not in kept
+        )
+        assert "/usr/local/lib/python3.12/os.py" not in kept  # another Python's library
+    local = kept_after(members, ["/usr/local/bin/python3"])  # unversioned: PREFIX/lib/python3.*
+    assert "/usr/local/lib/python3.12/json/__init__.py" in local
+    assert f"{LIB}/os.py" not in local and "/usr/local/lib/python3.9/other.py" not in local
+    assert f"{LIB}/os.py" not in kept_after(members, ["/opt/tool/python3.11"])  # not PREFIX/bin
+    assert f"{LIB}/os.py" not in kept_after(members, ["/usr/bin/python3.11"], set())
+    tree = tree_from(members)
+    (seed,) = LangRules(tree, reader(members)).seeds(["/usr/bin/python3.11"])
+    assert seed.path == LIB and seed.reason.by == "/usr/bin/python3.11"
+    assert seed.reason.rule == "python-stdlib"
 
 
 def test_a_directory_without_the_landmark_is_not_a_standard_library() -> None:
@@ -149,3 +187,59 @@ def test_rule_reasons_name_the_rule_and_the_trigger() -> None:
     assert seed.reason.source == "lazy" and seed.reason.rule == "python-stdlib"
     assert seed.reason.by == f"{LIB}/os.py"
     assert rules.seeds([f"{LIB}/json/decoder.py"]) == []
+
+
+def test_import_readers_name_top_level_modules_and_packages() -> None:
+    py = "import os, json.decoder\nfrom yaml.loader import X\nfrom . import sibling\n"
+    py += "def f():\n    import requests as r\n# import commented\nx = 'import no'\n"
+    assert python_imports(py) == ["os", "json", "yaml", "requests"]
+    js = "const a = require('express');\nconst b = require(\"./local\");\n"
+    js += "import x from '@scope/pkg/sub';\nimport 'side-effect';\nrequire('node:fs');\n"
+    js += "const c = await import('lazy/deep.js');\nrequire('fs')\n"
+    assert node_requires(js) == ["express", "@scope/pkg", "side-effect", "lazy", "fs"]
+    manifest = '{"dependencies": {"a": "1"}, "optionalDependencies": {"b": "2"}, "x": {}}'
+    assert node_dependencies(manifest) == ["a", "b"]
+    assert node_dependencies("not json") == [] and node_dependencies(None) == []
+
+
+def imported_kept(
+    members: list[M], scripts: list[str], enabled: set[str] | None = None
+) -> set[str]:
+    tree = tree_from(members)
+    planner = Planner(tree)
+    planner.add(LangRules(tree, reader(members), enabled).imported(scripts))
+    return set(planner.kept_paths)
+
+
+def test_a_python_script_counted_as_run_keeps_what_it_imports() -> None:
+    members = [
+        *python_tree(),
+        M("usr/lib/cgi-bin/report.py", data=b"import json\nimport requests\nimport missing\n"),
+        M("usr/lib/cgi-bin/bare", data=b"#!/usr/bin/python3\ndef f():\n    import lonely\n"),
+        M("usr/lib/python3/dist-packages/requests/sessions.py", data=b"import yaml\n"),
+        M("usr/lib/cgi-bin/note.txt", data=b"import requests\n"),
+    ]
+    kept = imported_kept(members, ["/usr/lib/cgi-bin/report.py"])
+    assert {f"{SITE}/requests/api.py", f"{SITE}/requests-2.28.dist-info/METADATA"} <= kept
+    assert f"{SITE}/yaml/__init__.py" in kept  # imported by requests in turn
+    assert f"{SITE}/lonely/core.py" not in kept
+    lonely = imported_kept(members, ["/usr/lib/cgi-bin/bare"])  # by its #! line
+    assert f"{SITE}/lonely/core.py" in lonely  # an unclaimed package, whole
+    assert imported_kept(members, ["/usr/lib/cgi-bin/note.txt"]) == set()
+    assert imported_kept(members, ["/usr/lib/cgi-bin/report.py"], {"python-stdlib"}) == set()
+
+
+def test_a_node_script_counted_as_run_keeps_its_packages_and_their_dependencies() -> None:
+    members = [
+        *node_tree(),
+        M("usr/lib/cgi-bin/hello.js", data=b"const e = require('express');\nrequire('fs');\n"),
+        M("usr/share/nodejs/express/index.js", data=b"module.exports = 1"),
+        M("usr/share/nodejs/express/package.json", data=b'{"dependencies": {"undici": "*"}}'),
+        M("app/hi.mjs", data=b"import pad from 'left-pad';\n"),
+    ]
+    kept = imported_kept(members, ["/usr/lib/cgi-bin/hello.js"])
+    assert {"/usr/share/nodejs/express/index.js", "/usr/share/nodejs/undici/lib/fetch.js"} <= kept
+    assert "/usr/share/nodejs/acorn/index.js" not in kept
+    local = imported_kept(members, ["/app/hi.mjs"])  # node_modules above the script first
+    assert "/app/node_modules/left-pad/index.js" in local
+    assert imported_kept(members, ["/usr/lib/cgi-bin/hello.js"], {"python-stdlib"}) == set()
