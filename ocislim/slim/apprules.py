@@ -621,6 +621,8 @@ def script_command_seeds(
                 seen.add(path)
                 if is_program(path):
                     add(path)
+        if text.startswith("\x7fELF"):
+            continue  # a compiled program: only the paths it spells, above
         interpreter = text.split("\n", 1)[0][2:].split() if text.startswith("#!") else []
         names = [posixpath.basename(w) for w in interpreter[:2]]
         if not any(n in _SHELLS for n in names):

@@ -69,11 +69,17 @@ def _split(text: str) -> list[str]:
         return text.split()
 
 
+_SCRIPT_MARKS = ("-cp", "-classpath", "--class-path", "-jar", "CLASSPATH=")
+
+
 def script_classpaths(text: str) -> list[str]:
-    """The class path strings a launcher script spells out, line by line."""
+    """The class path strings a launcher script spells out, line by line (nothing for a
+    compiled program: its bytes are no script)."""
+    if text.startswith("\x7fELF"):
+        return []
     out: list[str] = []
     for line in text.splitlines():
-        if "-cp" in line or "class" in line.lower() or "-jar" in line:
+        if any(mark in line for mark in _SCRIPT_MARKS):
             out += classpath_words(_split(line))
     return out
 

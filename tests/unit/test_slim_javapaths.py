@@ -101,3 +101,9 @@ def test_every_entry_is_kept_and_manifests_are_followed() -> None:
     assert "/usr/share/java/unrelated.jar" not in kept
     assert "/app/lib/notes.txt" not in kept  # lib/* names jars only
     assert all(s.reason.rule == "java-classpath" for s in seeds)
+
+
+def test_a_compiled_program_is_no_launcher_script() -> None:
+    # The interpreter binary the command runs is among the scripts read: its bytes spell
+    # words like "-jar" but give no class path (and must not cost a shell parse per line).
+    assert script_classpaths("\x7fELF\x02\x01\x01 java -jar /not/a.jar\n-cp /x.jar") == []
