@@ -217,21 +217,23 @@ def _rule_seeds(
         seeds += trees
         # The application's code runs on paths the probe did not take: what it imports there.
         seeds += keeper.imports(app_sources(keeper.tree, [s.path for s in trees]))
+    # The program and scripts the command names, looked up once for the rules that read them.
+    scripts = sorted(
+        {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
+    )
     if "java-classpath" in keeper.rules:
-        named = [p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)]
         seeds += classpath_seeds(
             keeper.tree,
             argvs,
-            named,
+            scripts,
             keeper.env,
             workdir,
             keeper.deps.read_text,
             keeper.deps.open_file,
         )
     if "script-commands" in keeper.rules:
-        scripts = {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
         seeds += script_command_seeds(
-            sorted(scripts), keeper.deps.read_text, keeper.find_program, keeper.is_program
+            scripts, keeper.deps.read_text, keeper.find_program, keeper.is_program
         )
     if "binary-named-paths" in keeper.rules:
         for program in sorted({p for argv in argvs if argv and (p := keeper.own_binary(argv[0]))}):
