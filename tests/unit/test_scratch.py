@@ -46,10 +46,16 @@ def _scratch_in(directory: Path) -> list[str]:
     return sorted(n for n in os.listdir(directory) if SCRATCH.search(n))
 
 
+# Big enough that no command finishes inside the kill window even on a fast, idle
+# machine: at 256 MiB a gzip layout convert took 0.75 s in all and once finished
+# before the "mid-way" kill.
+SLOW_ZEROS = 8 * ZEROS
+
+
 @pytest.fixture(scope="module")
 def slow_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An image whose unpack or convert takes seconds: 256 MiB of zeros, a few KB of zstd."""
-    blob, diff_id = zero_layer(ZEROS, "zstd")
+    """An image whose unpack or convert takes many seconds: 2 GiB of zeros, a few KB of zstd."""
+    blob, diff_id = zero_layer(SLOW_ZEROS, "zstd")
     draft = Draft([b""], "zstd", blobs=[blob])
     draft.config["rootfs"]["diff_ids"] = [diff_id]
     return oci(tmp_path_factory.mktemp("slow") / "image.tar", draft)
