@@ -311,19 +311,30 @@ def _open_input(path: Path) -> int:
     return fd
 
 
+def _anonymous_file(place: str) -> int:
+    """A new read-write file in ``place`` that no name leads to."""
+    try:
+        return os.open(place, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise OutputError(f"cannot write to {place}: {exc.strerror}") from None
+    path = scratch.make_file(place, ".ocislim-spool-")
+    try:
+        return os.open(path, os.O_RDWR | os.O_CLOEXEC)
+    finally:
+        scratch.remove(path)
+
+
 def _spool(source: ByteReader, what: str, compression: str) -> int:
     """Copy ``source`` (decompressing it when ``compression`` is not none) into an
     anonymous file in ``$TMPDIR``; return its descriptor, positioned anywhere.
 
-    The file is unlinked as soon as it is open, so nothing stays on disk
+    The file never has a name (``O_TMPFILE``) or, where the file system cannot
+    do that, is unlinked as soon as it is open, so nothing stays on disk
     whatever happens to this process.
     """
     place = tempfile.gettempdir()
-    path = scratch.make_file(place, ".ocislim-spool-")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
-    finally:
-        scratch.remove(path)
+    fd = _anonymous_file(place)
     try:
         reader = source
         if compression != "none":
