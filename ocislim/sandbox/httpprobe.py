@@ -25,6 +25,10 @@ from typing import Any
 from ocislim.sandbox.libc import CLONE_NEWNET, CLONE_NEWUSER
 
 REQUEST_TIMEOUT = 10.0
+# A port that accepts and then closes without a reply may be a server still starting
+# (retried), or a service of another protocol that hangs up on HTTP (redis does, on
+# seeing "Host:"): after this long of such hang-ups it is the latter.
+HANGUP_GRACE = 2.0
 # The body is read so the server finishes its work (the trace sees what serving it
 # touched), but only so far: an endless or dripping body must not hold the build.
 BODY_LIMIT = 16 << 20
@@ -50,6 +54,7 @@ def _request(req: dict[str, Any], deadline: float, pid: int) -> dict[str, Any]:
     service that does not speak HTTP (a database, a cache) still answers the probe."""
     last = "no connection"
     connected = False
+    hung_up_since: float | None = None
     while True:
         conn = http.client.HTTPConnection("127.0.0.1", int(req["port"]), timeout=REQUEST_TIMEOUT)
         try:
@@ -59,8 +64,15 @@ def _request(req: dict[str, Any], deadline: float, pid: int) -> dict[str, Any]:
             response = conn.getresponse()
             _drain(response)
             return {"status": response.status, "error": None, "connected": True}
-        except (ConnectionRefusedError, ConnectionResetError) as exc:
+        except ConnectionRefusedError as exc:
             last = str(exc)
+        except ConnectionResetError as exc:  # RemoteDisconnected too: accepted, then closed
+            last = str(exc)
+            if connected:
+                now = time.monotonic()
+                hung_up_since = now if hung_up_since is None else hung_up_since
+                if now - hung_up_since >= HANGUP_GRACE:
+                    return {"status": None, "error": f"not HTTP: {exc!r}", "connected": True}
         except OSError as exc:
             return {"status": None, "error": str(exc), "connected": connected}
         except http.client.HTTPException as exc:
