@@ -199,6 +199,10 @@ def tree_of(root: Path) -> dict[str, tuple[str, int, bytes | str]]:
 
 
 ZEROS = 256 << 20  # uncompressed bytes; gzip makes ~250 KB of them, zstd a few KB
+# For tests that interrupt a command mid-way: no command finishes inside their window
+# even on a fast, idle machine (at ZEROS a gzip layout convert took 0.75 s in all, and
+# an unpack once finished between the test's last look and its signal).
+SLOW_ZEROS = 8 * ZEROS
 _MB = 1 << 20
 _GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"  # no name, mtime 0
 

@@ -55,7 +55,7 @@ from tests.clirun import (
     snapshot,
 )
 from tests.oci_build import Draft, compress, jdump, oci, write_layout
-from tests.synth import LEGACY_MARKER, ZEROS, M, layer, sha, write_tar, zero_layer
+from tests.synth import LEGACY_MARKER, SLOW_ZEROS, ZEROS, M, layer, sha, write_tar, zero_layer
 
 SECRET = b"canary-secret-7f3a9c"
 
@@ -1307,7 +1307,7 @@ def test_interrupted_run_leaves_nothing_behind(
     tmp_path: Path, sig: signal.Signals, command: str
 ) -> None:
     """Killed while writing, unpack and convert remove their scratch files and outputs."""
-    blob, diff_id = zero_layer(ZEROS, "zstd")
+    blob, diff_id = zero_layer(SLOW_ZEROS, "zstd")
     draft = Draft([b""], "zstd", blobs=[blob])
     draft.config["rootfs"]["diff_ids"] = [diff_id]
     image = oci(tmp_path / "image.tar", draft)

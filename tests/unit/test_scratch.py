@@ -37,19 +37,13 @@ from tests.clirun import (
     run_cli,
 )
 from tests.oci_build import Draft, oci
-from tests.synth import ZEROS, M, layer, zero_layer
+from tests.synth import SLOW_ZEROS, M, layer, zero_layer
 
 SCRATCH = re.compile(r"ocislim-[a-z]+-[0-9a-f]{8}-[0-9]+-[0-9a-f]{8}$")
 
 
 def _scratch_in(directory: Path) -> list[str]:
     return sorted(n for n in os.listdir(directory) if SCRATCH.search(n))
-
-
-# Big enough that no command finishes inside the kill window even on a fast, idle
-# machine: at 256 MiB a gzip layout convert took 0.75 s in all and once finished
-# before the "mid-way" kill.
-SLOW_ZEROS = 8 * ZEROS
 
 
 @pytest.fixture(scope="module")
