@@ -112,6 +112,7 @@ class Traced:
     baseline: Outcome | None
     seeds: tuple[Seed, ...]
     notes: tuple[str, ...]
+    commands: tuple[tuple[str, ...], ...] = ()  # the argv of each traced process
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ def _unpack(
 
 def _trace(unpacked: Unpacked, prober: Prober) -> Traced:
     baseline, seeds = prober.trace_source(unpacked.root)
-    return Traced(baseline, tuple(seeds), prober.take_notes())
+    return Traced(baseline, tuple(seeds), prober.take_notes(), prober.commands)
 
 
 def _analyse(
@@ -276,7 +277,9 @@ def _analyse(
     progress: Progress,
 ) -> Planned:
     notes = _Notes(progress)
-    keeper.extend(first_seeds(keeper, image.config, options, traced.seeds, keep_from, notes))
+    keeper.extend(
+        first_seeds(keeper, image.config, options, traced.seeds, keep_from, notes, traced.commands)
+    )
     packages = keeper.package_note()
     if packages is not None:
         notes(packages)

@@ -1,4 +1,6 @@
-"""The ``java-classpath`` rule: every entry of the class path a JVM is started with.
+"""Java's lazily opened paths: ``java-classpath`` and ``java-webapps``.
+
+``java-classpath`` keeps every entry of the class path a JVM is started with.
 
 The JVM's class loader opens class path entries lazily, in order, as lookups reach
 them: a jar that only an untested code path needs is never opened by the probe, so a
@@ -9,14 +11,25 @@ keeps every entry of the class path the command gives (``-cp``, ``-classpath``,
 ``/usr/bin/TOOL`` scripts), and the ``Class-Path`` of each kept jar's manifest, in turn.
 
 An entry holding a shell variable (``$LIB/x.jar``) cannot be read without running
-the script and is skipped.  Pure apart from the ``read_text`` and ``open_file``
-callables.
+the script and is skipped; the traced JVM's own command line (after the launcher
+script expanded its variables) is read too.
+
+``java-webapps`` keeps what a servlet container that ran deploys and loads on
+demand: its web applications (a JSP, a page or a class a request the probe did not
+make needs), its configuration and its library directories, found from the
+``-D`` options of the traced JVM (Tomcat's ``catalina.base``/``catalina.home`` and the
+``appBase`` of each ``<Host>`` and ``docBase`` of each ``<Context>`` in its
+configuration; Jetty's ``jetty.base``/``jetty.home``; WildFly's
+``jboss.server.base.dir``/``jboss.home.dir``).
+
+Pure apart from the ``read_text`` and ``open_file`` callables.
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shlex
 import zipfile
 from collections import deque
@@ -34,6 +47,12 @@ JAVA_PATH_RULES: tuple[LangRule, ...] = (
         "every entry of a JVM's class path (-cp, -classpath, --class-path, -jar, CLASSPATH; "
         "in the command, a sh -c string or a launcher script it names) and the Class-Path "
         "of each kept jar's manifest: the JVM opens a jar only when a lookup reaches it",
+    ),
+    LangRule(
+        "java-webapps",
+        "a servlet container that ran keeps its web applications, configuration and "
+        "library directories (Tomcat's catalina.base webapps/appBase/docBase, conf, lib; "
+        "Jetty's jetty.base and jetty.home; WildFly's deployments, configuration, modules)",
     ),
 )
 
@@ -107,13 +126,17 @@ def classpath_seeds(
     workdir: str,
     read_text: Callable[[str], str | None],
     open_file: Callable[[str], int | None],
+    traced: Iterable[Sequence[str]] = (),
 ) -> list[Seed]:
     """Seeds keeping every class path entry ``commands`` (argvs), ``scripts`` (in-image
-    launcher scripts) and the ``CLASSPATH`` of ``env`` name, relative to ``workdir``,
-    and the manifest ``Class-Path`` of each jar, in turn."""
+    launcher scripts), ``traced`` (the argv of JVMs the trace saw) and the ``CLASSPATH``
+    of ``env`` name, relative to ``workdir``, and the manifest ``Class-Path`` of each
+    jar, in turn."""
     found: list[tuple[str, str]] = []  # (class path string, what names it)
     for argv in commands:
         found += [(p, "the command") for p in classpath_words(list(argv))]
+    for argv in traced:
+        found += [(p, "the traced JVM") for p in classpath_words(list(argv))]
     for script in scripts:
         text = read_text(script) or ""
         if "java" in text:
@@ -176,3 +199,89 @@ def _jar_classpath(open_file: Callable[[str], int | None], path: str) -> list[st
                 return manifest_classpath(member.read(_MANIFEST_LIMIT))
     except (KeyError, OSError, zipfile.BadZipFile, ValueError, EOFError, NotImplementedError):
         return []
+
+
+def is_jvm(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` starts a JVM (its program is named ``java``)."""
+    return bool(argv) and posixpath.basename(argv[0]) == "java"
+
+
+def system_properties(argv: Sequence[str]) -> dict[str, str]:
+    """The ``-Dname=value`` options of a JVM command line (the last of each name wins)."""
+    out: dict[str, str] = {}
+    for word in argv[1:]:
+        if word.startswith("-D") and "=" in word:
+            name, value = word[2:].split("=", 1)
+            out[name] = value
+    return out
+
+
+# Per container: (property naming its base, property naming its home, directories kept
+# below the base, directories kept below the home).
+_CONTAINERS = (
+    ("catalina.base", "catalina.home", ("conf", "lib", "webapps"), ("lib", "conf")),
+    ("jetty.base", "jetty.home", ("webapps", "resources", "lib", "start.d", "etc"),
+     ("lib", "etc", "modules")),
+    ("jboss.server.base.dir", "jboss.home.dir", ("deployments", "configuration", "lib"),
+     ("modules", "jboss-modules.jar")),
+)  # fmt: skip
+_APP_BASE = re.compile(
+    r"""<(?:Host|Context)\b[^>]*?\b(?:appBase|docBase)\s*=\s*["']([^"'$]+)["']"""
+)
+MAX_CONFIG_FILES = 200
+
+
+def tomcat_app_bases(text: str) -> list[str]:
+    """The ``appBase`` of each ``<Host>`` and ``docBase`` of each ``<Context>`` in a
+    Tomcat configuration file (comments included: a commented-out one costs a
+    directory, a missed one breaks the site)."""
+    return _APP_BASE.findall(text)
+
+
+def container_seeds(
+    tree: FileTree, jvms: Iterable[Sequence[str]], read_text: Callable[[str], str | None]
+) -> list[Seed]:
+    """Seeds keeping, for each servlet container among the traced JVM command lines
+    ``jvms``, its web applications, configuration and library directories whole."""
+    out: list[Seed] = []
+    for argv in jvms:
+        props = system_properties(argv)
+        for base_prop, home_prop, below_base, below_home in _CONTAINERS:
+            base = props.get(base_prop) or props.get(home_prop)
+            if not base or not base.startswith("/"):
+                continue
+            home = props.get(home_prop) or base
+            why = Reason("lazy", detail=f"-D{base_prop}={base} of the traced JVM",
+                         rule="java-webapps", by=base)  # fmt: skip
+            wanted = [posixpath.join(base, d) for d in below_base]
+            if home.startswith("/"):
+                wanted += [posixpath.join(home, d) for d in below_home]
+            if base_prop == "catalina.base":
+                wanted += [posixpath.normpath(posixpath.join(base, b))
+                           for b in _tomcat_configured(tree, base, read_text)]  # fmt: skip
+            for path in dict.fromkeys(wanted):
+                entry = _resolved(tree, path)
+                if entry is None:
+                    continue
+                out.append(Seed(path, why))  # a link, and what it names
+                out.append(Seed(entry.path, why, recursive=entry.is_dir))
+    return out
+
+
+def _tomcat_configured(
+    tree: FileTree, base: str, read_text: Callable[[str], str | None]
+) -> list[str]:
+    """The app and document bases Tomcat's ``conf`` names: ``server.xml`` and the
+    context files below ``conf/ENGINE/HOST/``."""
+    conf = _resolved(tree, posixpath.join(base, "conf"))
+    if conf is None or not conf.is_dir:
+        return []
+    files = [posixpath.join(conf.path, "server.xml")]
+    for engine in (conf.children or {}).values():
+        for host in (engine.children or {}).values() if engine.is_dir else ():
+            if host.is_dir:
+                files += [c.path for c in (host.children or {}).values() if c.path.endswith(".xml")]
+    out: list[str] = []
+    for path in files[:MAX_CONFIG_FILES]:
+        out += tomcat_app_bases(read_text(path) or "")
+    return out

@@ -34,7 +34,7 @@ from ocislim.slim.apprules import (
     written_seeds,
 )
 from ocislim.slim.elfdeps import ElfDeps, select_rules
-from ocislim.slim.javapaths import classpath_seeds
+from ocislim.slim.javapaths import classpath_seeds, container_seeds, is_jvm
 from ocislim.slim.langrules import LangRules
 from ocislim.slim.options import BuildOptions
 from ocislim.slim.phplibs import PhpLibraries
@@ -185,11 +185,13 @@ def first_seeds(
     traced: Iterable[Seed],
     keep_from: Sequence[tuple[Path, Mapping[str, Any]]],
     note: Callable[[str], None],
+    commands: Sequence[Sequence[str]] = (),
 ) -> list[Seed]:
     """The ``analyse`` stage's seeds, in order: traced, the user's ``--include-*``,
     the kept paths of each ``--keep-from`` report (the reason names the report), what
     the output config needs, and (without ``--keep-from``, whose plan they already
-    shaped) the skeleton and application rules."""
+    shaped) the skeleton and application rules.  ``commands``: the argv of each
+    process the trace saw (the JVM's real options, after its launcher scripts)."""
     out_workdir = options.overrides.workdir or config.working_dir or "/"
     seeds = list(traced)
     seeds += user_seeds(options.keep, keeper.tree, keeper.find_program, out_workdir, note)
@@ -198,12 +200,16 @@ def first_seeds(
         seeds += [Seed(k["path"], why, follow=False) for k in report["kept"]]
     seeds += _config_seeds(keeper.deps, config, options, out_workdir)
     if not keep_from:  # a --keep-from plan already holds what these rules kept
-        seeds += _rule_seeds(keeper, config, options, out_workdir)
+        seeds += _rule_seeds(keeper, config, options, out_workdir, commands)
     return seeds
 
 
 def _rule_seeds(
-    keeper: Keeper, config: ImageConfig, options: BuildOptions, workdir: str
+    keeper: Keeper,
+    config: ImageConfig,
+    options: BuildOptions,
+    workdir: str,
+    commands: Sequence[Sequence[str]] = (),
 ) -> list[Seed]:
     """The skeleton directories and the application's own trees, when their rules are on."""
     seeds: list[Seed] = []
@@ -221,6 +227,7 @@ def _rule_seeds(
     scripts = sorted(
         {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
     )
+    jvms = [argv for argv in commands if is_jvm(argv)]
     if "java-classpath" in keeper.rules:
         seeds += classpath_seeds(
             keeper.tree,
@@ -230,7 +237,10 @@ def _rule_seeds(
             workdir,
             keeper.deps.read_text,
             keeper.deps.open_file,
+            traced=jvms,
         )
+    if "java-webapps" in keeper.rules:
+        seeds += container_seeds(keeper.tree, jvms, keeper.deps.read_text)
     if "script-commands" in keeper.rules:
         seeds += script_command_seeds(
             scripts, keeper.deps.read_text, keeper.find_program, keeper.is_program

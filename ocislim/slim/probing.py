@@ -73,6 +73,8 @@ class Prober:
         self.syscalls: set[str] = set()
         self.arch = native_arch()  # the runs' architecture: the names in ``syscalls`` are its
         self.argv: list[str] = []  # of the last run, for the report
+        # The argv of every process the source's traced run started (facts, in order).
+        self.commands: tuple[tuple[str, ...], ...] = ()
         self._devnull: int | None = None
         self._devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._out = self._err = 2 if run_opts.show_output else self._devnull
@@ -188,6 +190,7 @@ class Prober:
         if outcome.exit_code != 0 and plan.continue_after == "app-exit":
             self.note(f"the program exited with code {outcome.exit_code} while traced")
         seeds = trace_seeds(result.report)
+        self.commands = tuple(dict.fromkeys(p.argv for p in result.processes if p.argv))
         replays: list[Probe] = []
         codes: list[int] = []
         for record, report in result.exec_reports:

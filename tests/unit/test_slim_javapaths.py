@@ -1,4 +1,5 @@
-"""java-classpath: every class path entry a JVM is started with, and jars' Class-Path."""
+"""java-classpath: every class path entry a JVM is started with, and jars' Class-Path;
+java-webapps: what a servlet container that ran deploys and loads on demand."""
 
 from __future__ import annotations
 
@@ -10,8 +11,12 @@ from collections.abc import Callable
 from ocislim.slim.javapaths import (
     classpath_seeds,
     classpath_words,
+    container_seeds,
+    is_jvm,
     manifest_classpath,
     script_classpaths,
+    system_properties,
+    tomcat_app_bases,
 )
 from ocislim.slim.plan import Planner
 from tests.synth import M
@@ -107,3 +112,99 @@ def test_a_compiled_program_is_no_launcher_script() -> None:
     # The interpreter binary the command runs is among the scripts read: its bytes spell
     # words like "-jar" but give no class path (and must not cost a shell parse per line).
     assert script_classpaths("\x7fELF\x02\x01\x01 java -jar /not/a.jar\n-cp /x.jar") == []
+
+
+# The java command line Debian's catalina.sh runs (its variables expanded by the shell).
+TOMCAT_JVM = [
+    "/usr/lib/jvm/java-17-openjdk-amd64/bin/java",
+    "-Djava.util.logging.config.file=/var/lib/tomcat10/conf/logging.properties",
+    "-classpath", "/usr/share/tomcat10/bin/bootstrap.jar:/usr/share/tomcat10/bin/tomcat-juli.jar",
+    "-Dcatalina.base=/var/lib/tomcat10", "-Dcatalina.home=/usr/share/tomcat10",
+    "-Djava.io.tmpdir=/tmp", "org.apache.catalina.startup.Bootstrap", "start",
+]  # fmt: skip
+SERVER_XML = """<Server port="-1"><Service name="Catalina"><Engine name="Catalina">
+  <Host name="localhost" appBase="webapps" unpackWARs="true"></Host>
+  <Host name="other" appBase='/srv/other-apps'/>
+  <Host name="templated" appBase="${catalina.base}/x"/>
+</Engine></Service></Server>
+"""
+
+
+def tomcat_members() -> list[M]:
+    return [
+        M("var/lib/tomcat10/conf/server.xml", data=SERVER_XML.encode()),
+        M("var/lib/tomcat10/conf/Catalina/localhost/shop.xml",
+          data=b'<Context docBase="/opt/shop" reloadable="false"/>'),
+        M("var/lib/tomcat10/webapps/ROOT/index.jsp", data=b"<%= 1 + 2 %>"),
+        M("var/lib/tomcat10/webapps/ROOT/WEB-INF/web.xml", data=b"<web-app/>"),
+        M("var/lib/tomcat10/lib/local.jar", data=jar(None)),
+        M("var/lib/tomcat10/logs/catalina.log", data=b"old log"),
+        M("usr/share/tomcat10/lib/jasper.jar", "symlink", link="../../java/jasper.jar"),
+        M("usr/share/java/jasper.jar", data=jar(None)),
+        M("usr/share/java/unrelated.jar", data=jar(None)),
+        M("usr/share/tomcat10/bin/bootstrap.jar", data=jar(None)),
+        M("srv/other-apps/api/WEB-INF/web.xml", data=b"<web-app/>"),
+        M("opt/shop/index.html", data=b"<p>shop</p>"),
+        M("opt/elsewhere/x.html", data=b"no"),
+    ]  # fmt: skip
+
+
+def test_a_tomcat_that_ran_keeps_its_applications_configuration_and_libraries() -> None:
+    members = tomcat_members()
+    tree = tree_from(members)
+    text = files(members)
+    seeds = container_seeds(
+        tree,
+        [["/bin/sh", "/usr/share/tomcat10/bin/catalina.sh", "run"], TOMCAT_JVM],
+        lambda path: text[path].decode() if path in text else None,
+    )
+    planner = Planner(tree)
+    planner.add(seeds)
+    kept = set(planner.kept_paths)
+    assert {
+        "/var/lib/tomcat10/webapps/ROOT/index.jsp",  # a page the probe never asked for
+        "/var/lib/tomcat10/webapps/ROOT/WEB-INF/web.xml",
+        "/var/lib/tomcat10/conf/server.xml",
+        "/var/lib/tomcat10/lib/local.jar",
+        "/usr/share/tomcat10/lib/jasper.jar",  # the link, and the jar it names
+        "/usr/share/java/jasper.jar",
+        "/srv/other-apps/api/WEB-INF/web.xml",  # a second Host's absolute appBase
+        "/opt/shop/index.html",  # a Context file's docBase
+    } <= kept
+    assert "/var/lib/tomcat10/logs/catalina.log" not in kept  # logs are no application
+    assert "/usr/share/java/unrelated.jar" not in kept
+    assert "/opt/elsewhere/x.html" not in kept
+    assert all(s.reason.rule == "java-webapps" for s in seeds)
+
+
+def test_a_jvm_without_a_container_keeps_nothing_by_this_rule() -> None:
+    tree = tree_from(tomcat_members())
+    plain = ["/usr/bin/java", "-Dfoo=bar", "-Dcatalina.base=relative/dir", "-jar", "/app.jar"]
+    assert container_seeds(tree, [plain], lambda path: None) == []
+    assert container_seeds(tree, [], lambda path: None) == []
+
+
+def test_jvm_command_lines_are_read_as_the_jvm_reads_them() -> None:
+    assert is_jvm(TOMCAT_JVM) and is_jvm(["java", "-version"])
+    assert not is_jvm(["/bin/sh", "java"]) and not is_jvm([])
+    props = system_properties([*TOMCAT_JVM, "-Dcatalina.base=/later"])
+    assert props["catalina.base"] == "/later" and props["catalina.home"] == "/usr/share/tomcat10"
+    assert tomcat_app_bases(SERVER_XML) == ["webapps", "/srv/other-apps"]  # not ${...}
+
+
+def test_the_traced_jvm_s_class_path_is_kept_when_the_launcher_spelled_variables() -> None:
+    members = [
+        M("usr/share/tomcat10/bin/bootstrap.jar", data=jar(None)),
+        M("usr/share/tomcat10/bin/tomcat-juli.jar", data=jar(None)),
+        M("usr/share/tomcat10/bin/catalina.sh",
+          data=b'#!/bin/sh\nexec java -classpath "$CLASSPATH" Bootstrap\n', mode=0o755),
+    ]  # fmt: skip
+    tree = tree_from(members)
+    args = (["/usr/share/tomcat10/bin/catalina.sh"], [], "/", lambda p: None, opener(members))
+    assert classpath_seeds(tree, [["catalina.sh", "run"]], *args) == []
+    seeds = classpath_seeds(tree, [["catalina.sh", "run"]], *args, traced=[TOMCAT_JVM])
+    assert {s.path for s in seeds} >= {
+        "/usr/share/tomcat10/bin/bootstrap.jar",
+        "/usr/share/tomcat10/bin/tomcat-juli.jar",
+    }
+    assert all(s.reason.by == "the traced JVM" for s in seeds)
