@@ -1,9 +1,9 @@
 """Real applications slimmed with the defaults and one natural probe: every mode still works.
 
 Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
-Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, a Sinatra
-site, a PHP site on php's built-in server, a static Go binary, an Apache site with CGI
-scripts, a Python command-line tool on the standard library) is built
+Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, Tomcat
+with a JSP, a Sinatra site, a PHP site on php's built-in server, a static Go binary, an
+Apache site with CGI scripts, a Python command-line tool on the standard library) is built
 with ``ocislim build`` and the probe a user would give (the HTTP probe of the exposed
 port, or the image's own command), then EVERY mode, not only the probed one, runs with
 podman on the original and on the slim image, and must give the same exit code and
@@ -178,6 +178,17 @@ APPS = {
         "java-app",
         (),  # the image's command (hello) runs to its end
         {m: run_mode(m) for m in ("hello", "time", "digest", "dns", "gzip", "spawn", "props")},
+    ),
+    "tomcat": App(
+        "tomcat-site",
+        (),  # the HTTP probe of port 8080 (GET /: Debian's default page)
+        {
+            "index": serve_mode(8080, "/"),
+            "css": serve_mode(8080, "/style.css"),
+            "jsp": serve_mode(8080, "/hello.jsp"),
+            "second app": serve_mode(8080, "/api/data.json"),
+            "404": serve_mode(8080, "/missing"),
+        },
     ),
     "sinatra": App(
         "sinatra-app",
