@@ -84,6 +84,16 @@ def run_cli(
     return CliResult(proc.returncode, stdout, stderr)
 
 
+def default_sigint() -> None:
+    """A ``preexec_fn`` giving the child the default SIGINT action.
+
+    A shell without job control starts background commands with SIGINT ignored, and
+    the ignoring is inherited through exec; Python then installs no KeyboardInterrupt
+    handler, so a test of Ctrl-C run that way would see the signal do nothing.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _descendants(pid: int) -> list[int]:
     """Every process below ``pid``, children before their parents' siblings (from /proc)."""
     parents: dict[int, list[int]] = {}

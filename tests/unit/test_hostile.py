@@ -48,6 +48,7 @@ from tests import rawtar
 from tests.clirun import (
     REPO,
     chown_tree,
+    default_sigint,
     inodes,
     plain_user_dir,
     plain_user_python,
@@ -1323,6 +1324,7 @@ def test_interrupted_run_leaves_nothing_behind(
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     ) as proc:
         # Wait until the run has started writing beside the output, then interrupt it.
         while not os.listdir(work) and proc.poll() is None:

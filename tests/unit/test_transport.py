@@ -32,7 +32,14 @@ from ocislim.image.transport import (
     parse_output,
     resolve_output,
 )
-from tests.clirun import PLAIN_USER, REPO, plain_user_dir, plain_user_python, run_cli
+from tests.clirun import (
+    PLAIN_USER,
+    REPO,
+    default_sigint,
+    plain_user_dir,
+    plain_user_python,
+    run_cli,
+)
 from tests.oci_build import INDEX, Draft, compress, oci, write_layout
 from tests.synth import M, docker_archive, layer, sha
 
@@ -304,6 +311,7 @@ def test_ctrl_c_while_spooling_stdin_leaves_nothing(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        preexec_fn=default_sigint,
     ) as proc:
         assert proc.stdin is not None
         proc.stdin.write(archive[:2048])  # and keep the pipe open: spooling waits for more
