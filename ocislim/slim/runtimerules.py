@@ -239,6 +239,29 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         ),
     ),
     RuntimeRule(
+        "postgres-server",
+        "a PostgreSQL server that ran keeps its $libdir (the modules CREATE EXTENSION, "
+        "procedural languages and encoding conversions load) and its share directory "
+        "(extension control and SQL files, text search dictionaries, time zone sets); "
+        "not the JIT provider, without which the server runs queries uncompiled",
+        triggers=(
+            "/usr/lib/postgresql/*/bin/postgres",
+            "/usr/local/bin/postgres",
+            "/usr/local/pgsql/bin/postgres",
+        ),
+        keeps=(
+            "/usr/lib/postgresql/*/lib",
+            "/usr/share/postgresql/*",
+            "/usr/local/lib/postgresql",
+            "/usr/local/share/postgresql",
+            "/usr/local/pgsql/lib",
+            "/usr/local/pgsql/share",
+        ),
+        # llvmjit.so pulls in libLLVM (about 100 MB); when it cannot be loaded the server
+        # turns JIT off and plans as without it.
+        skip=("**/llvmjit*.so", "**/lib/bitcode", "**/lib/postgresql/bitcode"),
+    ),
+    RuntimeRule(
         "python-helpers",
         "a Python that ran keeps the programs its standard library runs by absolute path: "
         "ldconfig (ctypes.util.find_library reads `ldconfig -p`)",
