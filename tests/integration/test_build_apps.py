@@ -2,10 +2,11 @@
 
 Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
 Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, Tomcat
-with a JSP, a Sinatra site, a PHP site on php's built-in server, a static Go binary, an
-Apache site with CGI scripts, a Python command-line tool on the standard library) is built
-with ``ocislim build`` and the probe a user would give (the HTTP probe of the exposed
-port, or the image's own command), then EVERY mode, not only the probed one, runs with
+with a JSP, a PostgreSQL server, a Sinatra site, a PHP site on php's built-in server,
+a static Go binary, an Apache site with CGI scripts, a Python command-line tool on the
+standard library) is built with ``ocislim build`` and the probe a user would give (the
+HTTP probe of the exposed port, an ``--exec`` of a client, or the image's own command),
+then EVERY mode, not only the probed one, runs with
 podman on the original and on the slim image, and must give the same exit code and
 output.
 """
@@ -94,6 +95,16 @@ def serve_mode(port: int, path: str, encoding: str = "identity") -> Mode:
             return done.returncode, done.stderr.splitlines()[-1] if done.stderr else ""
         finally:
             subprocess.run([*podman.cmd, "rm", "-f", "-t", "1", name], capture_output=True)
+
+    return mode
+
+
+def sql_mode(sql: str) -> Mode:
+    """A mode that starts the PostgreSQL server as user postgres and runs ``sql``."""
+
+    def mode(podman: Podman, tag: str) -> Result:
+        done = podman.run(tag, sql, entrypoint="/app/query.sh", options=("--user", "postgres"))
+        return done.returncode, done.stdout
 
     return mode
 
@@ -188,6 +199,31 @@ APPS = {
             "jsp": serve_mode(8080, "/hello.jsp"),
             "second app": serve_mode(8080, "/api/data.json"),
             "404": serve_mode(8080, "/missing"),
+        },
+    ),
+    "postgres": App(
+        "postgres-db",
+        ("--user", "postgres", "--exec", "/app/ready.sh"),  # the server answers select 1
+        {
+            "select": sql_mode("select 1 + 1"),
+            "plpgsql": sql_mode(
+                "create function f() returns int language plpgsql as "
+                "'begin return 7; end'; select f()"
+            ),
+            "time zone": sql_mode(
+                "set timezone = 'Asia/Tokyo'; select timestamptz '2020-01-01 00:00:00+00'"
+            ),
+            "zone abbreviation": sql_mode("select timestamptz '2020-01-01 12:00 PST'"),
+            "pgcrypto": sql_mode(
+                "create extension pgcrypto; select encode(digest('abc', 'sha256'), 'hex')"
+            ),
+            "hstore": sql_mode("create extension hstore; select 'a=>1'::hstore"),
+            "text search": sql_mode("select to_tsvector('english', 'The quick foxes jumped')"),
+            "encoding": sql_mode("set client_encoding = 'LATIN1'; select 'caf' || chr(233)"),
+            "copy": sql_mode(
+                "copy (select generate_series(1, 3)) to '/tmp/out.csv'; "
+                "select pg_read_file('/tmp/out.csv')"
+            ),
         },
     ),
     "sinatra": App(
