@@ -33,6 +33,7 @@ from ocislim.slim.apprules import (
     skeleton_seeds,
     written_seeds,
 )
+from ocislim.slim.confpaths import ConfigPaths
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.javapaths import classpath_seeds, container_seeds, is_jvm
 from ocislim.slim.langrules import LangRules
@@ -73,6 +74,7 @@ class Keeper:
         self._perl = PerlDistributions(self.packages, self.rules)
         self._state = PackageStateDirs(self.packages, self.rules)
         self._php = PhpLibraries(tree, self.packages, self.rules)
+        self._config = ConfigPaths(tree, self.deps.read_text, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -121,6 +123,7 @@ class Keeper:
             *self._pkg.seeds(touched),
             *self._perl.seeds(touched),
             *self._php.seeds(touched),
+            *self._config.seeds(touched),
         ]
 
     def imports(self, scripts: Iterable[str]) -> list[Seed]:

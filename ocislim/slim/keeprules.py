@@ -12,6 +12,7 @@ names).
 from __future__ import annotations
 
 from ocislim.slim.apprules import APP_RULES
+from ocislim.slim.confpaths import CONF_PATH_RULES
 from ocislim.slim.javapaths import JAVA_PATH_RULES
 from ocislim.slim.langrules import LANG_RULES, LangRule
 from ocislim.slim.phplibs import PHP_LIB_RULES
@@ -23,6 +24,7 @@ KEEP_RULES: tuple[LangRule, ...] = (
     *APP_RULES,
     *RUNTIME_RULES,
     *JAVA_PATH_RULES,
+    *CONF_PATH_RULES,
     *PHP_LIB_RULES,
     *PKG_RULES,
 )
