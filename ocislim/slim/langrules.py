@@ -39,7 +39,9 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from ocislim.layers.tree import Entry, FileTree
+from ocislim.slim.perlimports import PerlImports
 from ocislim.slim.plan import Reason, Seed
+from ocislim.slim.rubyimports import RubyImports
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,9 @@ NODE_GLOBAL_ROOTS = (
     "/usr/lib/node_modules",
 )
 _NODE_SUFFIXES = (".js", ".mjs", ".cjs")
+# Perl's and Ruby's sources (a .cgi counts by its #! line).
+_PERL_SUFFIXES = (".pl", ".pm", ".cgi")
+_RUBY_SUFFIXES = (".rb", ".ru")
 # Files of imported Python packages read for their own imports, per script at most.
 _MAX_IMPORT_FILES = 5000
 _PY_IMPORT = re.compile(
@@ -163,6 +168,8 @@ class LangRules:
         self._packages_done: set[str] = set()
         self._imports_done: set[str] = set()
         self._sites: dict[str, list[_Distribution]] | None = None
+        self._perl = PerlImports(tree, read_text)
+        self._ruby = RubyImports(tree, read_text)
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
         """Seeds for every rule that ``touched`` (canonical in-image paths) triggers."""
@@ -174,7 +181,16 @@ class LangRules:
                 out += self._python_distribution(path)
             if "node-package" in self.enabled:
                 out += self._node_package(path)
+            if "perl-imports" in self.enabled and path.endswith(_PERL_SUFFIXES[:2]):
+                out += self._perl.touched(path) or self._perl_script(path)
+            if "ruby-imports" in self.enabled and path.endswith(_RUBY_SUFFIXES):
+                out += self._ruby.touched(path)
         return out
+
+    def _perl_script(self, path: str) -> list[Seed]:
+        """A touched Perl file outside @INC (the program's own script, a ``do FILE``):
+        what it loads, as for a script counted as run."""
+        return self._perl.script(path) if not self._perl.in_inc(path) else []
 
     # -- Python standard library ------------------------------------------------------
 
@@ -356,6 +372,10 @@ class LangRules:
                 out += self._python_imports(script)
             elif language == "node" and "node-package" in self.enabled:
                 out += self._node_imports(script)
+            elif language == "perl" and "perl-imports" in self.enabled:
+                out += self._perl.script(script)
+            elif language == "ruby" and "ruby-imports" in self.enabled:
+                out += self._ruby.script(script)
         return out
 
     def _language(self, script: str) -> str | None:
@@ -363,6 +383,10 @@ class LangRules:
             return "python"
         if script.endswith(_NODE_SUFFIXES):
             return "node"
+        if script.endswith(_PERL_SUFFIXES[:2]):
+            return "perl"
+        if script.endswith(_RUBY_SUFFIXES):
+            return "ruby"
         head = (self.read_text(script) or "")[:200]
         if not head.startswith("#!"):
             return None
@@ -371,6 +395,10 @@ class LangRules:
             return "python"
         if any(w in ("node", "nodejs") for w in words):
             return "node"
+        if any(w.startswith("perl") for w in words):
+            return "perl"
+        if any(w.startswith("ruby") for w in words):
+            return "ruby"
         return None
 
     def _python_imports(self, script: str) -> list[Seed]:

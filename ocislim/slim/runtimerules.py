@@ -152,6 +152,13 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         skip=("*.pod",),  # documentation (DateTime::Locale's 10 MB); the data is in .pm
     ),
     RuntimeRule(
+        "perl-imports",
+        "the modules a Perl script that runs (counted as run, the application's own "
+        "sources) or a touched module loads (use, require, use parent/base, use lib), "
+        "found in @INC and read in turn, each with its family (Foo/Bar.pm, Foo/Bar/, "
+        "auto/Foo/Bar/)",
+    ),
+    RuntimeRule(
         "ruby-stdlib",
         "a Ruby that ran keeps its standard library and the gems' specifications",
         triggers=(
@@ -176,6 +183,13 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "a touched file of an installed Ruby gem (GEM_HOME/gems/NAME-VERSION: "
         "/usr/local/bundle, /var/lib/gems, bundler's git checkouts) keeps the gem's "
         "directory, its specification and its compiled extensions",
+    ),
+    RuntimeRule(
+        "ruby-imports",
+        "the features a Ruby script that runs (counted as run, the application's own "
+        "sources) or a touched Ruby file requires (require, require_relative, autoload), "
+        "found on the load path or in a gem (kept whole with its specification) and read "
+        "in turn",
     ),
     RuntimeRule(
         "php-runtime",
