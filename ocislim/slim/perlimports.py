@@ -11,7 +11,8 @@ turn (at most :data:`MAX_FILES` per script), and keeps each one with its *family
 ``Foo/Bar.pm``, the directory ``Foo/Bar/`` below the same ``@INC`` directory, and
 ``auto/Foo/Bar/`` (XS objects, autosplit files) in any ``@INC`` directory; modules
 load their parts by name at run time (Encode loads ``Encode::JP`` by encoding name,
-DateTime its ``DateTime::Locale::*`` and ``DateTime::TimeZone::*``).  A touched module
+DateTime its ``DateTime::Locale::*`` and ``DateTime::TimeZone::*``), so the files of
+``Foo/Bar/`` are read for their imports too.  A touched module
 (the trace read it) keeps its family too, and its imports are read the same way.
 
 Every seed carries ``Reason("lazy", rule="perl-imports")`` with a detail naming the
@@ -225,10 +226,9 @@ class PerlImports:
                     rule=RULE,
                     by=path,
                 )
-                return [
-                    *self._family(directory, relative, why),
-                    *self._closure(path, [(path, path)]),
-                ]
+                family = self._family(directory, relative, why)
+                parts = [(f, path) for f in self._family_files(directory, relative)]
+                return [*family, *self._closure(path, [(path, path), *parts])]
         return []
 
     def _closure(self, origin: str, queue: list[tuple[str, str]]) -> list[Seed]:
@@ -267,6 +267,25 @@ class PerlImports:
                 )
                 out += self._family(directory, relative, why)
                 queue.append((module, module))
+                # Its parts are loaded by name (Module::Implementation, Encode's tables).
+                queue += [(f, module) for f in self._family_files(directory, relative)]
+        return out
+
+    def _family_files(self, directory: str, relative: str) -> list[str]:
+        """The ``.pm``/``.pl`` files of the directory ``Foo/Bar/`` beside ``Foo/Bar.pm``."""
+        if not relative.endswith((".pm", ".pl")):
+            return []
+        own = self._entry(f"{directory}/{relative[:-3]}")
+        out: list[str] = []
+        stack = [own] if own is not None and own.is_dir else []
+        while stack and len(out) < MAX_FILES:
+            node = stack.pop()
+            for name in sorted(node.children or {}):
+                child = (node.children or {})[name]
+                if child.is_dir:
+                    stack.append(child)
+                elif child.kind == "file" and name.endswith((".pm", ".pl")):
+                    out.append(child.path)
         return out
 
     def _find(self, relative: str, libs: list[str]) -> tuple[str, str] | None:
