@@ -8,8 +8,9 @@
 directories (:data:`RUBY_LOAD_PATH`) and the ``lib`` directory of every installed gem
 (:data:`GEM_HOMES`: each a directory holding ``gems/`` and ``specifications/``).  A
 feature found inside a gem keeps the gem whole, its specification and its compiled
-extensions (as ``ruby-gem`` keeps a touched gem), and every ``.rb`` file of its ``lib`` is
-read in turn; a feature found on the load path keeps its file and the directory of the
+extensions (as ``ruby-gem`` keeps a touched gem) and the gems its specification names
+as runtime dependencies, and every ``.rb`` file of its ``require_paths`` (``lib`` by
+default) is read in turn; a feature found on the load path keeps its file and the directory of the
 same name beside it (``net/http.rb`` and ``net/http/``), read in turn; a
 ``require_relative`` keeps the file it names.  At most :data:`MAX_FILES` files are read
 per script.  Every seed carries ``Reason("lazy", rule="ruby-imports")`` with a detail
@@ -68,6 +69,11 @@ _FEATURE = re.compile(
     r"""|\bautoload\b[ \t]*\(?[ \t]*:?[A-Za-z_]\w*[ \t]*,[ \t]*(['"])([^'"\n]{1,255})\4"""
 )
 _COMMENT = re.compile(r"(?:^|(?<=[\s;]))#.*$")
+_REQUIRE_PATHS = re.compile(r"\.require_paths\s*=\s*\[([^\]]*)\]")
+_GEM_STRING = re.compile(r"[\"']([^\"'\n]+)[\"']")
+_GEM_DEPENDENCY = re.compile(
+    r"\badd_(?:runtime_)?dependency\s*\(?\s*(?:%q<([^>\n]+)>|[\"']([^\"'\n]+)[\"'])"
+)
 _VERSION = re.compile(r"^(?P<name>.+?)-(?P<version>\d[\w.]*)$")
 
 
@@ -139,6 +145,7 @@ class RubyImports:
         self._gems: list[Gem] | None = None
         self._read: set[str] = set()
         self._kept: set[str] = set()
+        self._paths: dict[str, list[str]] = {}
 
     def load_path(self) -> list[str]:
         if self._load_path is None:
@@ -178,7 +185,11 @@ class RubyImports:
         queue = [(path, path)]
         if gem is not None and gem.path not in self._kept:
             self._kept.add(gem.path)  # kept by ruby-gem; its files are read here
-            queue += [(f, path) for f in self._rb_files(f"{gem.path}/lib")]
+            queue += [
+                (f, path)
+                for d in self._require_paths(gem)
+                for f in self._rb_files(f"{gem.path}/{d}")
+            ]
         return self._closure(path, queue)
 
     def _closure(self, origin: str, queue: list[tuple[str, str]]) -> list[Seed]:
@@ -237,7 +248,7 @@ class RubyImports:
                     return self._load_path_file(candidate, why)
         for gem in self.gems():
             for name in names:
-                if self._is_file(f"{gem.path}/lib/{name}"):
+                if any(self._is_file(f"{gem.path}/{d}/{name}") for d in self._require_paths(gem)):
                     return self._gem(gem, why)
         for gem in self.gems():  # a compiled extension built outside the gem's lib
             for name in names:
@@ -258,16 +269,43 @@ class RubyImports:
         return seeds, more
 
     def _gem(self, gem: Gem, why: Reason) -> tuple[list[Seed], list[str]]:
-        """The gem whole, its specification and extensions; its files to read."""
+        """The gem whole, its specification and extensions, and the gems its
+        specification lists as runtime dependencies (RubyGems activates them with it);
+        their files to read."""
         if gem.path in self._kept:
             return [], []
         self._kept.add(gem.path)
         seeds = [Seed(gem.path, why, recursive=True)]
-        spec = f"{gem.home}/specifications/{gem.name}.gemspec"
+        spec = self._spec(gem)
         if self._is_file(spec):
             seeds.append(Seed(spec, why))
         seeds += [Seed(built, why, recursive=True) for built in self._extension_dirs(gem)]
-        return seeds, self._rb_files(f"{gem.path}/lib")
+        more = [f for d in self._require_paths(gem) for f in self._rb_files(f"{gem.path}/{d}")]
+        for quoted, plain in _GEM_DEPENDENCY.findall(self._text(spec) or ""):
+            name = quoted or plain
+            dependency = next((g for g in self.gems() if _gem_name(g.name) == name), None)
+            if dependency is not None:
+                dep_why = Reason(
+                    "lazy",
+                    detail=f"Ruby gem {dependency.name}, a dependency of {gem.name} ({why.detail})",
+                    rule=RULE,
+                    by=why.by,
+                )
+                dep_seeds, dep_more = self._gem(dependency, dep_why)
+                seeds += dep_seeds
+                more += dep_more
+        return seeds, more
+
+    def _spec(self, gem: Gem) -> str:
+        return f"{gem.home}/specifications/{gem.name}.gemspec"
+
+    def _require_paths(self, gem: Gem) -> list[str]:
+        """The gem's ``require_paths`` from its specification (``lib`` without one)."""
+        if gem.name not in self._paths:
+            found = _REQUIRE_PATHS.search(self._text(self._spec(gem)) or "")
+            paths = _GEM_STRING.findall(found.group(1)) if found else []
+            self._paths[gem.name] = [p for p in paths if safe_feature(p)] or ["lib"]
+        return self._paths[gem.name]
 
     def _extension_dirs(self, gem: Gem) -> list[str]:
         extensions = self.tree.get(f"{gem.home}/extensions")
@@ -311,6 +349,12 @@ class RubyImports:
         if entry is None or entry.kind != "file" or entry.size > MAX_TEXT:
             return None
         return self.read_text(entry.path)
+
+
+def _gem_name(name: str) -> str:
+    """``NAME`` of a gem directory ``NAME-VERSION``."""
+    match = _VERSION.match(name)
+    return match["name"] if match is not None else name
 
 
 def _gem_order(name: str) -> tuple[str, tuple[int, ...]]:

@@ -363,6 +363,29 @@ def test_ruby_imports_can_be_switched_off() -> None:
     assert "ruby-imports" in default_enabled() and "perl-imports" in default_enabled()
 
 
+def test_a_gem_keeps_its_runtime_dependencies_found_by_their_require_paths() -> None:
+    spec = (
+        b's.require_paths = ["lib".freeze]\ns.add_runtime_dependency(%q<concurrent-ruby>.freeze)\n'
+    )
+    members = [
+        *ruby_tree(),
+        M(f"{INTEGRATION}/gems/tz-2.0/lib/tz.rb", data=b"require 'concurrent'\n"),
+        M(f"{INTEGRATION}/specifications/tz-2.0.gemspec", data=spec),
+        M(f"{INTEGRATION}/gems/concurrent-ruby-1.1/lib/concurrent-ruby/concurrent.rb", data=b"#"),
+        M(
+            f"{INTEGRATION}/specifications/concurrent-ruby-1.1.gemspec",
+            data=b's.require_paths = ["lib/concurrent-ruby".freeze]\n',
+        ),
+        M("app/tz.rb", data=b"require 'tz'\n"),
+    ]
+    kept = ruby_kept(members, ["/app/tz.rb"])
+    assert f"/{INTEGRATION}/gems/concurrent-ruby-1.1/lib/concurrent-ruby/concurrent.rb" in kept
+    assert f"/{INTEGRATION}/specifications/concurrent-ruby-1.1.gemspec" in kept
+    imports = RubyImports(tree_from(members), reader(members))
+    seeds = imports.script("/app/tz.rb")
+    assert any("a dependency of tz-2.0" in s.reason.detail for s in seeds)
+
+
 def test_gems_are_found_in_every_home_newest_first() -> None:
     imports = RubyImports(tree_from(ruby_tree()), reader(ruby_tree()))
     names = [(g.home, g.name) for g in imports.gems() if g.name.startswith("tzinfo-2")]
