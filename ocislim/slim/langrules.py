@@ -25,6 +25,10 @@ default, on) by name; every path it keeps carries ``Reason("lazy", rule=NAME)``.
   ``/usr/share/nodejs``, ``/usr/lib/nodejs``) is touched, keep the package's
   directory.
 
+Perl's and Ruby's imports are read by :mod:`ocislim.slim.perlimports` and
+:mod:`ocislim.slim.rubyimports` (rules ``perl-imports`` and ``ruby-imports``, listed with
+the runtime rules); this module dispatches touched files and scripts to them.
+
 Pure apart from the ``read_text`` callable it is given (metadata files).
 """
 
@@ -363,8 +367,11 @@ class LangRules:
         (``python-distribution``), read in turn for the modules it imports; every package
         a Node script requires (``require('NAME')``, ``import ... from 'NAME'``, found in
         ``node_modules`` directories above it or Debian's roots) keeps its directory
-        (``node-package``), with the dependencies its ``package.json`` lists.  Other
-        files give nothing; a name found nowhere (a built-in module) is skipped."""
+        (``node-package``), with the dependencies its ``package.json`` lists; a Perl
+        script (``.pl``, ``.pm``, a perl ``#!``) keeps the modules it loads with their
+        families (``perl-imports``), a Ruby script (``.rb``, ``.ru``, a ruby ``#!``) the
+        features and gems it requires (``ruby-imports``).  Other files give nothing; a
+        name found nowhere (a built-in module) is skipped."""
         out: list[Seed] = []
         for script in scripts:
             language = self._language(script)
