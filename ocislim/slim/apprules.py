@@ -248,13 +248,16 @@ def app_seeds(
 
 
 # The application's own source files whose imports are read (not its vendored packages).
-APP_SOURCE_SUFFIXES = (".py", ".js", ".mjs", ".cjs")
+APP_SOURCE_SUFFIXES = (".py", ".js", ".mjs", ".cjs", ".pl", ".pm", ".rb", ".ru")
+# A .cgi file is read when its #! line runs perl (the language rules check it).
+APP_SOURCE_CGI = ".cgi"
 _VENDORED = frozenset({"node_modules", "site-packages", "dist-packages", "__pycache__"})
 MAX_APP_SOURCES = 2000
 
 
 def app_sources(tree: FileTree, roots: Iterable[str]) -> list[str]:
-    """The Python and JavaScript source files of the application trees ``roots``, sorted,
+    """The Python, JavaScript, Perl and Ruby source files (``.cgi`` too: the language rules
+    read it when its ``#!`` names perl) of the application trees ``roots``, sorted,
     at most :data:`MAX_APP_SOURCES`: never below ``node_modules``, a site directory, a
     bytecode cache or a hidden directory (what the application vendors is a package,
     kept by its own rule when touched)."""
@@ -267,7 +270,7 @@ def app_sources(tree: FileTree, roots: Iterable[str]) -> list[str]:
             if child.is_dir:
                 if name not in _VENDORED and not name.startswith("."):
                     stack.append(child)
-            elif child.kind == "file" and name.endswith(APP_SOURCE_SUFFIXES):
+            elif child.kind == "file" and name.endswith((*APP_SOURCE_SUFFIXES, APP_SOURCE_CGI)):
                 found.append(child.path)
     return sorted(found[:MAX_APP_SOURCES])
 

@@ -25,6 +25,10 @@ default, on) by name; every path it keeps carries ``Reason("lazy", rule=NAME)``.
   ``/usr/share/nodejs``, ``/usr/lib/nodejs``) is touched, keep the package's
   directory.
 
+Perl's and Ruby's imports are read by :mod:`ocislim.slim.perlimports` and
+:mod:`ocislim.slim.rubyimports` (rules ``perl-imports`` and ``ruby-imports``, listed with
+the runtime rules); this module dispatches touched files and scripts to them.
+
 Pure apart from the ``read_text`` callable it is given (metadata files).
 """
 
@@ -39,7 +43,9 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from ocislim.layers.tree import Entry, FileTree
+from ocislim.slim.perlimports import PerlImports
 from ocislim.slim.plan import Reason, Seed
+from ocislim.slim.rubyimports import RubyImports
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,9 @@ NODE_GLOBAL_ROOTS = (
     "/usr/lib/node_modules",
 )
 _NODE_SUFFIXES = (".js", ".mjs", ".cjs")
+# Perl's and Ruby's sources (a .cgi counts by its #! line).
+_PERL_SUFFIXES = (".pl", ".pm", ".cgi")
+_RUBY_SUFFIXES = (".rb", ".ru")
 # Files of imported Python packages read for their own imports, per script at most.
 _MAX_IMPORT_FILES = 5000
 _PY_IMPORT = re.compile(
@@ -163,6 +172,8 @@ class LangRules:
         self._packages_done: set[str] = set()
         self._imports_done: set[str] = set()
         self._sites: dict[str, list[_Distribution]] | None = None
+        self._perl = PerlImports(tree, read_text)
+        self._ruby = RubyImports(tree, read_text)
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
         """Seeds for every rule that ``touched`` (canonical in-image paths) triggers."""
@@ -174,7 +185,16 @@ class LangRules:
                 out += self._python_distribution(path)
             if "node-package" in self.enabled:
                 out += self._node_package(path)
+            if "perl-imports" in self.enabled and path.endswith(_PERL_SUFFIXES[:2]):
+                out += self._perl.touched(path) or self._perl_script(path)
+            if "ruby-imports" in self.enabled and path.endswith(_RUBY_SUFFIXES):
+                out += self._ruby.touched(path)
         return out
+
+    def _perl_script(self, path: str) -> list[Seed]:
+        """A touched Perl file outside @INC (the program's own script, a ``do FILE``):
+        what it loads, as for a script counted as run."""
+        return self._perl.script(path) if not self._perl.in_inc(path) else []
 
     # -- Python standard library ------------------------------------------------------
 
@@ -347,8 +367,11 @@ class LangRules:
         (``python-distribution``), read in turn for the modules it imports; every package
         a Node script requires (``require('NAME')``, ``import ... from 'NAME'``, found in
         ``node_modules`` directories above it or Debian's roots) keeps its directory
-        (``node-package``), with the dependencies its ``package.json`` lists.  Other
-        files give nothing; a name found nowhere (a built-in module) is skipped."""
+        (``node-package``), with the dependencies its ``package.json`` lists; a Perl
+        script (``.pl``, ``.pm``, a perl ``#!``) keeps the modules it loads with their
+        families (``perl-imports``), a Ruby script (``.rb``, ``.ru``, a ruby ``#!``) the
+        features and gems it requires (``ruby-imports``).  Other files give nothing; a
+        name found nowhere (a built-in module) is skipped."""
         out: list[Seed] = []
         for script in scripts:
             language = self._language(script)
@@ -356,6 +379,10 @@ class LangRules:
                 out += self._python_imports(script)
             elif language == "node" and "node-package" in self.enabled:
                 out += self._node_imports(script)
+            elif language == "perl" and "perl-imports" in self.enabled:
+                out += self._perl.script(script)
+            elif language == "ruby" and "ruby-imports" in self.enabled:
+                out += self._ruby.script(script)
         return out
 
     def _language(self, script: str) -> str | None:
@@ -363,6 +390,10 @@ class LangRules:
             return "python"
         if script.endswith(_NODE_SUFFIXES):
             return "node"
+        if script.endswith(_PERL_SUFFIXES[:2]):
+            return "perl"
+        if script.endswith(_RUBY_SUFFIXES):
+            return "ruby"
         head = (self.read_text(script) or "")[:200]
         if not head.startswith("#!"):
             return None
@@ -371,6 +402,10 @@ class LangRules:
             return "python"
         if any(w in ("node", "nodejs") for w in words):
             return "node"
+        if any(w.startswith("perl") for w in words):
+            return "perl"
+        if any(w.startswith("ruby") for w in words):
+            return "ruby"
         return None
 
     def _python_imports(self, script: str) -> list[Seed]:

@@ -35,6 +35,7 @@ PKG_RULES: tuple[LangRule, ...] = (
         "perl-distribution",
         "a touched Perl module keeps its distribution: the files its Debian package "
         "installs under @INC, or the files its CPAN distribution's .packlist lists",
+        default=False,  # perl-imports keeps what the modules load (docs/rules.md)
     ),
     LangRule(
         "skeleton-var-lib",

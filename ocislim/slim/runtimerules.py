@@ -92,6 +92,32 @@ _PERL_VENDOR = (
 _PERL_INC = (*_PERL_CORE, *_PERL_VENDOR)
 # A file under @INC, or the interpreter itself (named by a script that did not run).
 _PERL_TRIGGERS = (*(f"{d}/**" for d in _PERL_INC), "/usr/bin/perl", "/usr/bin/perl5*")
+# The core files a Perl loads by itself, whatever a script names: Debian's perl-base (its
+# essential set, 5.4 MB), and by name in any core directory (Perl built from source has
+# no perl-base): pragmas, Config, Errno (for %!), the PerlIO layers (open on a scalar,
+# :encoding), attributes, re, unicore (\N{...}, charnames), Carp, Exporter, POSIX, Fcntl.
+_PERL_CORE_DIRS = (
+    "/usr/lib/*/perl/5.*",
+    "/usr/share/perl/5.*",
+    "/usr/lib/perl5/core_perl",
+    "/usr/share/perl5/core_perl",
+    "/usr/local/lib/perl5/5.*",
+    "/usr/local/lib/perl5/5.*/*-linux*",
+)
+_PERL_ESSENTIAL_NAMES = (
+    "strict.pm", "warnings.pm", "warnings", "feature.pm", "utf8.pm", "bytes.pm",
+    "bytes_heavy.pl", "integer.pm", "constant.pm", "vars.pm", "lib.pm", "mro.pm",
+    "auto/mro", "builtin.pm", "overload.pm", "overload", "overloading.pm", "re.pm",
+    "auto/re", "attributes.pm", "auto/attributes", "Config.pm", "Config_heavy.pl",
+    "Config_git.pl", "Errno.pm", "PerlIO.pm", "PerlIO", "auto/PerlIO", "DynaLoader.pm",
+    "XSLoader.pm", "Carp.pm", "Carp", "Exporter.pm", "Exporter", "_charnames.pm",
+    "charnames.pm", "unicore", "POSIX.pm", "auto/POSIX", "Fcntl.pm", "auto/Fcntl",
+    "UNIVERSAL.pm", "Tie/Hash/NamedCapture.pm", "auto/Tie/Hash/NamedCapture",
+)  # fmt: skip
+_PERL_ESSENTIAL = (
+    "/usr/lib/*/perl-base",
+    *(f"{d}/{n}" for d in _PERL_CORE_DIRS for n in _PERL_ESSENTIAL_NAMES),
+)
 # C headers for compiling XS modules (8 MB on bookworm): never read by a running Perl.
 _PERL_HEADERS = ("/usr/lib/*/perl/5.*/CORE/*.h", "/usr/lib/perl5/core_perl/CORE/*.h")
 
@@ -137,8 +163,19 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
     ),
     RuntimeRule(
         "perl-inc",
-        "a Perl that ran keeps its core library (every core module and its auto/ shared "
-        "objects: Encode, POSIX, Data::Dumper, IO::Compress ...; not the C headers)",
+        "a Perl that ran keeps the core files every Perl loads by itself (Debian's "
+        "perl-base whole; elsewhere strict, warnings, Config, Errno, PerlIO layers, "
+        "attributes, re, overload, Carp, Exporter, POSIX, unicore ...); the modules its "
+        "scripts load are perl-imports'",
+        triggers=_PERL_TRIGGERS,
+        keeps=_PERL_ESSENTIAL,
+        skip=_PERL_HEADERS,
+    ),
+    RuntimeRule(
+        "perl-core-whole",
+        "a Perl that ran keeps its core library whole (every core module and its auto/ "
+        "shared objects: Encode's tables, Unicode::Collate ...; not the C headers)",
+        default=False,
         triggers=_PERL_TRIGGERS,
         keeps=_PERL_CORE,
         skip=_PERL_HEADERS,
@@ -147,9 +184,17 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "perl-vendor",
         "a Perl that ran keeps its vendor and site module directories whole (modules "
         "from distribution packages or CPAN that this run did not load; not .pod files)",
+        default=False,
         triggers=_PERL_TRIGGERS,
         keeps=_PERL_VENDOR,
         skip=("*.pod",),  # documentation (DateTime::Locale's 10 MB); the data is in .pm
+    ),
+    RuntimeRule(
+        "perl-imports",
+        "the modules a Perl script that runs (counted as run, the application's own "
+        "sources) or a touched module loads (use, require, use parent/base, use lib), "
+        "found in @INC and read in turn, each with its family (Foo/Bar.pm, Foo/Bar/, "
+        "auto/Foo/Bar/)",
     ),
     RuntimeRule(
         "ruby-stdlib",
@@ -176,6 +221,13 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "a touched file of an installed Ruby gem (GEM_HOME/gems/NAME-VERSION: "
         "/usr/local/bundle, /var/lib/gems, bundler's git checkouts) keeps the gem's "
         "directory, its specification and its compiled extensions",
+    ),
+    RuntimeRule(
+        "ruby-imports",
+        "the features a Ruby script that runs (counted as run, the application's own "
+        "sources) or a touched Ruby file requires (require, require_relative, autoload), "
+        "found on the load path or in a gem (kept whole with its specification) and read "
+        "in turn",
     ),
     RuntimeRule(
         "php-runtime",

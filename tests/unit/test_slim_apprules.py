@@ -275,9 +275,13 @@ def test_a_jvm_that_ran_keeps_its_runtime_image_and_time_zones() -> None:
 
 
 def test_perl_keeps_its_inc_and_nginx_its_config_and_document_root() -> None:
-    perl = runtime_kept(["/usr/share/perl/5.36/strict.pm"])
+    whole = {"perl-core-whole", "perl-vendor"}  # off by default: perl-imports reads what runs
+    perl = runtime_kept(["/usr/share/perl/5.36/strict.pm"], whole)
     assert {"/usr/lib/x86_64-linux-gnu/perl/5.36/Encode.pm", "/usr/share/perl5/JSON.pm"} <= perl
-    core = runtime_kept(["/usr/share/perl5/JSON.pm"], {"perl-inc"})
+    essential = runtime_kept(["/usr/share/perl/5.36/strict.pm"])
+    assert "/usr/lib/x86_64-linux-gnu/perl/5.36/Encode.pm" not in essential
+    assert "/usr/share/perl/5.36/strict.pm" in essential  # perl-inc: what every Perl loads
+    core = runtime_kept(["/usr/share/perl5/JSON.pm"], {"perl-core-whole"})
     assert "/usr/lib/x86_64-linux-gnu/perl/5.36/Encode.pm" in core
     assert "/usr/share/perl5/JSON.pm" not in core  # the vendor directory is perl-vendor's
     nginx = runtime_kept(["/usr/sbin/nginx"], {"web-server"})

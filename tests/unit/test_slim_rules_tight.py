@@ -56,7 +56,7 @@ def test_perl_rules_leave_out_c_headers_and_pod_documentation() -> None:
     ]
     tree = tree_from(members)
     touched = [f"/{core}/POSIX.pm"]
-    seeds = RuntimeRules(tree, {"perl-inc", "perl-vendor"}, reader(members)).seeds(touched)
+    seeds = RuntimeRules(tree, {"perl-core-whole", "perl-vendor"}, reader(members)).seeds(touched)
     result = kept(members, touched, seeds)
     assert f"/{core}/CORE/libperl.so" in result and f"/{core}/CORE/perl.h" not in result
     assert "/usr/share/perl5/DateTime/Locale/en_US.pm" in result
