@@ -47,6 +47,7 @@ from ocislim.slim.pkgrules import (
     package_summary,
 )
 from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
+from ocislim.slim.plugindirs import PluginDirs
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
 
@@ -75,6 +76,7 @@ class Keeper:
         self._state = PackageStateDirs(self.packages, self.rules)
         self._php = PhpLibraries(tree, self.packages, self.rules)
         self._config = ConfigPaths(tree, self.deps.read_text, self.rules)
+        self._plugins = PluginDirs(tree, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -124,6 +126,7 @@ class Keeper:
             *self._perl.seeds(touched),
             *self._php.seeds(touched),
             *self._config.seeds(touched),
+            *self._plugins.seeds(touched),
         ]
 
     def imports(self, scripts: Iterable[str]) -> list[Seed]:

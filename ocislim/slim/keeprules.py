@@ -17,6 +17,7 @@ from ocislim.slim.javapaths import JAVA_PATH_RULES
 from ocislim.slim.langrules import LANG_RULES, LangRule
 from ocislim.slim.phplibs import PHP_LIB_RULES
 from ocislim.slim.pkgrules import PKG_RULES
+from ocislim.slim.plugindirs import PLUGIN_DIR_RULES
 from ocislim.slim.runtimerules import RUNTIME_RULES
 
 KEEP_RULES: tuple[LangRule, ...] = (
@@ -25,6 +26,7 @@ KEEP_RULES: tuple[LangRule, ...] = (
     *RUNTIME_RULES,
     *JAVA_PATH_RULES,
     *CONF_PATH_RULES,
+    *PLUGIN_DIR_RULES,
     *PHP_LIB_RULES,
     *PKG_RULES,
 )
