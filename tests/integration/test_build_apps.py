@@ -2,7 +2,7 @@
 
 Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
 Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, Tomcat
-with a JSP, a PostgreSQL server, a Sinatra site, a PHP site on php's built-in server,
+with a JSP, a PostgreSQL server, ImageMagick, a Sinatra site, a PHP site on php's built-in server,
 a static Go binary, an Apache site with CGI scripts, a Python command-line tool on the
 standard library) is built with ``ocislim build`` and the probe a user would give (the
 HTTP probe of the exposed port, an ``--exec`` of a client, or the image's own command),
@@ -200,6 +200,11 @@ APPS = {
             "second app": serve_mode(8080, "/api/data.json"),
             "404": serve_mode(8080, "/missing"),
         },
+    ),
+    "imagemagick": App(
+        "imagemagick-tool",
+        (),  # the image's command (png) runs to its end
+        {m: run_mode(m) for m in ("png", "jpg", "gif", "bmp", "tiff", "webp")},
     ),
     "postgres": App(
         "postgres-db",
