@@ -285,3 +285,41 @@ def _tomcat_configured(
     for path in files[:MAX_CONFIG_FILES]:
         out += tomcat_app_bases(read_text(path) or "")
     return out
+
+
+# The JVM's option variables, and the options in them that name a file.
+JAVA_OPTION_VARS = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
+_JAVA_FILE_OPTIONS = (
+    re.compile(r"^@(?P<path>.+)$"),
+    re.compile(r"^-javaagent:(?P<path>[^=]+)"),
+    re.compile(r"^-agentpath:(?P<path>[^=]+)"),
+    re.compile(r"^-Djava\.security\.properties==?(?P<path>.+)$"),
+    re.compile(r"^-Djava\.util\.logging\.config\.file=(?P<path>.+)$"),
+    re.compile(r"^-Djava\.security\.policy==?(?P<path>.+)$"),
+    re.compile(r"^-XX:(?:Flags|VMOptionsFile)=(?P<path>.+)$"),
+)
+
+
+def java_option_files(env: Iterable[str], workdir: str = "/") -> list[tuple[str, str]]:
+    """(path, VARIABLE) for every file the JVM option variables in ``env`` (K=V items)
+    name; relative paths are taken from ``workdir``.  Options that are not files
+    (``file:`` URLs aside, which are read as paths) are ignored."""
+    found: list[tuple[str, str]] = []
+    for item in env:
+        name, _, value = item.partition("=")
+        if name not in JAVA_OPTION_VARS:
+            continue
+        try:
+            words = shlex.split(value)
+        except ValueError:
+            words = value.split()
+        for word in words:
+            for option in _JAVA_FILE_OPTIONS:
+                match = option.match(word)
+                if match is None:
+                    continue
+                path = match.group("path").removeprefix("file:")
+                path = posixpath.normpath(posixpath.join(workdir or "/", path))
+                found.append((path, name))
+                break
+    return found

@@ -7,9 +7,11 @@ paths) and keeps the trees the runtime loads by name later
 Each is a :class:`~ocislim.slim.langrules.LangRule` switchable by name; every path
 kept carries ``Reason("lazy", rule=NAME, by=TRIGGER)``.
 
-``cgi-scripts`` treats the scripts of a web server's ``ScriptAlias`` directories as
-run: their interpreters and the programs they name count as run
-(:func:`~ocislim.slim.apprules.counted_as_run`), so these rules fire for them in turn
+``web-server`` and ``cgi-scripts`` read the servers' configuration through
+:class:`~ocislim.slim.webconfig.WebConfig`.  ``cgi-scripts`` treats the scripts of a
+web server's ``ScriptAlias`` directories as run: their interpreters and the programs
+they name count as run (:func:`~ocislim.slim.apprules.counted_as_run`), so these
+rules fire for them in turn
 (and the language rules too, which the :class:`~ocislim.slim.keeper.Keeper` applies).
 
 ``{home}`` in a keep pattern stands for the directory a trigger matched as the
@@ -23,21 +25,20 @@ from __future__ import annotations
 import dataclasses
 import posixpath
 import re
-import shlex
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from ocislim.errors import UnsafeArchiveError
-from ocislim.layers.tree import Entry, FileTree
+from ocislim.layers.tree import FileTree
 from ocislim.slim.apprules import (
-    app_root,
     counted_as_run,
     script_command_seeds,
     script_interpreter,
 )
+from ocislim.slim.javapaths import java_option_files
 from ocislim.slim.langrules import LangRule, glob_escape
 from ocislim.slim.patterns import PatternSet
 from ocislim.slim.plan import Reason, Seed
+from ocislim.slim.webconfig import WebConfig, files_below
 
 # Where each runtime's standard library lives: a touched file there means it ran.
 _PYTHON_LIBS = ("/usr/lib/python3*/**", "/usr/local/lib/python3*/**")
@@ -358,61 +359,8 @@ def runtime_rule_names() -> tuple[str, ...]:
     return tuple(r.name for r in RUNTIME_RULES)
 
 
-# The JVM's option variables, and the options in them that name a file.
-JAVA_OPTION_VARS = ("JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS")
-_JAVA_FILE_OPTIONS = (
-    re.compile(r"^@(?P<path>.+)$"),
-    re.compile(r"^-javaagent:(?P<path>[^=]+)"),
-    re.compile(r"^-agentpath:(?P<path>[^=]+)"),
-    re.compile(r"^-Djava\.security\.properties==?(?P<path>.+)$"),
-    re.compile(r"^-Djava\.util\.logging\.config\.file=(?P<path>.+)$"),
-    re.compile(r"^-Djava\.security\.policy==?(?P<path>.+)$"),
-    re.compile(r"^-XX:(?:Flags|VMOptionsFile)=(?P<path>.+)$"),
-)
-
-
-def java_option_files(env: Iterable[str], workdir: str = "/") -> list[tuple[str, str]]:
-    """(path, VARIABLE) for every file the JVM option variables in ``env`` (K=V items)
-    name; relative paths are taken from ``workdir``.  Options that are not files
-    (``file:`` URLs aside, which are read as paths) are ignored."""
-    found: list[tuple[str, str]] = []
-    for item in env:
-        name, _, value = item.partition("=")
-        if name not in JAVA_OPTION_VARS:
-            continue
-        try:
-            words = shlex.split(value)
-        except ValueError:
-            words = value.split()
-        for word in words:
-            for option in _JAVA_FILE_OPTIONS:
-                match = option.match(word)
-                if match is None:
-                    continue
-                path = match.group("path").removeprefix("file:")
-                path = posixpath.normpath(posixpath.join(workdir or "/", path))
-                found.append((path, name))
-                break
-    return found
-
-
 # The search path of a program whose environment has no PATH (execvp's default).
 DEFAULT_SEARCH_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-# Where a web server's configuration names the content it serves.
-WEB_CONFIG_DIRS = ("/etc/nginx", "/etc/apache2", "/etc/httpd", "/usr/local/apache2/conf")
-HTTPD_CONFIG_DIRS = ("/etc/apache2", "/etc/httpd", "/usr/local/apache2/conf")
-_LOAD_MODULE = re.compile(r"^\s*LoadModule\s+\S+\s+[\"']?([^\s\"']+)", re.MULTILINE | re.IGNORECASE)
-_SERVER_ROOT = re.compile(r"^\s*ServerRoot\s+[\"']?(/[^\s\"']*)", re.MULTILINE | re.IGNORECASE)
-_NGINX_ROOT = re.compile(r"^\s*(?:root|alias)\s+[\"']?(/[^\s;\"']*)", re.MULTILINE)
-# Apache's directives are case-insensitive; Alias and ScriptAlias name the URL first.
-_APACHE_ROOT = re.compile(
-    r"^\s*(?:DocumentRoot|(?:Script)?Alias(?:Match)?\s+\S+)\s+[\"']?(/[^\s\"'$]*)",
-    re.MULTILINE | re.IGNORECASE,
-)
-_APACHE_CGI = re.compile(
-    r"^\s*ScriptAlias(?:Match)?\s+\S+\s+[\"']?(/[^\s\"'$]*)", re.MULTILINE | re.IGNORECASE
-)
 
 
 class RuntimeRules:
@@ -441,6 +389,7 @@ class RuntimeRules:
         self._fired: set[tuple[str, str]] = set()
         self._keeps: dict[str, list[str]] = {}
         self._gems = "ruby-gem" in wanted
+        self._web = WebConfig(tree, read_text)
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
         """Seeds of every enabled rule ``touched`` (canonical paths) fires, and of every
@@ -570,47 +519,24 @@ class RuntimeRules:
         return seeds
 
     def _document_roots(self, reason: Reason) -> list[Seed]:
-        """The directories the server's configuration serves (``root``, ``alias``,
-        ``DocumentRoot``, ``Alias``, ``ScriptAlias``): the site's own content."""
+        """The directories the server's configuration serves: the site's own content."""
         why = Reason(
             "lazy",
             detail="a directory the server's configuration serves",
             rule="web-server",
             by=reason.by,
         )
-        served = self._config_dirs((_NGINX_ROOT, _APACHE_ROOT))
-        return [Seed(r, why, recursive=True) for r in served]
+        return [Seed(r, why, recursive=True) for r in self._web.served_dirs()]
 
     def _httpd_modules(self, reason: Reason) -> list[Seed]:
-        """The modules httpd's enabled configuration loads (``LoadModule NAME PATH`` outside
-        the ``*-available`` directories, whose files count only through ``*-enabled``
-        links), relative paths from ``ServerRoot``.  Modules no enabled line names are
-        never loaded by this configuration (with their closures: libxml2 and ICU for
-        ``mod_proxy_html``, libcurl for ``mod_md``)."""
-        found: set[str] = set()
-        for top in HTTPD_CONFIG_DIRS:
-            entry = self.tree.get(top)
-            if entry is None or not entry.is_dir:
-                continue
-            server_root = top
-            texts = []
-            for child in _files_below(self.tree, top):
-                if _only_available(child.path):
-                    continue
-                text = self.read_text(self._canonical(child.path)) or ""
-                texts.append(text)
-                for match in _SERVER_ROOT.finditer(text):
-                    server_root = match.group(1)
-            for text in texts:
-                for match in _LOAD_MODULE.finditer(text):
-                    found.add(posixpath.normpath(posixpath.join(server_root, match.group(1))))
+        """The modules httpd's enabled configuration loads, and only those."""
         why = Reason(
             "lazy",
             detail="a module an enabled LoadModule line of the configuration names",
             rule="web-server",
             by=reason.by,
         )
-        return [Seed(path, why) for path in sorted(found) if self._exists(path)]
+        return [Seed(path, why) for path in self._web.httpd_modules()]
 
     def _exists(self, path: str) -> bool:
         return self.tree.get(self._canonical(path)) is not None
@@ -623,9 +549,9 @@ class RuntimeRules:
         why = Reason("lazy", detail="a CGI script the server runs", rule="cgi-scripts", by=trigger)
         seeds: list[Seed] = []
         scripts: list[str] = []
-        for directory in self._config_dirs((_APACHE_CGI,)):
+        for directory in self._web.cgi_dirs():
             seeds.append(Seed(directory, why, recursive=True))
-            scripts += [e.path for e in _files_below(self.tree, directory)]
+            scripts += [e.path for e in files_below(self.tree, directory)]
         for script in scripts:
             seeds.append(Seed(script, why))  # counted as run: the modules it imports
             interpreter = self._interpreter(script)
@@ -646,33 +572,8 @@ class RuntimeRules:
         head = (self.read_text(script) or "")[:512]
         return script_interpreter(head, self._find_program, self._is_program)
 
-    def _config_dirs(self, patterns: Sequence[re.Pattern[str]]) -> list[str]:
-        """The existing directories the web servers' enabled configuration files name
-        with ``patterns`` (group 1), never a system directory or a package root."""
-        found: set[str] = set()
-        for top in WEB_CONFIG_DIRS:
-            entry = self.tree.get(top)
-            if entry is None or not entry.is_dir:
-                continue
-            for child in _files_below(self.tree, top):
-                if _only_available(child.path):
-                    continue
-                text = self.read_text(self._canonical(child.path)) or ""
-                for pattern in patterns:
-                    found.update(m.group(1) for m in pattern.finditer(text))
-        out = []
-        for path in sorted(found):
-            path = posixpath.normpath(path)
-            node = self.tree.get(self._canonical(path))
-            if node is not None and node.is_dir and app_root(path) is not None:
-                out.append(path)
-        return out
-
     def _canonical(self, path: str) -> str:
-        try:
-            return self.tree.resolve(path)
-        except UnsafeArchiveError:
-            return path
+        return self._web.canonical(path)
 
     def _is_program(self, path: str) -> bool:
         entry = self.tree.get(self._canonical(path))
@@ -701,28 +602,6 @@ class RuntimeRules:
             else:
                 self._keeps[pattern] = _glob(self.tree, pattern)
         return self._keeps[pattern]
-
-
-def _only_available(path: str) -> bool:
-    """A file of a ``*-available`` directory (Debian's ``sites-available``,
-    ``mods-available``): configuration only through a ``*-enabled`` link to it."""
-    return posixpath.basename(posixpath.dirname(path)).endswith("-available")
-
-
-def _files_below(tree: FileTree, top: str) -> list[Entry]:
-    """The non-directory entries below ``top`` (its own subtree only, links not followed)."""
-    entry = tree.get(top)
-    out: list[Entry] = []
-    stack = [entry] if entry is not None and entry.is_dir else []
-    while stack:
-        node = stack.pop()
-        for name in sorted(node.children or {}):
-            child = (node.children or {})[name]
-            if child.is_dir:
-                stack.append(child)
-            else:
-                out.append(child)
-    return out
 
 
 def _glob(tree: FileTree, pattern: str) -> list[str]:

@@ -19,6 +19,7 @@ from ocislim.slim.apprules import (
     skeleton_seeds,
     written_seeds,
 )
+from ocislim.slim.javapaths import java_option_files
 from ocislim.slim.keeprules import KEEP_RULES, default_enabled, rule_names
 from ocislim.slim.pkgrules import (
     DpkgIndex,
@@ -29,7 +30,7 @@ from ocislim.slim.pkgrules import (
     package_summary,
 )
 from ocislim.slim.plan import Planner, Reason, Seed
-from ocislim.slim.runtimerules import RuntimeRules, java_option_files
+from ocislim.slim.runtimerules import RuntimeRules
 from tests.synth import M
 from tests.unit.slim_synth import reader, tree_from
 
