@@ -22,7 +22,8 @@ from collections.abc import Callable, Collection, Iterable
 
 from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import Entry, FileTree
-from ocislim.slim.apprules import PACKAGE_ROOTS, SYSTEM_DIRS, absolute_paths
+from ocislim.slim.apprules import PACKAGE_ROOTS, SYSTEM_DIRS
+from ocislim.slim.commandtext import absolute_paths
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.patterns import PatternSet
 from ocislim.slim.plan import Reason, Seed

@@ -29,10 +29,10 @@ from ocislim.slim.apprules import (
     binary_named_seeds,
     counted_as_run,
     script_command_seeds,
-    script_interpreter,
     skeleton_seeds,
     written_seeds,
 )
+from ocislim.slim.commandtext import script_interpreter
 from ocislim.slim.confpaths import ConfigPaths
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.javapaths import classpath_seeds, container_seeds, is_jvm

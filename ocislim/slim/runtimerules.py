@@ -32,8 +32,8 @@ from ocislim.layers.tree import FileTree
 from ocislim.slim.apprules import (
     counted_as_run,
     script_command_seeds,
-    script_interpreter,
 )
+from ocislim.slim.commandtext import script_interpreter
 from ocislim.slim.javapaths import java_option_files
 from ocislim.slim.langrules import LangRule, glob_escape
 from ocislim.slim.patterns import PatternSet

@@ -8,17 +8,15 @@ import re
 import pytest
 
 from ocislim.slim.apprules import (
-    absolute_paths,
     app_root,
     app_seeds,
     binary_named_seeds,
-    command_words,
     counted_as_run,
-    quoted_commands,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
 )
+from ocislim.slim.commandtext import absolute_paths, command_words, quoted_commands
 from ocislim.slim.javapaths import java_option_files
 from ocislim.slim.keeprules import KEEP_RULES, default_enabled, rule_names
 from ocislim.slim.pkgrules import (
