@@ -1,7 +1,8 @@
 """Perl's imports: what a Perl script or module loads, read from its text, found in @INC.
 
 :func:`perl_imports` reads ``use Foo::Bar``, ``require Foo::Bar``, ``use parent`` /
-``use base`` with their class lists, ``require "Foo/Bar.pm"`` (a literal string) and
+``use base`` with their class lists, ``require "Foo/Bar.pm"`` and ``do "x/y.pl"`` (a
+literal string), a named character ``\\N{NAME}`` (which loads ``_charnames``) and
 ``use lib`` directories (``$FindBin::Bin`` and relative paths taken from the script's
 directory), skipping pod, comments and everything after ``__END__`` / ``__DATA__``.
 
@@ -9,7 +10,9 @@ directory), skipping pod, comments and everything after ``__END__`` / ``__DATA__
 Perl's own order, after the ``use lib`` directories), reads every module found in
 turn (at most :data:`MAX_FILES` per script), and keeps each one with its *family*:
 ``Foo/Bar.pm``, the directory ``Foo/Bar/`` below the same ``@INC`` directory, and
-``auto/Foo/Bar/`` (XS objects, autosplit files) in any ``@INC`` directory; modules
+``auto/Foo/Bar/`` (XS objects, autosplit files) in any ``@INC`` directory, and for
+the modules of :data:`MODULE_DATA` their data directories (Unicode::UCD's
+``unicore``); modules
 load their parts by name at run time (Encode loads ``Encode::JP`` by encoding name,
 DateTime its ``DateTime::Locale::*`` and ``DateTime::TimeZone::*``), so the files of
 ``Foo/Bar/`` are read for their imports too.  A touched module
@@ -63,6 +66,9 @@ MAX_FILES = 3000
 MAX_TEXT = 4 << 20
 # Documentation left out of a kept family (DateTime::Locale's 10 MB of .pod).
 FAMILY_SKIP = ("*.pod",)
+# Modules that read data files below @INC by computed names: the data directories
+# their family includes (in every @INC directory holding one).
+MODULE_DATA = {"Unicode/UCD.pm": ("unicore",)}
 
 _NAME = r"[A-Za-z_]\w*(?:::\w+)*"
 # A statement that loads a module: at a line's start or after ; { } ( or a word
@@ -73,7 +79,11 @@ _LOAD = re.compile(
     rf"\b(use|require)[ \t]+({_NAME})(?![\w:])([^;]*)",
     re.MULTILINE,
 )
-_REQUIRE_FILE = re.compile(r"\brequire[ \t]*\(?[ \t]*([\"'])([^\"'\n$@]{1,255})\1")
+# ``require "Foo/Bar.pm"`` and ``do "unicore/Name.pl"``: both search @INC.
+_REQUIRE_FILE = re.compile(r"\b(?:require|do)[ \t]*\(?[ \t]*([\"'])([^\"'\n$@]{1,255})\1")
+# A character by name, ``\N{GREEK SMALL LETTER ALPHA}`` (not ``\N{U+3B1}``): the lexer
+# loads _charnames for it, which reads unicore's name tables.
+_NAMED_CHAR = re.compile(r"\\N\{(?!U\+)[ \t]*[A-Za-z]")
 _QW = re.compile(r"\bqw\s*(?:\((.*?)\)|\[(.*?)\]|\{(.*?)\}|/(.*?)/|<(.*?)>)", re.DOTALL)
 _STRING = re.compile(r"([\"'])([^\"'\n]*)\1")
 _FINDBIN = re.compile(r"\$\{?(?:FindBin::)?(?:Real)?Bin\}?")
@@ -154,6 +164,8 @@ def perl_imports(text: str) -> PerlSource:
             source.libs += [w for w in (_lib_dir(w) for w in _words(rest, raw=True)) if w]
         else:
             add(name)
+    if _NAMED_CHAR.search(code):
+        add("_charnames")
     for match in _REQUIRE_FILE.finditer(code):
         relative = safe_relative(match.group(2))
         if relative is not None:
@@ -309,10 +321,12 @@ class PerlImports:
         own = self._entry(f"{directory}/{stem}")
         if own is not None and own.is_dir:
             seeds.append(Seed(own.path, why, recursive=True, skip=FAMILY_SKIP))
+        data = [f"auto/{stem}", *MODULE_DATA.get(relative, ())]
         for inc in self.inc():
-            auto = self._entry(f"{inc}/auto/{stem}")
-            if auto is not None and auto.is_dir:
-                seeds.append(Seed(auto.path, why, recursive=True, skip=FAMILY_SKIP))
+            for below in data:
+                found = self._entry(f"{inc}/{below}")
+                if found is not None and found.is_dir:
+                    seeds.append(Seed(found.path, why, recursive=True, skip=FAMILY_SKIP))
         return seeds
 
     def _canon(self, path: str) -> str:

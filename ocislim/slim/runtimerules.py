@@ -96,7 +96,9 @@ _PERL_TRIGGERS = (*(f"{d}/**" for d in _PERL_INC), "/usr/bin/perl", "/usr/bin/pe
 # The core files a Perl loads by itself, whatever a script names: Debian's perl-base (its
 # essential set, 5.4 MB), and by name in any core directory (Perl built from source has
 # no perl-base): pragmas, Config, Errno (for %!), the PerlIO layers (open on a scalar,
-# :encoding), attributes, re, unicore (\N{...}, charnames), Carp, Exporter, POSIX, Fcntl.
+# :encoding), attributes, re, Carp, Exporter, POSIX, Fcntl.  Not unicore: since Perl 5.32
+# the interpreter's Unicode tables are compiled in, and only charnames (\N{NAME}) and
+# Unicode::UCD read unicore, which perl-imports keeps with them.
 _PERL_CORE_DIRS = (
     "/usr/lib/*/perl/5.*",
     "/usr/share/perl/5.*",
@@ -111,8 +113,8 @@ _PERL_ESSENTIAL_NAMES = (
     "auto/mro", "builtin.pm", "overload.pm", "overload", "overloading.pm", "re.pm",
     "auto/re", "attributes.pm", "auto/attributes", "Config.pm", "Config_heavy.pl",
     "Config_git.pl", "Errno.pm", "PerlIO.pm", "PerlIO", "auto/PerlIO", "DynaLoader.pm",
-    "XSLoader.pm", "Carp.pm", "Carp", "Exporter.pm", "Exporter", "_charnames.pm",
-    "charnames.pm", "unicore", "POSIX.pm", "auto/POSIX", "Fcntl.pm", "auto/Fcntl",
+    "XSLoader.pm", "Carp.pm", "Carp", "Exporter.pm", "Exporter", "POSIX.pm",
+    "auto/POSIX", "Fcntl.pm", "auto/Fcntl",
     "UNIVERSAL.pm", "Tie/Hash/NamedCapture.pm", "auto/Tie/Hash/NamedCapture",
 )  # fmt: skip
 _PERL_ESSENTIAL = (
@@ -166,7 +168,7 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "perl-inc",
         "a Perl that ran keeps the core files every Perl loads by itself (Debian's "
         "perl-base whole; elsewhere strict, warnings, Config, Errno, PerlIO layers, "
-        "attributes, re, overload, Carp, Exporter, POSIX, unicore ...); the modules its "
+        "attributes, re, overload, Carp, Exporter, POSIX ...); the modules its "
         "scripts load are perl-imports'",
         triggers=_PERL_TRIGGERS,
         keeps=_PERL_ESSENTIAL,

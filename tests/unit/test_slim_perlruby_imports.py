@@ -111,6 +111,42 @@ def test_use_parent_lists_and_literal_requires() -> None:
     assert perl_imports('require "$dir/X.pm";').modules == {}  # interpolated: not literal
 
 
+def test_named_characters_load_charnames_and_do_files_are_found_in_inc() -> None:
+    assert "_charnames.pm" in perl_imports('print "\\N{GREEK SMALL LETTER ALPHA}";').modules
+    assert perl_imports('print "\\N{U+3B1}";').modules == {}  # by number: no names read
+    assert perl_imports('my $t = do "unicore/Name.pl";').modules == {
+        "unicore/Name.pl": "unicore/Name.pl"
+    }
+    assert perl_imports("do { 1 };").modules == {}
+
+
+def test_unicore_is_kept_with_charnames_or_unicode_ucd_only() -> None:
+    unicore = [
+        M(f"{CORE}/_charnames.pm", data=b'use unicore::Name;\nmy $t = do "unicore/Name.pl";\n'),
+        M(f"{CORE}/charnames.pm", data=b"use _charnames ();\n1;"),
+        M(f"{CORE}/Unicode/UCD.pm", data=b'require "unicore/UCD.pl";\n1;'),
+        M(f"{CORE}/unicore/Name.pm", data=b"1;"),
+        M(f"{CORE}/unicore/Name.pl", data=b"1;"),
+        M(f"{CORE}/unicore/UCD.pl", data=b"1;"),
+        M(f"{CORE}/unicore/To/Gc.pl", data=b"1;"),  # read by a computed name
+        M(f"{BASE}/unicore/lib/Perl/Word.pl", data=b"1;"),
+    ]
+    members = [*perl_tree(), *unicore]
+    members.append(M("app/names.pl", data=b'print "\\N{BLACK STAR}\\n";\n'))
+    members.append(M("app/ucd.pl", data=b"use Unicode::UCD qw(charinfo);\n"))
+    plain = perl_kept(members, ["/app/bin/tool.pl"])
+    assert not any("/unicore/" in p or p.endswith("charnames.pm") for p in plain)
+    names = perl_kept(members, ["/app/names.pl"])
+    assert {
+        f"/{CORE}/_charnames.pm",
+        f"/{CORE}/unicore/Name.pm",
+        f"/{CORE}/unicore/Name.pl",
+    } <= names
+    assert f"/{CORE}/unicore/To/Gc.pl" not in names
+    ucd = perl_kept(members, ["/app/ucd.pl"])
+    assert {f"/{CORE}/unicore/To/Gc.pl", f"/{BASE}/unicore/lib/Perl/Word.pl"} <= ucd
+
+
 def test_a_perl_script_keeps_its_closure_with_families_only() -> None:
     kept = perl_kept(perl_tree(), ["/app/bin/tool.pl"])
     for path in (
