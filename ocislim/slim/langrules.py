@@ -20,7 +20,8 @@ default, on) by name; every path it keeps carries ``Reason("lazy", rule=NAME)``.
   (a path its ``*.dist-info/RECORD`` or ``*.egg-info/installed-files.txt`` lists,
   or, without such a list, anything under a top-level name of
   ``top_level.txt``), keep the whole distribution; a touched top-level package
-  that no distribution claims is kept whole.
+  that no distribution claims is kept whole.  Either way without the gettext sources
+  that have their compiled catalog beside them (:mod:`ocislim.slim.catalogs`).
 - ``node-package``: when a file of a package under ``node_modules`` (or Debian's
   ``/usr/share/nodejs``, ``/usr/lib/nodejs``) is touched, keep the package's
   directory.
@@ -43,6 +44,7 @@ from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 
 from ocislim.layers.tree import Entry, FileTree
+from ocislim.slim.catalogs import compiled_catalog_sources, is_compiled_catalog_source
 from ocislim.slim.perlimports import PerlImports
 from ocislim.slim.plan import Reason, Seed
 from ocislim.slim.rubyimports import RubyImports
@@ -170,6 +172,7 @@ class LangRules:
         self.enabled = frozenset(default_enabled() if enabled is None else enabled)
         self._stdlib_done: set[str] = set()
         self._packages_done: set[str] = set()
+        self._catalogs: dict[str, list[str]] = {}
         self._imports_done: set[str] = set()
         self._sites: dict[str, list[_Distribution]] | None = None
         self._perl = PerlImports(tree, read_text)
@@ -320,7 +323,11 @@ class LangRules:
                 by=path,
             )
             out.append(Seed(dist.info_dir, reason, recursive=True))
-            out += [Seed(m, reason) for m in sorted(dist.members)]
+            out += [
+                Seed(m, reason)
+                for m in sorted(dist.members)
+                if not is_compiled_catalog_source(self.tree, m)
+            ]
             for name in sorted(dist.tops):
                 out += self._top_level(site, name, reason)
         if not owners:
@@ -334,19 +341,28 @@ class LangRules:
                     rule="python-distribution",
                     by=path,
                 )
-                out.append(Seed(package, reason, recursive=True))
+                skip = tuple(glob_escape(p) for p in self._catalog_sources(package))
+                out.append(Seed(package, reason, recursive=True, skip=skip))
         return out
 
     def _top_level(self, site: str, name: str, reason: Reason) -> list[Seed]:
         seeds = []
         directory = self.tree.get(f"{site}/{name}")
         if directory is not None and directory.is_dir:
-            seeds.append(Seed(directory.path, reason, recursive=True))
+            skip = tuple(glob_escape(p) for p in self._catalog_sources(directory.path))
+            seeds.append(Seed(directory.path, reason, recursive=True, skip=skip))
         site_entry = self.tree.get(site)
         for child in sorted((site_entry.children or {}) if site_entry else {}):
             if child == f"{name}.py" or (child.startswith(f"{name}.") and ".so" in child):
                 seeds.append(Seed(f"{site}/{child}", reason))
         return seeds
+
+    def _catalog_sources(self, top: str) -> list[str]:
+        """The ``.po`` sources beside their ``.mo`` below ``top`` (left out of a kept
+        package: :mod:`ocislim.slim.catalogs`)."""
+        if top not in self._catalogs:
+            self._catalogs[top] = compiled_catalog_sources(self.tree, top)
+        return self._catalogs[top]
 
     def _site_and_top(self, path: str) -> tuple[str | None, str | None]:
         parts = path.split("/")

@@ -73,13 +73,27 @@ class PatternSet:
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
-        self._compiled = [(p, compile_glob(p)) for p in self.patterns]
+        # Absolute patterns without wildcards match one path: a dict lookup, so that
+        # thousands of them (a rule's list of files to skip) cost no regex each.
+        self._literal: dict[str, int] = {}
+        self._compiled: list[tuple[int, str, re.Pattern[str]]] = []
+        for index, pattern in enumerate(self.patterns):
+            if pattern.startswith("/") and not any(c in pattern for c in "*?["):
+                parts = [p for p in pattern.split("/") if p]
+                if not parts:
+                    compile_glob(pattern)  # the UsageError of an empty pattern
+                self._literal.setdefault("/" + "/".join(parts), index)
+            else:
+                self._compiled.append((index, pattern, compile_glob(pattern)))
 
     def match(self, path: str) -> str | None:
-        for pattern, regex in self._compiled:
+        literal = self._literal.get(path)
+        for index, pattern, regex in self._compiled:
+            if literal is not None and index > literal:
+                break
             if regex.fullmatch(path) is not None:
                 return pattern
-        return None
+        return None if literal is None else self.patterns[literal]
 
     def __bool__(self) -> bool:
         return bool(self.patterns)

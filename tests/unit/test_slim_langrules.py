@@ -135,6 +135,42 @@ def test_an_unclaimed_top_level_package_is_kept_whole() -> None:
     assert rules.seeds([f"{SITE}/lonely/core.py"]) == []  # once is enough
 
 
+def test_a_kept_package_leaves_out_gettext_sources_beside_their_catalogs() -> None:
+    messages = "conf/locale/de/LC_MESSAGES"
+    members = [
+        M(f"{SITE[1:]}/Django-4.1.egg-info/top_level.txt", data=b"django\n"),
+        M(f"{SITE[1:]}/django/__init__.py", data=b""),
+        M(f"{SITE[1:]}/django/{messages}/django.mo", data=b"mo"),
+        M(f"{SITE[1:]}/django/{messages}/django.po", data=b"po"),
+        M(f"{SITE[1:]}/django/{messages}/djangojs.po", data=b"po"),  # no .mo: kept
+        M(f"{SITE[1:]}/django/i18n/fr.po", data=b"po"),  # loaded by the app itself
+        M(f"{SITE[1:]}/wheel_pkg-1.0.dist-info/RECORD",
+          data=b"wheel_pkg/__init__.py,,\nwheel_pkg/locale/fr/LC_MESSAGES/m.po,,\n"
+               b"wheel_pkg/locale/fr/LC_MESSAGES/m.mo,,\n"),
+        M(f"{SITE[1:]}/wheel_pkg/__init__.py", data=b""),
+        M(f"{SITE[1:]}/wheel_pkg/locale/fr/LC_MESSAGES/m.po", data=b"po"),
+        M(f"{SITE[1:]}/wheel_pkg/locale/fr/LC_MESSAGES/m.mo", data=b"mo"),
+        M(f"{SITE[1:]}/lonely/__init__.py", data=b""),
+        M(f"{SITE[1:]}/lonely/locale/de/LC_MESSAGES/x.po", data=b"po"),
+        M(f"{SITE[1:]}/lonely/locale/de/LC_MESSAGES/x.mo", data=b"mo"),
+    ]  # fmt: skip
+    touched = [f"{SITE}/django/__init__.py", f"{SITE}/wheel_pkg/__init__.py",
+               f"{SITE}/lonely/__init__.py"]  # fmt: skip
+    kept = kept_after(members, touched)
+    assert {
+        f"{SITE}/django/{messages}/django.mo",
+        f"{SITE}/django/{messages}/djangojs.po",
+        f"{SITE}/django/i18n/fr.po",
+        f"{SITE}/wheel_pkg/locale/fr/LC_MESSAGES/m.mo",
+        f"{SITE}/lonely/locale/de/LC_MESSAGES/x.mo",
+    } <= kept
+    assert not kept & {
+        f"{SITE}/django/{messages}/django.po",
+        f"{SITE}/wheel_pkg/locale/fr/LC_MESSAGES/m.po",
+        f"{SITE}/lonely/locale/de/LC_MESSAGES/x.po",
+    }
+
+
 def node_tree() -> list[M]:
     return [
         M("app/node_modules/left-pad/index.js", data=b"module.exports = 1"),

@@ -39,6 +39,19 @@ def test_globs(pattern: str, path: str, expected: bool) -> None:
     assert matches(pattern, path) is expected
 
 
+def test_literal_patterns_match_as_globs_do_and_the_first_match_is_reported() -> None:
+    patterns = ["/a/**", "/a/b.txt", "//a//c.txt/", "/a/b+c(d).txt", "*.txt", "/z"]
+    paths = ["/a", "/a/b.txt", "/a/c.txt", "/a/b+c(d).txt", "/q/b.txt", "/z", "/z/y", "/y"]
+    for order in (patterns, patterns[::-1]):
+        found = PatternSet(order)
+        for path in paths:
+            first = next((p for p in order if matches(p, path)), None)
+            assert found.match(path) == first, (order, path)
+    many = PatternSet([f"/skip/{i}.po" for i in range(5000)])
+    assert many.match("/skip/4999.po") == "/skip/4999.po"
+    assert many.match("/skip/5000.po") is None
+
+
 def test_pattern_set_reports_the_pattern_that_matched_and_rejects_empty_ones() -> None:
     patterns = PatternSet(["/x/**", "*.log"])
     assert patterns.match("/var/app.log") == "*.log"
