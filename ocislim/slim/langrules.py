@@ -112,9 +112,12 @@ NODE_MODULES = "node_modules"
 # Debian installs Node packages outside any node_modules directory.
 NODE_ROOTS = ("/usr/share/nodejs", "/usr/lib/nodejs")
 # Where Node looks last for a bare name (Debian's multiarch root, npm's global prefix).
+_TRIPLETS = (
+    "x86_64-linux-gnu", "aarch64-linux-gnu", "arm-linux-gnueabihf", "i386-linux-gnu",
+    "powerpc64le-linux-gnu", "s390x-linux-gnu", "riscv64-linux-gnu",
+)  # fmt: skip
 NODE_GLOBAL_ROOTS = (
-    "/usr/lib/x86_64-linux-gnu/nodejs",
-    "/usr/lib/aarch64-linux-gnu/nodejs",
+    *(f"/usr/lib/{t}/nodejs" for t in _TRIPLETS),
     "/usr/local/lib/node_modules",
     "/usr/lib/node_modules",
 )
@@ -579,7 +582,8 @@ def _walk(entry: Entry) -> Iterable[Entry]:
 
 
 def node_package_dir(path: str) -> str | None:
-    """The package directory holding ``path`` (``.../node_modules/[@scope/]name``), if any."""
+    """The package directory holding ``path`` (``.../node_modules/[@scope/]name``, or
+    a Debian root's ``/usr/share/nodejs/name``, ``/usr/lib/<triplet>/nodejs/name``), if any."""
     parts = path.split("/")
     start = None
     for i in range(len(parts) - 1, -1, -1):
@@ -591,6 +595,10 @@ def node_package_dir(path: str) -> str | None:
             if path.startswith(root + "/"):
                 start = root.count("/") + 1
                 break
+    # Debian's multiarch root of packages with native code: /usr/lib/<triplet>/nodejs.
+    multiarch = parts[1:3] == ["usr", "lib"] and parts[4:5] == ["nodejs"]
+    if start is None and multiarch and "-linux-" in parts[3]:
+        start = 5
     if start is None or start >= len(parts):
         return None
     end = start + 2 if parts[start].startswith("@") else start + 1

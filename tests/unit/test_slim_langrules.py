@@ -213,6 +213,24 @@ def test_node_package_dir() -> None:
     assert node_package_dir("/a/node_modules/@s") is None
     assert node_package_dir("/usr/share/nodejs/acorn/dist/a.js") == "/usr/share/nodejs/acorn"
     assert node_package_dir("/usr/bin/node") is None
+    multiarch = "/usr/lib/x86_64-linux-gnu/nodejs/sqlite3"
+    assert node_package_dir(f"{multiarch}/lib/binding/x.node") == multiarch
+    assert node_package_dir("/usr/lib/x86_64-linux-gnu/nodejs") is None
+    assert node_package_dir("/usr/lib/x86_64-linux-gnu/libnode.so.108") is None
+
+
+def test_a_script_requiring_a_native_debian_package_keeps_it() -> None:
+    root = "usr/lib/aarch64-linux-gnu/nodejs/sqlite3"
+    members = [
+        M("srv/app.js", data=b"function db() { return require('sqlite3'); }\n"),
+        M(f"{root}/package.json", data=b'{"main": "lib/sqlite3.js"}'),
+        M(f"{root}/lib/sqlite3.js", data=b"module.exports = 1"),
+        M(f"{root}/lib/binding/napi-v6/node_sqlite3.node", data=b"\x7fELF"),
+    ]
+    tree = tree_from(members)
+    planner = Planner(tree)
+    planner.add(LangRules(tree, reader(members)).imported(["/srv/app.js"]))
+    assert f"/{root}/lib/binding/napi-v6/node_sqlite3.node" in set(planner.kept_paths)
 
 
 def test_rule_reasons_name_the_rule_and_the_trigger() -> None:
