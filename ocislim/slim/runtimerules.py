@@ -61,8 +61,12 @@ _NODE_BINARIES = ("/usr/bin/node", "/usr/local/bin/node", "/usr/bin/nodejs", "/*
 _LIBNODE = ("/usr/lib/*/libnode.so*", "/usr/lib/libnode.so*", "/usr/local/lib/libnode.so*")
 _NODE_BUILTIN_PATH = re.compile(r"/usr/(?:share|lib)/nodejs/[\w@.+-]+(?:/[\w@.+-]+)*\.[cm]?js")
 # Runtimes whose standard library runs command strings with /bin/sh -c.
+# Lua's interpreters (os.execute and io.popen run /bin/sh too).
+_LUA_BINARIES = ("/usr/bin/lua*", "/usr/local/bin/lua*", "/usr/lib/*/liblua5.*.so*",
+                 "/usr/lib/*/libluajit-5.1.so*")  # fmt: skip
 _SHELL_RUNTIMES = (
     *_PYTHON_LIBS,
+    *_LUA_BINARIES,
     "/usr/share/nodejs/**",
     "/usr/lib/nodejs/**",
     "/usr/bin/node",
@@ -233,6 +237,26 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "in turn",
     ),
     RuntimeRule(
+        "lua-modules",
+        "a Lua that ran keeps the module directories of its default package.path and "
+        "package.cpath (Debian's /usr/share/lua/5.x and /usr/lib/<triplet>/lua/5.x, "
+        "/usr/local's): require loads a module by name only when the code reaches it",
+        triggers=(
+            *_LUA_BINARIES,
+            "/usr/share/lua/**",
+            "/usr/lib/*/lua/**",
+            "/usr/local/share/lua/**",
+            "/usr/local/lib/lua/**",
+        ),
+        keeps=(
+            "/usr/share/lua/5.*",
+            "/usr/lib/*/lua/5.*",
+            "/usr/lib/lua/5.*",
+            "/usr/local/share/lua/5.*",
+            "/usr/local/lib/lua/5.*",
+        ),
+    ),
+    RuntimeRule(
         "php-runtime",
         "a PHP that ran keeps its extensions and ini files (php.ini, conf.d)",
         triggers=("/usr/lib/php/**", "/etc/php/**", "/usr/local/lib/php/**", "/**/bin/php*"),
@@ -327,7 +351,7 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         "runtime-shell",
         "a runtime that runs command strings through /bin/sh (Python's os.system and "
         "subprocess with shell=True, Node's child_process.exec, Perl's and Ruby's system "
-        "with one string, PHP's shell_exec) keeps /bin/sh",
+        "with one string, PHP's shell_exec, Lua's os.execute and io.popen) keeps /bin/sh",
         triggers=_SHELL_RUNTIMES,
         keeps=("/bin/sh", "/usr/bin/sh"),
     ),
