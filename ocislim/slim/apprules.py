@@ -234,11 +234,14 @@ def app_seeds(
     argv: Sequence[str],
     workdir: str,
     find_program: Callable[[str], str | None],
+    traced: Iterable[str] = (),
 ) -> list[Seed]:
-    """The application trees of ``argv`` (the entrypoint and command) and ``workdir``."""
+    """The application trees of ``argv`` (the entrypoint and command), ``workdir`` and
+    the application sources among the ``traced`` paths (:func:`traced_app_candidates`)."""
     seeds: list[Seed] = []
     done: set[str] = set()
-    for path, what in app_candidates(tree, argv, workdir, find_program):
+    candidates = app_candidates(tree, argv, workdir, find_program)
+    for path, what in [*candidates, *traced_app_candidates(traced)]:
         root = app_root(path)
         if root is None or root in done:
             continue
@@ -299,8 +302,38 @@ def app_candidates(
             continue
         if entry is not None and not entry.is_dir:
             out.append((posixpath.dirname(path), f"the script {path}"))
+        elif entry is not None and "/" in token:
+            out.append((path, f"the directory {path} its command names"))
     if workdir and workdir != "/":
         out.append((posixpath.normpath(workdir), "the WorkingDir"))
+    return out
+
+
+# Where a traced source file is the system's or a package's, never an application's.
+_NOT_APPLICATION = PatternSet(
+    ["/usr/**", "/etc/**", "/lib*/**", "/bin/**", "/sbin/**", "/proc/**", "/sys/**", "/dev/**",
+     "/run/**", "/tmp/**", "/var/tmp/**", "/var/lib/**", "/var/cache/**", "/var/log/**",
+     "/**/.*/**", "/**/.*"]
+)  # fmt: skip
+_USR_APPLICATION = PatternSet(["/usr/src/*/**", "/usr/local/src/*/**"])
+
+
+def traced_app_candidates(traced: Iterable[str]) -> list[tuple[str, str]]:
+    """(directory, what it holds) for the application source files the run loaded from
+    outside the system's and the packages' directories (a module uvicorn imported from
+    ``/app``, a script ``PYTHONPATH`` found in ``/code``): the application lives there
+    even when no argument or WorkingDir names it.  Hidden directories never count."""
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for path in traced:
+        if not path.endswith((*APP_SOURCE_SUFFIXES, ".php")):
+            continue
+        if _NOT_APPLICATION.match(path) and not _USR_APPLICATION.match(path):
+            continue
+        directory = posixpath.dirname(path)
+        if directory not in seen:
+            seen.add(directory)
+            out.append((directory, f"the source {path} the run loaded"))
     return out
 
 

@@ -134,6 +134,17 @@ class Keeper:
         they ran (:meth:`~ocislim.slim.langrules.LangRules.imported`)."""
         return self._lang.imported(scripts)
 
+    def is_script(self, path: str) -> bool:
+        """``path`` is a text file small enough to read as a script (not a compiled
+        program, whose bytes no import reader understands)."""
+        try:
+            entry = self.tree.get(self.tree.resolve(path))
+        except UnsafeArchiveError:
+            return False
+        if entry is None or entry.kind != "file" or entry.size > _MAX_SCRIPT:
+            return False
+        return not (self.deps.read_text(path) or "").startswith("\x7fELF")
+
     def _interpreter(self, path: str) -> str | None:
         """The ``#!`` interpreter of the script at ``path`` (None: no script): a script
         that counts as run runs it."""
@@ -200,13 +211,14 @@ def first_seeds(
     process the trace saw (the JVM's real options, after its launcher scripts)."""
     out_workdir = options.overrides.workdir or config.working_dir or "/"
     seeds = list(traced)
+    loaded = [s.path for s in seeds if s.reason.source == "trace"]
     seeds += user_seeds(options.keep, keeper.tree, keeper.find_program, out_workdir, note)
     for path, report in keep_from:
         why = Reason("rule", detail=str(path), flag="--keep-from")
         seeds += [Seed(k["path"], why, follow=False) for k in report["kept"]]
     seeds += _config_seeds(keeper.deps, config, options, out_workdir)
     if not keep_from:  # a --keep-from plan already holds what these rules kept
-        seeds += _rule_seeds(keeper, config, options, out_workdir, commands)
+        seeds += _rule_seeds(keeper, config, options, out_workdir, commands, loaded)
     return seeds
 
 
@@ -216,23 +228,33 @@ def _rule_seeds(
     options: BuildOptions,
     workdir: str,
     commands: Sequence[Sequence[str]] = (),
+    loaded: Sequence[str] = (),
 ) -> list[Seed]:
-    """The skeleton directories and the application's own trees, when their rules are on."""
+    """The skeleton directories and the application's own trees, when their rules are on
+    (``loaded``: the paths the trace saw, for the application sources among them)."""
     seeds: list[Seed] = []
     if "skeleton-dirs" in keeper.rules:
         seeds += skeleton_seeds(keeper.tree, config.volumes or [])
     argvs = (_entry_argv(config, options), list(options.run.command))
-    if "app-whole" in keeper.rules:
-        trees = [
-            s for argv in argvs for s in app_seeds(keeper.tree, argv, workdir, keeper.find_program)
-        ]
-        seeds += trees
-        # The application's code runs on paths the probe did not take: what it imports there.
-        seeds += keeper.imports(app_sources(keeper.tree, [s.path for s in trees]))
     # The program and scripts the command names, looked up once for the rules that read them.
     scripts = sorted(
         {p for argv in argvs for p, _ in script_paths(keeper.tree, argv, workdir, keeper)}
     )
+    if "app-whole" in keeper.rules:
+        trees = [
+            s
+            for i, argv in enumerate(argvs)
+            for s in app_seeds(
+                keeper.tree, argv, workdir, keeper.find_program, loaded if i == 0 else ()
+            )
+        ]
+        seeds += trees
+        # The application's code runs on paths the probe did not take: what it imports
+        # there, and what the scripts the command names import (in a system directory too:
+        # /srv/app.js, a Python tool's /usr/bin script).
+        sources = app_sources(keeper.tree, [s.path for s in trees])
+        named = [p for p in scripts if keeper.is_script(p)]
+        seeds += keeper.imports(sorted({*sources, *named}))
     jvms = [argv for argv in commands if is_jvm(argv)]
     if "java-classpath" in keeper.rules:
         seeds += classpath_seeds(

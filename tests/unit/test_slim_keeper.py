@@ -45,6 +45,13 @@ def image_members() -> list[M]:
         M("app/node_modules/x/index.py", data=b"import lonely\n"),  # vendored: not read
         M(f"{SITE}/lonely/__init__.py", data=b"# lonely"),
         M("usr/local/bin/report", data=b"#!/usr/bin/env python3\nimport requests\n", mode=0o755),
+        M("srv/app.py", data=b"def route():\n    import requests\n"),
+        M("code/pkg/__init__.py", data=b""),
+        M("code/pkg/client.py", data=b"import lonely\n"),
+        M("code/templates/a.html", data=b"<p>"),
+        M("usr/bin/uvicorn", data=b"#!/usr/bin/python3\nimport json\n", mode=0o755),
+        M("home/user/.cache/x.py", data=b"import lonely\n"),
+        M("home/user/notes.txt", data=b"n"),
     ]
 
 
@@ -113,3 +120,32 @@ def test_the_application_code_keeps_what_it_imports_on_paths_not_probed(tmp_path
     off, config, options = keeper_for(tmp_path / "off", ("app-whole",), argv)
     off.extend(first_seeds(off, config, options, [], [], lambda note: None))
     assert f"{SITE}/requests/api.py" not in off.plan().paths
+
+
+def _plan(tmp_path: Path, config: dict[str, object], traced: list[Seed]) -> set[str]:
+    keeper, image_config, options = keeper_for(tmp_path, config=config)
+    keeper.extend(first_seeds(keeper, image_config, options, traced, [], lambda note: None))
+    return set(keeper.plan().paths)
+
+
+def _loaded(path: str) -> Seed:
+    return Seed(path, Reason("trace", process="python3", access=("read",)))
+
+
+def test_a_script_in_a_system_directory_has_its_imports_read(tmp_path: Path) -> None:
+    kept = _plan(tmp_path, {"Entrypoint": ["python3", "/srv/app.py"]}, [])
+    assert f"{SITE}/requests/api.py" in kept  # /srv is no application tree, but the script runs
+    assert "/code/pkg/client.py" not in kept
+
+
+def test_a_directory_the_command_names_is_an_application_tree(tmp_path: Path) -> None:
+    kept = _plan(tmp_path, {"Entrypoint": ["uvicorn", "--app-dir", "/code", "pkg:app"]}, [])
+    assert {"/code/templates/a.html", f"{SITE}/lonely/__init__.py"} <= kept
+
+
+def test_application_sources_the_run_loaded_mark_their_tree(tmp_path: Path) -> None:
+    traced = [_loaded("/code/pkg/__init__.py"), _loaded("/home/user/.cache/x.py")]
+    kept = _plan(tmp_path, {"Entrypoint": ["uvicorn", "pkg:app"]}, traced)
+    assert {"/code/templates/a.html", "/code/pkg/client.py", f"{SITE}/lonely/__init__.py"} <= kept
+    kept = _plan(tmp_path / "hidden", {"Entrypoint": ["uvicorn", "pkg:app"]}, traced[1:])
+    assert "/home/user/notes.txt" not in kept  # a hidden directory is no application
