@@ -313,7 +313,12 @@ def app_candidates(
 _NOT_APPLICATION = PatternSet(
     ["/usr/**", "/etc/**", "/lib*/**", "/bin/**", "/sbin/**", "/proc/**", "/sys/**", "/dev/**",
      "/run/**", "/tmp/**", "/var/tmp/**", "/var/lib/**", "/var/cache/**", "/var/log/**",
-     "/**/.*/**", "/**/.*"]
+     "/**/.*/**", "/**/.*",
+     # A runtime's or a package manager's library outside /usr (/opt/conda, /opt/python):
+     # its rules keep what it needs, its root is no application.
+     "/**/lib/python*/**", "/**/site-packages/**", "/**/dist-packages/**",
+     "/**/node_modules/**", "/**/lib/ruby/**", "/**/gems/**", "/**/lib/perl5/**",
+     "/**/lib/php/**", "/**/share/lua/**", "/**/lib/lua/**"]
 )  # fmt: skip
 _USR_APPLICATION = PatternSet(["/usr/src/*/**", "/usr/local/src/*/**"])
 

@@ -52,6 +52,8 @@ def image_members() -> list[M]:
         M("usr/bin/uvicorn", data=b"#!/usr/bin/python3\nimport json\n", mode=0o755),
         M("home/user/.cache/x.py", data=b"import lonely\n"),
         M("home/user/notes.txt", data=b"n"),
+        M("opt/conda/lib/python3.11/os.py", data=b"import lonely\n"),
+        M("opt/conda/bin/huge", data=b"x"),
     ]
 
 
@@ -149,3 +151,5 @@ def test_application_sources_the_run_loaded_mark_their_tree(tmp_path: Path) -> N
     assert {"/code/templates/a.html", "/code/pkg/client.py", f"{SITE}/lonely/__init__.py"} <= kept
     kept = _plan(tmp_path / "hidden", {"Entrypoint": ["uvicorn", "pkg:app"]}, traced[1:])
     assert "/home/user/notes.txt" not in kept  # a hidden directory is no application
+    kept = _plan(tmp_path / "conda", {}, [_loaded("/opt/conda/lib/python3.11/os.py")])
+    assert "/opt/conda/bin/huge" not in kept  # nor a runtime's library outside /usr
