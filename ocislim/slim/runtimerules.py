@@ -45,6 +45,7 @@ _PYTHON_LIBS = ("/usr/lib/python3*/**", "/usr/local/lib/python3*/**")
 _PERL_LIBS = ("/usr/share/perl/**", "/usr/lib/*/perl/**", "/usr/lib/*/perl-base/**")
 _RUBY_LIBS = ("/usr/lib/ruby/**", "/usr/local/lib/ruby/**")
 _PHP_LIBS = ("/usr/lib/php/**", "/usr/local/lib/php/**")
+_TCL_LIBS = ("/usr/share/tcltk/tcl8.*/**", "/usr/lib/*/libtcl8.*.so*", "/usr/local/lib/libtcl8.*")
 # Runtimes that look time zones up by name in the system's data.
 _TZ_RUNTIMES = (
     *_PYTHON_LIBS,
@@ -53,6 +54,7 @@ _TZ_RUNTIMES = (
     *_PERL_LIBS,
     *_RUBY_LIBS,
     *_PHP_LIBS,
+    *_TCL_LIBS,  # clock format -timezone :Europe/Paris
     "/usr/share/zoneinfo/**",
     "/etc/localtime",
 )
@@ -372,8 +374,8 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
     ),
     RuntimeRule(
         "zoneinfo-runtime",
-        "a runtime that loads time zones by name (Python, Java, Perl, Ruby, PHP, glibc "
-        "reading /etc/localtime) keeps the time zone data",
+        "a runtime that loads time zones by name (Python, Java, Perl, Ruby, PHP, Tcl, "
+        "glibc reading /etc/localtime) keeps the time zone data",
         triggers=_TZ_RUNTIMES,
         keeps=("/usr/share/zoneinfo", "/etc/localtime", "/etc/timezone"),
         skip=("/usr/share/zoneinfo/right",),
