@@ -98,6 +98,21 @@ def parse_dpkg_status(text: str, require_status: bool = True) -> dict[str, str]:
     return _keyed(items)
 
 
+def parse_dpkg_sources(text: str) -> dict[str, str]:
+    """The source package of each installed package in a dpkg status file:
+    ``{name: source}`` (``Source: name (version)`` loses its version; a package
+    without the field is its own source)."""
+    out: dict[str, str] = {}
+    for record in _stanzas(text):
+        name = record.get("Package")
+        status = record.get("Status", "")
+        if not name or status.split()[-1:] != ["installed"]:
+            continue
+        source = record.get("Source", "").split(" ", 1)[0]
+        out[name] = source or name
+    return out
+
+
 PARTIAL_FIELD = "Ocislim-Partial"
 _PARTIAL_RE = re.compile(r"kept (\d+) of (\d+) files")
 

@@ -5,7 +5,8 @@ A :class:`Keeper` joins the pieces of the plan over the source's merged tree: th
 (:class:`~ocislim.slim.elfdeps.ElfDeps`), the language rules
 (:class:`~ocislim.slim.langrules.LangRules`), the runtime rules
 (:class:`~ocislim.slim.runtimerules.RuntimeRules`), the package levels
-(:class:`~ocislim.slim.pkgrules.PackageRules`) and the application rules
+(:class:`~ocislim.slim.pkgrules.PackageRules`), the plugin and data directories
+(:mod:`ocislim.slim.plugindirs`, :mod:`ocislim.slim.datadirs`) and the application rules
 (:mod:`ocislim.slim.apprules`: written places, skeleton directories, the
 application's own tree).  The ``analyse`` stage makes one
 and adds :func:`first_seeds`; the ``verify`` stage is the only other one that
@@ -34,6 +35,7 @@ from ocislim.slim.apprules import (
 )
 from ocislim.slim.commandtext import script_interpreter
 from ocislim.slim.confpaths import ConfigPaths
+from ocislim.slim.datadirs import ProgramDataDirs
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.javapaths import classpath_seeds, container_seeds, is_jvm
 from ocislim.slim.langrules import LangRules
@@ -77,6 +79,7 @@ class Keeper:
         self._php = PhpLibraries(tree, self.packages, self.rules)
         self._config = ConfigPaths(tree, self.deps.read_text, self.rules)
         self._plugins = PluginDirs(tree, self.rules)
+        self._data_dirs = ProgramDataDirs(self.packages, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -127,6 +130,7 @@ class Keeper:
             *self._php.seeds(touched),
             *self._config.seeds(touched),
             *self._plugins.seeds(touched),
+            *self._data_dirs.seeds(touched, programs),
         ]
 
     def imports(self, scripts: Iterable[str]) -> list[Seed]:

@@ -4,7 +4,8 @@ The rule tables live with the code that applies them: language rules
 (:mod:`ocislim.slim.langrules`), application and written places
 (:mod:`ocislim.slim.apprules`), runtimes (:mod:`ocislim.slim.runtimerules`), the JVM's
 class path (:mod:`ocislim.slim.javapaths`), PHP's libraries
-(:mod:`ocislim.slim.phplibs`) and package levels (:mod:`ocislim.slim.pkgrules`).
+(:mod:`ocislim.slim.phplibs`), plugin and data directories (:mod:`ocislim.slim.plugindirs`,
+:mod:`ocislim.slim.datadirs`) and package levels (:mod:`ocislim.slim.pkgrules`).
 ``--enable-rule`` and ``--disable-rule`` take these names (and the ELF lazy-rule
 names).
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from ocislim.slim.apprules import APP_RULES
 from ocislim.slim.confpaths import CONF_PATH_RULES
+from ocislim.slim.datadirs import DATA_DIR_RULES
 from ocislim.slim.javapaths import JAVA_PATH_RULES
 from ocislim.slim.langrules import LANG_RULES, LangRule
 from ocislim.slim.phplibs import PHP_LIB_RULES
@@ -27,6 +29,7 @@ KEEP_RULES: tuple[LangRule, ...] = (
     *JAVA_PATH_RULES,
     *CONF_PATH_RULES,
     *PLUGIN_DIR_RULES,
+    *DATA_DIR_RULES,
     *PHP_LIB_RULES,
     *PKG_RULES,
 )

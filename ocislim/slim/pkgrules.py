@@ -21,13 +21,15 @@ whole, partly, or not at all.  Pure apart from the ``read_text`` callable.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Collection, Iterable
 
+from ocislim.inspect.packages import parse_dpkg_sources
 from ocislim.layers.tree import FileTree
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.patterns import PatternSet
-from ocislim.slim.pkgledger import DPKG_DIR, DPKG_INFO
+from ocislim.slim.pkgledger import DPKG_DIR, DPKG_INFO, DPKG_STATUS
 from ocislim.slim.plan import Reason, Seed
 
 PKG_RULES: tuple[LangRule, ...] = (
@@ -77,6 +79,8 @@ class DpkgIndex:
         self.read_text = read_text
         self._owner: dict[str, str] | None = None
         self._files: dict[str, list[str]] = {}
+        self._sorted: list[str] | None = None
+        self._sources: dict[str, str] | None = None
 
     def _load(self) -> dict[str, str]:
         if self._owner is None:
@@ -104,6 +108,27 @@ class DpkgIndex:
     def packages(self) -> list[str]:
         self._load()
         return sorted(self._files)
+
+    def source(self, package: str) -> str:
+        """The Debian source package ``package`` was built from (itself when the
+        status file does not say)."""
+        if self._sources is None:
+            self._sources = parse_dpkg_sources(self.read_text(DPKG_STATUS) or "")
+        return self._sources.get(package, package)
+
+    def packaged_under(self, directory: str) -> list[tuple[str, str]]:
+        """``(path, owner)`` of every path the file lists name below ``directory``."""
+        owners = self._load()
+        if self._sorted is None:
+            self._sorted = sorted(owners)
+        prefix = directory.rstrip("/") + "/"
+        start = bisect.bisect_left(self._sorted, prefix)
+        out = []
+        for path in self._sorted[start:]:
+            if not path.startswith(prefix):
+                break
+            out.append((path, owners[path]))
+        return out
 
 
 def level_keeps(path: str, levels: Collection[str]) -> bool:

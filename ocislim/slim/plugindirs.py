@@ -54,7 +54,7 @@ _LIBRARY_DIRS = PatternSet(
     )
 )
 # Module directories other rules keep precisely (or whole), and runtimes' own trees.
-_DECIDED_ELSEWHERE = PatternSet(
+DECIDED_ELSEWHERE = PatternSet(
     (
         "/usr/lib/apache2/**",
         "/usr/lib/httpd/**",
@@ -116,7 +116,7 @@ class PluginDirs:
             if directory in self._done:
                 continue
             self._done.add(directory)
-            if _LIBRARY_DIRS.match(directory) or _DECIDED_ELSEWHERE.match(directory):
+            if _LIBRARY_DIRS.match(directory) or DECIDED_ELSEWHERE.match(directory):
                 continue
             out += self._plugins(directory, resolved)
         return out
