@@ -79,6 +79,14 @@ _LOAD = re.compile(
     rf"\b(use|require)[ \t]+({_NAME})(?![\w:])([^;]*)",
     re.MULTILINE,
 )
+# A module loaded at run time by a loader function given its name as a literal:
+# Module::Runtime's ``require_module('Template::Tiny')``, Class::Load's ``load_class``,
+# Module::Load's ``load``.
+_LOADER_CALL = re.compile(
+    r"(?<![>$@%\w])(?:[\w:]*::)?(?:require_module|use_module|use_package_optimistically"
+    r"|load_class|try_load_class|load_optional_class|load_first_existing_class|load)"
+    rf"[ \t]*\(?[ \t]*([\"'])({_NAME})\1"
+)
 # ``require "Foo/Bar.pm"`` and ``do "unicore/Name.pl"``: both search @INC.
 _REQUIRE_FILE = re.compile(r"\b(?:require|do)[ \t]*\(?[ \t]*([\"'])([^\"'\n$@]{1,255})\1")
 # A character by name, ``\N{GREEK SMALL LETTER ALPHA}`` (not ``\N{U+3B1}``): the lexer
@@ -164,6 +172,8 @@ def perl_imports(text: str) -> PerlSource:
             source.libs += [w for w in (_lib_dir(w) for w in _words(rest, raw=True)) if w]
         else:
             add(name)
+    for match in _LOADER_CALL.finditer(code):
+        add(match.group(2))
     if _NAMED_CHAR.search(code):
         add("_charnames")
     for match in _REQUIRE_FILE.finditer(code):

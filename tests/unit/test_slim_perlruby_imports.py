@@ -120,6 +120,23 @@ def test_named_characters_load_charnames_and_do_files_are_found_in_inc() -> None
     assert perl_imports("do { 1 };").modules == {}
 
 
+def test_modules_given_to_loader_functions_by_name_are_read() -> None:
+    code = (
+        "require_module('Template::Tiny');\n"  # Dancer2's error page
+        'my $o = use_module("Foo::Bar")->new;\n'
+        "Class::Load::load_class( 'Moo::Role' );\n"
+        "load 'Data::Dumper';\n"
+        "$loader->load('Not::Loaded');\n"  # a method of some object
+        "require_module($name);\n"  # computed: nothing to read
+    )
+    assert set(perl_imports(code).modules) == {
+        "Template/Tiny.pm",
+        "Foo/Bar.pm",
+        "Moo/Role.pm",
+        "Data/Dumper.pm",
+    }
+
+
 def test_unicore_is_kept_with_charnames_or_unicode_ucd_only() -> None:
     unicore = [
         M(f"{CORE}/_charnames.pm", data=b'use unicore::Name;\nmy $t = do "unicore/Name.pl";\n'),
