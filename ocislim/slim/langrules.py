@@ -132,6 +132,10 @@ _PY_IMPORT = re.compile(
     r"|import[ \t]+([A-Za-z_][\w.]*(?:[ \t]*,[ \t]*[A-Za-z_][\w.]*)*))",
     re.MULTILINE,
 )
+# ``importlib.import_module("yaml")`` and ``__import__("yaml")`` with a literal name.
+_PY_IMPORT_CALL = re.compile(
+    r"""\b(?:import_module|__import__)\s*\(\s*['"]([A-Za-z_]\w*)[\w.]*['"]"""
+)
 _JS_IMPORT = re.compile(
     r"""\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)"""
     r"""|\bimport\s*(?:[\w*{}\s,]+?\s*from\s*)?\(?\s*['"]([^'"]+)['"]"""
@@ -527,7 +531,8 @@ class LangRules:
 
 def python_imports(text: str) -> list[str]:
     """The top-level module names Python source ``text`` imports (absolute imports
-    only, anywhere in the file: a function's lazy import too), in order, each once."""
+    only, anywhere in the file: a function's lazy import too; then the literal names
+    given to ``importlib.import_module`` and ``__import__``), in order, each once."""
     names: dict[str, None] = {}
     for match in _PY_IMPORT.finditer(text):
         if match.group(1):
@@ -535,6 +540,8 @@ def python_imports(text: str) -> list[str]:
         else:
             for part in match.group(2).split(","):
                 names[part.strip().split(".")[0]] = None
+    for match in _PY_IMPORT_CALL.finditer(text):
+        names[match.group(1)] = None
     return list(names)
 
 

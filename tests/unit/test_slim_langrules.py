@@ -247,6 +247,9 @@ def test_import_readers_name_top_level_modules_and_packages() -> None:
     py = "import os, json.decoder\nfrom yaml.loader import X\nfrom . import sibling\n"
     py += "def f():\n    import requests as r\n# import commented\nx = 'import no'\n"
     assert python_imports(py) == ["os", "json", "yaml", "requests"]
+    lazy = "m = importlib.import_module('markdown.extensions')\nj = __import__(\"simplejson\")\n"
+    lazy += "r = importlib.import_module('.rel', __package__)\nc = import_module(name)\n"
+    assert python_imports(lazy) == ["markdown", "simplejson"]
     js = "const a = require('express');\nconst b = require(\"./local\");\n"
     js += "import x from '@scope/pkg/sub';\nimport 'side-effect';\nrequire('node:fs');\n"
     js += "const c = await import('lazy/deep.js');\nrequire('fs')\n"
