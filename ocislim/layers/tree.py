@@ -261,6 +261,13 @@ class FileTree:
             raise UnsafeArchiveError(f"too many levels of symbolic links in {path!r}")
         return res.path
 
+    def follow(self, path: str) -> Entry | None:
+        """The entry ``path`` names through symlinks (None: absent, or a symlink loop)."""
+        try:
+            return self.get(self.resolve(path))
+        except UnsafeArchiveError:
+            return None
+
     # -- changes ---------------------------------------------------------------------------
 
     def _new_inode(self) -> int:

@@ -296,10 +296,7 @@ def app_candidates(
         if "/" not in token and not token.endswith(_SCRIPT_SUFFIXES):
             continue
         path = posixpath.normpath(posixpath.join(workdir or "/", token))
-        try:
-            entry = tree.get(tree.resolve(path))
-        except UnsafeArchiveError:
-            continue
+        entry = tree.follow(path)
         if entry is not None and not entry.is_dir:
             out.append((posixpath.dirname(path), f"the script {path}"))
         elif entry is not None and "/" in token:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Collection, Iterable
 
-from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import Entry
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.patterns import PatternSet
@@ -114,7 +113,7 @@ class ProgramDataDirs:
             return []
         out: list[Seed] = []
         for path in touched:
-            entry = self._entry(path)
+            entry = self._tree.follow(path)
             directory = self._own_dir(path) if entry is not None and entry.kind == "file" else None
             if directory is not None and directory not in self._kept:
                 out.append(self._seed(directory, path, ""))
@@ -169,12 +168,6 @@ class ProgramDataDirs:
             if self._own[directory] is not None:
                 return directory
         return None
-
-    def _entry(self, path: str) -> Entry | None:
-        try:
-            return self._tree.get(self._tree.resolve(path))
-        except UnsafeArchiveError:
-            return None
 
     def _own_source(self, directory: str) -> tuple[str, int] | None:
         """The one source package whose packages installed every file below

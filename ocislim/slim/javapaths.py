@@ -36,8 +36,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import unquote
 
-from ocislim.errors import UnsafeArchiveError
-from ocislim.layers.tree import Entry, FileTree
+from ocislim.layers.tree import FileTree
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.plan import Reason, Seed
 
@@ -157,12 +156,12 @@ def classpath_seeds(
         why = Reason("lazy", detail=f"class path entry named by {named_by}",
                      rule="java-classpath", by=named_by)  # fmt: skip
         if path.endswith("/*"):  # every jar of the directory, as the JVM expands it
-            directory = _resolved(tree, path[:-2])
+            directory = tree.follow(path[:-2])
             children = (directory.children or {}) if directory and directory.is_dir else {}
             queue += [(f"{path[:-2]}/{n}", named_by) for n in sorted(children)
                       if n.lower().endswith(".jar")]  # fmt: skip
             continue
-        entry = _resolved(tree, path)
+        entry = tree.follow(path)
         if entry is None:
             continue
         out.append(Seed(path, why))  # a link, and what it names
@@ -177,13 +176,6 @@ def classpath_seeds(
                 continue  # another URL scheme: nothing in the image
             queue.append((posixpath.normpath(posixpath.join(base, item)), entry.path))
     return out
-
-
-def _resolved(tree: FileTree, path: str) -> Entry | None:
-    try:
-        return tree.get(tree.resolve(path))
-    except UnsafeArchiveError:
-        return None
 
 
 def _jar_classpath(open_file: Callable[[str], int | None], path: str) -> list[str]:
@@ -260,7 +252,7 @@ def container_seeds(
                 wanted += [posixpath.normpath(posixpath.join(base, b))
                            for b in _tomcat_configured(tree, base, read_text)]  # fmt: skip
             for path in dict.fromkeys(wanted):
-                entry = _resolved(tree, path)
+                entry = tree.follow(path)
                 if entry is None:
                     continue
                 out.append(Seed(path, why))  # a link, and what it names
@@ -273,7 +265,7 @@ def _tomcat_configured(
 ) -> list[str]:
     """The app and document bases Tomcat's ``conf`` names: ``server.xml`` and the
     context files below ``conf/ENGINE/HOST/``."""
-    conf = _resolved(tree, posixpath.join(base, "conf"))
+    conf = tree.follow(posixpath.join(base, "conf"))
     if conf is None or not conf.is_dir:
         return []
     files = [posixpath.join(conf.path, "server.xml")]

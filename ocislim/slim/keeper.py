@@ -141,10 +141,7 @@ class Keeper:
     def is_script(self, path: str) -> bool:
         """``path`` is a text file small enough to read as a script (not a compiled
         program, whose bytes no import reader understands)."""
-        try:
-            entry = self.tree.get(self.tree.resolve(path))
-        except UnsafeArchiveError:
-            return False
+        entry = self.tree.follow(path)
         if entry is None or entry.kind != "file" or entry.size > _MAX_SCRIPT:
             return False
         return not (self.deps.read_text(path) or "").startswith("\x7fELF")
@@ -176,10 +173,7 @@ class Keeper:
 
     def is_program(self, path: str) -> bool:
         """``path`` names (through links) an executable regular file of the image."""
-        try:
-            entry = self.tree.get(self.tree.resolve(path))
-        except UnsafeArchiveError:
-            return False
+        entry = self.tree.follow(path)
         return entry is not None and entry.kind == "file" and bool(entry.mode & 0o111)
 
     def own_binary(self, name: str) -> str | None:

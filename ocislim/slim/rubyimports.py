@@ -26,7 +26,6 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import Entry, FileTree
 from ocislim.slim.plan import Reason, Seed
 from ocislim.slim.treeglob import tree_dirs
@@ -262,7 +261,7 @@ class RubyImports:
             return [], []
         self._kept.add(path)
         seeds, more = [Seed(path, why)], [path] if path.endswith(".rb") else []
-        family = self._entry(path.rsplit(".", 1)[0])
+        family = self.tree.follow(path.rsplit(".", 1)[0])
         if family is not None and family.is_dir:
             seeds.append(Seed(family.path, why, recursive=True))
             more += self._rb_files(family.path)
@@ -318,7 +317,7 @@ class RubyImports:
         return sorted(out)
 
     def _rb_files(self, top: str) -> list[str]:
-        entry = self._entry(top)
+        entry = self.tree.follow(top)
         if entry is None or not entry.is_dir:
             return []
         out: list[str] = []
@@ -333,19 +332,12 @@ class RubyImports:
                     out.append(child.path)
         return sorted(out)
 
-    def _entry(self, path: str) -> Entry | None:
-        """The entry at ``path``, through links on the way."""
-        try:
-            return self.tree.get(self.tree.resolve(path))
-        except UnsafeArchiveError:
-            return None
-
     def _is_file(self, path: str) -> bool:
-        entry = self._entry(path)
+        entry = self.tree.follow(path)
         return entry is not None and not entry.is_dir
 
     def _text(self, path: str) -> str | None:
-        entry = self._entry(path)
+        entry = self.tree.follow(path)
         if entry is None or entry.kind != "file" or entry.size > MAX_TEXT:
             return None
         return self.read_text(entry.path)

@@ -162,7 +162,11 @@ def test_each_caller_turns_a_loop_into_what_it_expects(tmp_path: Path) -> None:
     assert tree.resolve("/l0/x") == "/f/x"
     with pytest.raises(UnsafeArchiveError, match="too many levels of symbolic links"):
         tree_of(spec).resolve("/l0/x")
-    # ...the ELF lookups and the trace analysis see nothing there.
+    # ...the keep rules' lookups see nothing there...
+    entry = tree.follow("/l0")
+    assert entry is not None and entry.path == "/f"
+    assert tree_of(spec).follow("/l0") is None and tree.follow("/missing") is None
+    # ...nor do the ELF lookups and the trace analysis.
     root = disk_of(spec, tmp_path / "root")
     assert not RootFS(root).resolve("/l0").exists
     assert RootFS(root).read_bytes("/l0") is None
