@@ -350,6 +350,14 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         keeps=("/usr/sbin/ldconfig", "/sbin/ldconfig", "/etc/ld.so.cache"),
     ),
     RuntimeRule(
+        "mime-types",
+        "a runtime that types files by their extension from the system's table "
+        "(Python's mimetypes, which Flask and Django use to serve static files; the "
+        "JVM's Files.probeContentType) keeps /etc/mime.types",
+        triggers=(*_PYTHON_LIBS, "/usr/lib/jvm/**", "/opt/java/**"),
+        keeps=("/etc/mime.types",),
+    ),
+    RuntimeRule(
         "runtime-shell",
         "a runtime that runs command strings through /bin/sh (Python's os.system and "
         "subprocess with shell=True, Node's child_process.exec, Perl's and Ruby's system "

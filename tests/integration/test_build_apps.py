@@ -145,6 +145,7 @@ APPS = {
             "serve /": serve_mode(8080, "/"),
             "template /": _get("/"),
             "static": _get("/static/style.css"),
+            "static md": _get("/static/notes.md"),
             "db": _get("/db"),
             "time": _get("/time"),
             "hash": _get("/hash"),

@@ -250,6 +250,9 @@ RUNTIMES = [
     M("var/www/site/index.html", data=b"<h1>"),
     M("var/www/other/index.html", data=b"<h1>"),
     M("usr/sbin/nginx", data=b"\x7fELF", mode=0o755),
+    M("etc/mime.types", data=b"text/markdown\t\t\t\t\tmd markdown\n"),
+    M("usr/lib/python3.11/os.py", data=b""),
+    M("usr/share/tcltk/tcl8.6/init.tcl", data=b""),
 ]
 
 
@@ -271,6 +274,14 @@ def test_a_jvm_that_ran_keeps_its_runtime_image_and_time_zones() -> None:
     assert "/usr/share/zoneinfo/Europe/Paris" in result
     assert "/usr/share/zoneinfo/right/Europe/Paris" not in result
     assert runtime_kept([f"/{JVM}/lib/server/libjvm.so"], set()) == set()
+
+
+def test_runtimes_that_type_or_time_by_name_keep_the_system_tables() -> None:
+    assert "/etc/mime.types" in runtime_kept(["/usr/lib/python3.11/os.py"])
+    assert "/etc/mime.types" in runtime_kept([f"/{JVM}/lib/server/libjvm.so"])
+    assert "/etc/mime.types" not in runtime_kept(["/usr/lib/python3.11/os.py"], {"os-release"})
+    tcl = runtime_kept(["/usr/share/tcltk/tcl8.6/init.tcl"])
+    assert "/usr/share/zoneinfo/Europe/Paris" in tcl and "/etc/mime.types" not in tcl
 
 
 def test_perl_keeps_its_inc_and_nginx_its_config_and_document_root() -> None:
