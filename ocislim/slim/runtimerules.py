@@ -55,6 +55,8 @@ _TZ_RUNTIMES = (
     *_RUBY_LIBS,
     *_PHP_LIBS,
     *_TCL_LIBS,  # clock format -timezone :Europe/Paris
+    "/usr/lib/R/**",  # format(x, tz = "Europe/Paris")
+    "/usr/local/lib/R/**",
     "/usr/share/zoneinfo/**",
     "/etc/localtime",
 )
@@ -382,7 +384,7 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
     ),
     RuntimeRule(
         "zoneinfo-runtime",
-        "a runtime that loads time zones by name (Python, Java, Perl, Ruby, PHP, Tcl, "
+        "a runtime that loads time zones by name (Python, Java, Perl, Ruby, PHP, Tcl, R, "
         "glibc reading /etc/localtime) keeps the time zone data",
         triggers=_TZ_RUNTIMES,
         keeps=("/usr/share/zoneinfo", "/etc/localtime", "/etc/timezone"),

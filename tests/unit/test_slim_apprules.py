@@ -253,6 +253,7 @@ RUNTIMES = [
     M("etc/mime.types", data=b"text/markdown\t\t\t\t\tmd markdown\n"),
     M("usr/lib/python3.11/os.py", data=b""),
     M("usr/share/tcltk/tcl8.6/init.tcl", data=b""),
+    M("usr/lib/R/lib/libR.so", data=b"\x7fELF"),
 ]
 
 
@@ -282,6 +283,8 @@ def test_runtimes_that_type_or_time_by_name_keep_the_system_tables() -> None:
     assert "/etc/mime.types" not in runtime_kept(["/usr/lib/python3.11/os.py"], {"os-release"})
     tcl = runtime_kept(["/usr/share/tcltk/tcl8.6/init.tcl"])
     assert "/usr/share/zoneinfo/Europe/Paris" in tcl and "/etc/mime.types" not in tcl
+    assert "/usr/share/zoneinfo/Europe/Paris" in runtime_kept(["/usr/lib/R/lib/libR.so"])
+    assert "/usr/share/zoneinfo/Europe/Paris" not in runtime_kept(["/usr/sbin/nginx"])
 
 
 def test_perl_keeps_its_inc_and_nginx_its_config_and_document_root() -> None:
