@@ -136,6 +136,8 @@ _PY_IMPORT = re.compile(
 _PY_IMPORT_CALL = re.compile(
     r"""\b(?:import_module|__import__)\s*\(\s*['"]([A-Za-z_]\w*)[\w.]*['"]"""
 )
+# Express requires its view engine by the name the app sets: ``app.set('view engine', 'ejs')``.
+_JS_VIEW_ENGINE = re.compile(r"""\.set\(\s*['"]view engine['"]\s*,\s*['"]([\w.@/-]+)['"]""")
 _JS_IMPORT = re.compile(
     r"""\brequire\s*\(\s*['"]([^'"]+)['"]\s*\)"""
     r"""|\bimport\s*(?:[\w*{}\s,]+?\s*from\s*)?\(?\s*['"]([^'"]+)['"]"""
@@ -547,10 +549,12 @@ def python_imports(text: str) -> list[str]:
 
 def node_requires(text: str) -> list[str]:
     """The package names JavaScript ``text`` requires or imports (bare names only, not
-    relative paths nor ``node:`` built-ins): ``NAME`` or ``@scope/NAME``, each once."""
+    relative paths nor ``node:`` built-ins): ``NAME`` or ``@scope/NAME``, each once; and
+    the view engine an Express app sets, which Express requires by that name."""
     names: dict[str, None] = {}
-    for match in _JS_IMPORT.finditer(text):
-        spec = match.group(1) or match.group(2)
+    specs = [m.group(1) or m.group(2) for m in _JS_IMPORT.finditer(text)]
+    specs += [m.group(1) for m in _JS_VIEW_ENGINE.finditer(text)]
+    for spec in specs:
         if spec.startswith((".", "/", "node:")) or ":" in spec:
             continue
         parts = spec.split("/")

@@ -254,6 +254,8 @@ def test_import_readers_name_top_level_modules_and_packages() -> None:
     js += "import x from '@scope/pkg/sub';\nimport 'side-effect';\nrequire('node:fs');\n"
     js += "const c = await import('lazy/deep.js');\nrequire('fs')\n"
     assert node_requires(js) == ["express", "@scope/pkg", "side-effect", "lazy", "fs"]
+    views = "app.set('views', '/app/views');\napp.set(\"view engine\", 'ejs');\n"
+    assert node_requires(views) == ["ejs"]  # Express requires it at the first render
     manifest = '{"dependencies": {"a": "1"}, "optionalDependencies": {"b": "2"}, "x": {}}'
     assert node_dependencies(manifest) == ["a", "b"]
     assert node_dependencies("not json") == [] and node_dependencies(None) == []
