@@ -114,36 +114,32 @@ class ProgramDataDirs:
         out: list[Seed] = []
         for path in touched:
             entry = self._tree.follow(path)
-            directory = self._own_dir(path) if entry is not None and entry.kind == "file" else None
-            if directory is not None and directory not in self._kept:
-                out.append(self._seed(directory, path, ""))
+            own = self._own_dir(path) if entry is not None and entry.kind == "file" else None
+            if own is not None and own[0] not in self._kept:
+                out.append(self._seed(own[0], own[1], path, ""))
         for program in programs:
             package = self._index.owner(program)
             source = self._index.source(package) if package else None
             if source is None or source in self._sources_done:
                 continue
             self._sources_done.add(source)
-            found = {d for p in self._source_files(source) if (d := self._own_dir(p))}
-            if sum(self._size_of(d) for d in found) > MAX_DATA_DIR:
+            found = {own[0]: own for p in self._source_files(source) if (own := self._own_dir(p))}
+            if sum(size for _, _, size in found.values()) > MAX_DATA_DIR:
                 continue  # a large tree (TeX, Erlang): only the directories read are kept
-            for directory in sorted(found - self._kept):
-                out.append(self._seed(directory, program, f" (ran {program})"))
+            for directory, owner, _ in sorted(found.values()):
+                if directory not in self._kept:
+                    out.append(self._seed(directory, owner, program, f" (ran {program})"))
         return out
 
-    def _seed(self, directory: str, by: str, why: str) -> Seed:
+    def _seed(self, directory: str, source: str, by: str, why: str) -> Seed:
         self._kept.add(directory)
-        source = self._own[directory]
         reason = Reason(
             "lazy",
-            detail=f"the data directory of Debian source {source[0] if source else '?'}{why}",
+            detail=f"the data directory of Debian source {source}{why}",
             rule="program-data-dirs",
             by=by,
         )
         return Seed(directory, reason, recursive=True, skip=_DOCS)
-
-    def _size_of(self, directory: str) -> int:
-        own = self._own.get(directory)
-        return own[1] if own else 0
 
     def _source_files(self, source: str) -> list[str]:
         """The regular files the packages built from ``source`` installed."""
@@ -157,16 +153,17 @@ class ProgramDataDirs:
                     out.append(path)
         return out
 
-    def _own_dir(self, path: str) -> str | None:
-        """The shallowest data directory holding ``path`` that one source owns (None:
-        none, or a place other rules decide on)."""
+    def _own_dir(self, path: str) -> tuple[str, str, int] | None:
+        """The shallowest data directory holding ``path`` that one source owns, with that
+        source and the directory's size (None: none, or a place other rules decide on)."""
         if _LEFT_OUT.match(path) is not None or DECIDED_ELSEWHERE.match(path) is not None:
             return None
         for directory in _candidates(path):
             if directory not in self._own:
                 self._own[directory] = self._own_source(directory)
-            if self._own[directory] is not None:
-                return directory
+            own = self._own[directory]
+            if own is not None:
+                return directory, *own
         return None
 
     def _own_source(self, directory: str) -> tuple[str, int] | None:

@@ -123,12 +123,8 @@ class DpkgIndex:
             self._sorted = sorted(owners)
         prefix = directory.rstrip("/") + "/"
         start = bisect.bisect_left(self._sorted, prefix)
-        out = []
-        for path in self._sorted[start:]:
-            if not path.startswith(prefix):
-                break
-            out.append((path, owners[path]))
-        return out
+        end = bisect.bisect_left(self._sorted, prefix[:-1] + "0")  # "0" sorts right after "/"
+        return [(path, owners[path]) for path in self._sorted[start:end]]
 
 
 def level_keeps(path: str, levels: Collection[str]) -> bool:

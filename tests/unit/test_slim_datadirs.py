@@ -163,6 +163,17 @@ def test_nothing_without_a_package_a_file_or_the_rule() -> None:
     assert kept(["/usr/share/pandoc/data/abbreviations"], enabled=set()) == set()
 
 
+def test_packaged_under_stops_at_the_directory() -> None:
+    files = members()
+    index = DpkgIndex(tree_from(files), reader(files))
+    assert [p for p, _ in index.packaged_under("/usr/share/big")] == [
+        "/usr/share/big/one",
+        "/usr/share/big/sub/three",
+        "/usr/share/big/sub/two",
+    ]  # not /usr/share/bigger, which sorts after /usr/share/big/
+    assert index.packaged_under("/usr/share/bi") == []
+
+
 def test_sources_come_from_the_status_file() -> None:
     sources = parse_dpkg_sources(STATUS.decode())
     assert sources["pandoc-data"] == "pandoc"  # the version is dropped
