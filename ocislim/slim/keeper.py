@@ -6,7 +6,8 @@ A :class:`Keeper` joins the pieces of the plan over the source's merged tree: th
 (:class:`~ocislim.slim.langrules.LangRules`), the runtime rules
 (:class:`~ocislim.slim.runtimerules.RuntimeRules`), the package levels
 (:class:`~ocislim.slim.pkgrules.PackageRules`), the plugin and data directories
-(:mod:`ocislim.slim.plugindirs`, :mod:`ocislim.slim.datadirs`) and the application rules
+(:mod:`ocislim.slim.plugindirs`, :mod:`ocislim.slim.datadirs`), the other names of
+programs that ran (:mod:`ocislim.slim.aliases`) and the application rules
 (:mod:`ocislim.slim.apprules`: written places, skeleton directories, the
 application's own tree).  The ``analyse`` stage makes one
 and adds :func:`first_seeds`; the ``verify`` stage is the only other one that
@@ -23,6 +24,7 @@ from typing import Any
 from ocislim.errors import UnsafeArchiveError
 from ocislim.image.models import ImageConfig
 from ocislim.layers.tree import FileTree
+from ocislim.slim.aliases import ProgramAliases
 from ocislim.slim.apprules import (
     app_candidates,
     app_seeds,
@@ -80,6 +82,7 @@ class Keeper:
         self._config = ConfigPaths(tree, self.deps.read_text, self.rules)
         self._plugins = PluginDirs(tree, self.rules)
         self._data_dirs = ProgramDataDirs(self.packages, self.rules)
+        self._aliases = ProgramAliases(tree, self.env, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -131,6 +134,7 @@ class Keeper:
             *self._config.seeds(touched),
             *self._plugins.seeds(touched),
             *self._data_dirs.seeds(touched, programs),
+            *self._aliases.seeds(programs),
         ]
 
     def imports(self, scripts: Iterable[str]) -> list[Seed]:

@@ -5,13 +5,15 @@ The rule tables live with the code that applies them: language rules
 (:mod:`ocislim.slim.apprules`), runtimes (:mod:`ocislim.slim.runtimerules`), the JVM's
 class path (:mod:`ocislim.slim.javapaths`), PHP's libraries
 (:mod:`ocislim.slim.phplibs`), plugin and data directories (:mod:`ocislim.slim.plugindirs`,
-:mod:`ocislim.slim.datadirs`) and package levels (:mod:`ocislim.slim.pkgrules`).
+:mod:`ocislim.slim.datadirs`), programs' other names (:mod:`ocislim.slim.aliases`)
+and package levels (:mod:`ocislim.slim.pkgrules`).
 ``--enable-rule`` and ``--disable-rule`` take these names (and the ELF lazy-rule
 names).
 """
 
 from __future__ import annotations
 
+from ocislim.slim.aliases import ALIAS_RULES
 from ocislim.slim.apprules import APP_RULES
 from ocislim.slim.confpaths import CONF_PATH_RULES
 from ocislim.slim.datadirs import DATA_DIR_RULES
@@ -30,6 +32,7 @@ KEEP_RULES: tuple[LangRule, ...] = (
     *CONF_PATH_RULES,
     *PLUGIN_DIR_RULES,
     *DATA_DIR_RULES,
+    *ALIAS_RULES,
     *PHP_LIB_RULES,
     *PKG_RULES,
 )
