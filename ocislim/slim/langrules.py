@@ -21,7 +21,9 @@ default, on) by name; every path it keeps carries ``Reason("lazy", rule=NAME)``.
   or, without such a list, anything under a top-level name of
   ``top_level.txt``), keep the whole distribution; a touched top-level package
   that no distribution claims is kept whole.  Either way without the gettext sources
-  that have their compiled catalog beside them (:mod:`ocislim.slim.catalogs`).
+  that have their compiled catalog beside them (:mod:`ocislim.slim.catalogs`), and
+  without its ``tests`` directories (nor are their imports read).
+- ``python-tests`` (off by default): a kept distribution's ``tests`` directories too.
 - ``node-package``: when a file of a package under ``node_modules`` (or Debian's
   ``/usr/share/nodejs``, ``/usr/lib/nodejs``) is touched, keep the package's
   directory.
@@ -75,6 +77,13 @@ LANG_RULES: tuple[LangRule, ...] = (
         "a touched file of an installed Python distribution keeps the whole distribution",
     ),
     LangRule(
+        "python-tests",
+        "with python-distribution, also the tests directories inside a kept distribution "
+        "(a test suite is run by its test runner, not imported by the program; a traced "
+        "test file is kept anyway)",
+        default=False,
+    ),
+    LangRule(
         "node-package",
         "a touched file of a Node package keeps the package's whole directory",
     ),
@@ -99,6 +108,10 @@ PYTHON_STDLIB_EXTRAS = (
     "lib-dynload/readline.*",
     "_pydecimal.py",
 )
+# A distribution's test suite (``pandas/tests``, ``scipy/*/tests``): left out of a kept
+# distribution unless ``python-tests`` is on.  Only the plural: ``numpy.testing`` and
+# ``django.test`` are imported at run time.
+PYTHON_TESTS_DIR = "tests"
 # Third-party code inside a standard library directory has its own rule.
 PYTHON_SITE_DIRS = ("site-packages", "dist-packages")
 PYTHON_LIBDIR_RE = re.compile(r"^python\d+\.\d+t?$")
@@ -182,6 +195,7 @@ class LangRules:
         self._stdlib_done: set[str] = set()
         self._packages_done: set[str] = set()
         self._catalogs: dict[str, list[str]] = {}
+        self._tests: dict[str, list[str]] = {}
         self._imports_done: set[str] = set()
         self._sites: dict[str, list[_Distribution]] | None = None
         self._perl = PerlImports(tree, read_text)
@@ -335,7 +349,7 @@ class LangRules:
             out += [
                 Seed(m, reason)
                 for m in sorted(dist.members)
-                if not is_compiled_catalog_source(self.tree, m)
+                if not is_compiled_catalog_source(self.tree, m) and not self._in_tests(site, m)
             ]
             for name in sorted(dist.tops):
                 out += self._top_level(site, name, reason)
@@ -350,21 +364,49 @@ class LangRules:
                     rule="python-distribution",
                     by=path,
                 )
-                skip = tuple(glob_escape(p) for p in self._catalog_sources(package))
-                out.append(Seed(package, reason, recursive=True, skip=skip))
+                out.append(Seed(package, reason, recursive=True, skip=self._left_out(package)))
         return out
 
     def _top_level(self, site: str, name: str, reason: Reason) -> list[Seed]:
         seeds = []
         directory = self.tree.get(f"{site}/{name}")
         if directory is not None and directory.is_dir:
-            skip = tuple(glob_escape(p) for p in self._catalog_sources(directory.path))
-            seeds.append(Seed(directory.path, reason, recursive=True, skip=skip))
+            seeds.append(
+                Seed(directory.path, reason, recursive=True, skip=self._left_out(directory.path))
+            )
         site_entry = self.tree.get(site)
         for child in sorted((site_entry.children or {}) if site_entry else {}):
             if child == f"{name}.py" or (child.startswith(f"{name}.") and ".so" in child):
                 seeds.append(Seed(f"{site}/{child}", reason))
         return seeds
+
+    def _left_out(self, top: str) -> tuple[str, ...]:
+        """The skip globs of a package kept whole: compiled catalogs' sources, and its
+        tests directories unless ``python-tests`` is on."""
+        paths = [*self._catalog_sources(top), *self._tests_dirs(top)]
+        return tuple(glob_escape(p) for p in paths)
+
+    def _tests_dirs(self, top: str) -> list[str]:
+        """The ``tests`` directories at or below ``top`` (none with ``python-tests``)."""
+        entry = self.tree.get(top)
+        if "python-tests" in self.enabled or entry is None or not entry.is_dir:
+            return []
+        if top not in self._tests:
+            found = [top] if posixpath.basename(top) == PYTHON_TESTS_DIR else []
+            found += [
+                e.path
+                for e in _walk(entry)
+                if e.is_dir and posixpath.basename(e.path) == PYTHON_TESTS_DIR
+            ]
+            self._tests[top] = sorted(found)
+        return self._tests[top]
+
+    def _in_tests(self, site: str, path: str) -> bool:
+        """``path`` (below ``site``) is inside a tests directory left out of a kept
+        distribution."""
+        if "python-tests" in self.enabled:
+            return False
+        return PYTHON_TESTS_DIR in path[len(site) + 1 :].split("/")[:-1]
 
     def _catalog_sources(self, top: str) -> list[str]:
         """The ``.po`` sources beside their ``.mo`` below ``top`` (left out of a kept
@@ -478,7 +520,12 @@ class LangRules:
             return []
         if not entry.is_dir:
             return [path] if path.endswith(".py") else []
-        return [e.path for e in _walk(entry) if e.path.endswith(".py") and not e.is_dir]
+        tests = tuple(f"{d}/" for d in self._tests_dirs(path))
+        return [
+            e.path
+            for e in _walk(entry)
+            if e.path.endswith(".py") and not e.is_dir and not e.path.startswith(tests)
+        ]
 
     def _node_imports(self, script: str) -> list[Seed]:
         out: list[Seed] = []

@@ -31,9 +31,44 @@ def kept_after(members: list[M], touched: list[str], enabled: set[str] | None = 
 
 def test_rules_are_data_with_defaults() -> None:
     names = [r.name for r in LANG_RULES]
-    assert names == ["python-stdlib", "python-stdlib-extras", "python-distribution", "node-package"]
+    assert names == [
+        "python-stdlib",
+        "python-stdlib-extras",
+        "python-distribution",
+        "python-tests",
+        "node-package",
+    ]
     assert default_enabled() == {"python-stdlib", "python-distribution", "node-package"}
     assert all(r.description for r in LANG_RULES)
+
+
+def test_a_kept_distribution_leaves_its_tests_out_unless_python_tests_is_on() -> None:
+    site = "usr/lib/python3/dist-packages"
+    members = [
+        *python_tree(),
+        M(f"{site}/requests/tests/__init__.py", data=b"import sympy\n"),
+        M(f"{site}/yaml/adapters/tests/test_a.py", data=b"# test"),
+        M(f"{site}/yaml/testing.py", data=b"# a runtime helper"),
+        M(f"{site}/yaml/tests/test_y.py", data=b"# test"),
+        M(f"{site}/sympy/__init__.py", data=b"# sympy"),
+    ]
+    touched = [f"/{site}/requests/api.py", f"/{site}/yaml/__init__.py"]
+    on = {"python-distribution", "python-tests"}
+    default = kept_after(members, touched, {"python-distribution"})
+    assert f"/{site}/yaml/testing.py" in default
+    assert not any("/tests/" in p or p.endswith("/tests") for p in default)
+    with_tests = kept_after(members, touched, on)
+    assert {f"/{site}/yaml/tests/test_y.py", f"/{site}/yaml/adapters/tests/test_a.py"} <= (
+        with_tests
+    )
+    # What only a test imports is not read as the program's import.
+    script = [M("app/app.py", data=b"import requests\n")]
+    rules = LangRules(
+        tree_from([*members, *script]), reader([*members, *script]), {"python-distribution"}
+    )
+    assert not any("sympy" in s.path for s in rules.imported(["/app/app.py"]))
+    rules = LangRules(tree_from([*members, *script]), reader([*members, *script]), on)
+    assert any("sympy" in s.path for s in rules.imported(["/app/app.py"]))
 
 
 def test_touching_the_stdlib_keeps_it_without_caches_extras_or_site_packages() -> None:
