@@ -2,13 +2,13 @@
 
 Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
 Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, Tomcat
-with a JSP, a PostgreSQL server, ImageMagick, a Sinatra site, a PHP site on php's built-in server,
-a static Go binary, an Apache site with CGI scripts, a Python command-line tool on the
-standard library) is built with ``ocislim build`` and the probe a user would give (the
-HTTP probe of the exposed port, an ``--exec`` of a client, or the image's own command),
-then EVERY mode, not only the probed one, runs with
-podman on the original and on the slim image, and must give the same exit code and
-output.
+with a JSP, a PostgreSQL server, ImageMagick, graphviz, a Sinatra site, a PHP site on
+php's built-in server, a static Go binary, an Apache site with CGI scripts, a Python
+command-line tool on the standard library) is built with ``ocislim build`` and the
+probe a user would give (the HTTP probe of the exposed port, an ``--exec`` of a
+client, or the image's own command), then EVERY mode, not only the probed one, runs
+with podman on the original and on the slim image, and must give the same exit code
+and output.
 """
 
 from __future__ import annotations
@@ -132,6 +132,11 @@ def _php_get(path: str) -> Mode:
     return run_mode("php", "/app/app.php", "get", path)
 
 
+# A format, then the layout program (each a link to dot) when not dot itself.
+GRAPHVIZ_MODES = (
+    "svg", "png", "pdf", "ps", "gif", "plain", "gvpr",
+    "svg neato", "plain circo", "png fdp", "plain sfdp",
+)  # fmt: skip
 PYCLI_MODES = (
     "csv", "email", "codecs", "unicode", "db", "tz", "hash", "archive", "tools", "shell", "os",
     "term", "ctypes", "users",
@@ -206,6 +211,11 @@ APPS = {
         "imagemagick-tool",
         (),  # the image's command (png) runs to its end
         {m: run_mode(m) for m in ("png", "jpg", "gif", "bmp", "tiff", "webp")},
+    ),
+    "graphviz": App(
+        "graphviz-tool",
+        (),  # the image's command (dot -Tsvg) runs to its end
+        {m: run_mode(*m.split()) for m in GRAPHVIZ_MODES},
     ),
     "postgres": App(
         "postgres-db",
