@@ -35,8 +35,14 @@ import shlex
 from collections.abc import Callable, Iterable, Sequence
 
 from ocislim.errors import UnsafeArchiveError
-from ocislim.layers.tree import FileTree
-from ocislim.slim.commandtext import SHELLS, absolute_paths, quoted_commands, runs_backticks
+from ocislim.layers.tree import Entry, FileTree
+from ocislim.slim.commandtext import (
+    SHELL_BUILTINS,
+    absolute_paths,
+    is_shell_script,
+    quoted_commands,
+    runs_backticks,
+)
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.patterns import PatternSet
 from ocislim.slim.plan import Reason, Seed
@@ -140,7 +146,7 @@ def rule_reason(rule: str, detail: str, by: str | None = None) -> Reason:
 
 # Rules that keep programs because they will run (a script names them, a web server runs
 # its CGI scripts' interpreters): what those programs' runtimes load must be kept too.
-RUN_RULES = frozenset({"script-commands", "cgi-scripts"})
+RUN_RULES = frozenset({"script-commands", "nested-scripts", "cgi-scripts"})
 
 
 def counted_as_run(seeds: Iterable[Seed]) -> list[str]:
@@ -259,12 +265,18 @@ _VENDORED = frozenset({"node_modules", "site-packages", "dist-packages", "__pyca
 MAX_APP_SOURCES = 2000
 
 
-def app_sources(tree: FileTree, roots: Iterable[str]) -> list[str]:
+def _is_source(name: str, entry: Entry) -> bool:
+    return name.endswith((*APP_SOURCE_SUFFIXES, APP_SOURCE_CGI))
+
+
+def app_sources(
+    tree: FileTree, roots: Iterable[str], wanted: Callable[[str, Entry], bool] = _is_source
+) -> list[str]:
     """The Python, JavaScript, Perl and Ruby source files (``.cgi`` too: the language rules
-    read it when its ``#!`` names perl) of the application trees ``roots``, sorted,
-    at most :data:`MAX_APP_SOURCES`: never below ``node_modules``, a site directory, a
-    bytecode cache or a hidden directory (what the application vendors is a package,
-    kept by its own rule when touched)."""
+    read it when its ``#!`` names perl) of the application trees ``roots``, or the regular
+    files ``wanted(name, entry)`` chooses, sorted, at most :data:`MAX_APP_SOURCES`: never
+    below ``node_modules``, a site directory, a bytecode cache or a hidden directory (what
+    the application vendors is a package, kept by its own rule when touched)."""
     found: list[str] = []
     stack = [e for r in sorted(set(roots)) if (e := tree.get(r)) is not None and e.is_dir]
     while stack and len(found) < MAX_APP_SOURCES:
@@ -274,7 +286,7 @@ def app_sources(tree: FileTree, roots: Iterable[str]) -> list[str]:
             if child.is_dir:
                 if name not in _VENDORED and not name.startswith("."):
                     stack.append(child)
-            elif child.kind == "file" and name.endswith((*APP_SOURCE_SUFFIXES, APP_SOURCE_CGI)):
+            elif child.kind == "file" and wanted(name, child):
                 found.append(child.path)
     return sorted(found[:MAX_APP_SOURCES])
 
@@ -360,6 +372,8 @@ def _tokens(args: Sequence[str]) -> list[str]:
 
 
 _WORD = re.compile(r"(?:^|[\s;|&(`])([A-Za-z0-9_][A-Za-z0-9_.+-]*)")
+# A command kept in a variable: ``uncompress="gzip -cdf"``, ``grep=${GREP:-grep -E}``.
+_HELD_COMMAND = re.compile(r"(?:\b[A-Za-z_]\w*=[\"']|:-)([A-Za-z0-9_][A-Za-z0-9_.+-]*)")
 
 
 def script_command_seeds(
@@ -367,6 +381,7 @@ def script_command_seeds(
     read_text: Callable[[str], str | None],
     find_program: Callable[[str], str | None],
     is_program: Callable[[str], bool] = lambda path: False,
+    rule: str = "script-commands",
 ) -> list[Seed]:
     """The programs the application's ``scripts`` name: every absolute path in a script's
     text that is an executable file of the image (``ProcessBuilder("/bin/echo")``,
@@ -376,7 +391,11 @@ def script_command_seeds(
     arguments or a list (``subprocess.run(["sort", "-r"])``, ``spawn('gzip')``,
     ``os.system("ls | wc -l")``, ``system("date -u && hostname")``), a shell's ``-c``
     argument, and in Perl, Ruby and PHP (by ``#!`` or suffix) backticks, ``qx{}`` and
-    ``%x()``.  Every program found is counted as run (:func:`counted_as_run`)."""
+    ``%x()``.  In a shell script a command held in a variable counts too: the first word
+    of a quoted assignment or a ``${VAR:-default}`` (``uncompress="gzip -cdf"``); the
+    shell's own builtins (:data:`SHELL_BUILTINS`: ``printf``, ``test``) never do.  Every
+    program found is counted as run (:func:`counted_as_run`); each seed's reason names
+    ``rule`` (one of :data:`RUN_RULES`)."""
     seeds: list[Seed] = []
     seen: set[str] = set()
     for script in scripts:
@@ -386,7 +405,7 @@ def script_command_seeds(
 
         def add(found: str, script: str = script) -> None:
             if found != script:
-                why = rule_reason("script-commands", f"named by the script {script}", script)
+                why = rule_reason(rule, f"named by the script {script}", script)
                 seeds.append(Seed(found, why))
 
         for path in absolute_paths(text):
@@ -398,7 +417,7 @@ def script_command_seeds(
             continue  # a compiled program: only the paths it spells, above
         interpreter = text.split("\n", 1)[0][2:].split() if text.startswith("#!") else []
         names = [posixpath.basename(w) for w in interpreter[:2]]
-        if not any(n in SHELLS for n in names):
+        if not is_shell_script(script, text[:256]):
             for word in quoted_commands(text, runs_backticks(script, names)):
                 if "/" not in word and word not in seen:  # paths: absolute_paths above
                     seen.add(word)
@@ -406,10 +425,10 @@ def script_command_seeds(
                     if found is not None:
                         add(found)
             continue
-        for line in text.splitlines()[1:]:
+        for line in text.splitlines():  # the "#!" line reads as a comment
             code = line.split("#", 1)[0] if not line.lstrip().startswith("#") else ""
-            for word in _WORD.findall(code):
-                if word in seen:
+            for word in [*_WORD.findall(code), *_HELD_COMMAND.findall(code)]:
+                if word in seen or word in SHELL_BUILTINS:
                     continue
                 seen.add(word)
                 found = find_program(word)

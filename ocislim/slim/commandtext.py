@@ -16,6 +16,14 @@ from collections.abc import Callable
 
 # The shells, by the name a #! line or a command gives.
 SHELLS = ("sh", "bash", "dash", "ash", "ksh", "zsh", "busybox")
+# Commands every POSIX shell runs itself, though a program of the name exists
+# (/usr/bin/printf, /usr/bin/test): a shell script's word never runs the program.
+SHELL_BUILTINS = frozenset(
+    {"echo", "printf", "test", "[", "kill", "pwd", "true", "false", "read", "cd", "umask",
+     "wait", "getopts", "type", "ulimit", "command", "hash", "alias", "unalias"}
+)  # fmt: skip
+# The names of shell scripts without a "#!" (a sourced library of functions).
+SHELL_SUFFIXES = (".sh", ".bash")
 
 # An absolute path: not preceded by [\w.:/-] (so not the tail of a relative path or a
 # URL).  The lookbehind is applied by hand in absolute_paths: at the start of the
@@ -54,6 +62,17 @@ def script_interpreter(
     if posixpath.basename(words[0]) == "env" and len(words) > 1:
         return find_program(words[-1])
     return words[0] if is_program(words[0]) else None
+
+
+def is_shell_script(path: str, head: str) -> bool:
+    """``head`` (the start of the file at ``path``) is a shell script's: its ``#!`` names
+    a shell (directly or through ``env``), or it has no ``#!`` and a shell's suffix."""
+    if head.startswith("\x7fELF"):
+        return False
+    if head.startswith("#!"):
+        words = head[2:].split("\n", 1)[0].split()
+        return any(posixpath.basename(w) in SHELLS for w in words[:2])
+    return path.endswith(SHELL_SUFFIXES)
 
 
 # -- shell command strings -------------------------------------------------------------

@@ -41,6 +41,7 @@ from ocislim.slim.datadirs import ProgramDataDirs
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.javapaths import classpath_seeds, container_seeds, is_jvm
 from ocislim.slim.langrules import LangRules
+from ocislim.slim.nestedscripts import NestedScripts
 from ocislim.slim.options import BuildOptions
 from ocislim.slim.phplibs import PhpLibraries
 from ocislim.slim.pkgrules import (
@@ -83,6 +84,9 @@ class Keeper:
         self._plugins = PluginDirs(tree, self.rules)
         self._data_dirs = ProgramDataDirs(self.packages, self.rules)
         self._aliases = ProgramAliases(tree, self.env, self.rules)
+        self.nested = NestedScripts(
+            tree, self.deps.read_text, self.find_program, self.is_program, self.rules
+        )
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -105,7 +109,17 @@ class Keeper:
             self.tree,
             [s.path for s in seeds if s.reason.source == "trace" and "exec" in s.reason.access],
         )
-        widened = self._widen(touched, programs)
+        sourced = _resolved(
+            self.tree,
+            [
+                s.path
+                for s in seeds
+                if s.reason.source == "trace"
+                and "read" in s.reason.access
+                and self.nested.is_shell_process(s.reason.process)
+            ],
+        )
+        widened = [*self._widen(touched, programs), *self.nested.seeds(sourced, programs)]
         # What a rule keeps because it will run (a program a script names, a CGI script's
         # interpreter) fires every rule as if it had run, and so on for what that keeps.
         ran = set(touched)
@@ -117,7 +131,7 @@ class Keeper:
             if not more:
                 break
             ran.update(more)
-            found = [*self._widen(more, more), *self.imports(more)]
+            found = [*self._widen(more, more), *self.nested.seeds((), more), *self.imports(more)]
             widened += found
         return close_plan(self._planner, [*seeds, *places, *widened], self.deps)
 
@@ -257,6 +271,9 @@ def _rule_seeds(
         sources = app_sources(keeper.tree, [s.path for s in trees])
         named = [p for p in scripts if keeper.is_script(p)]
         seeds += keeper.imports(sorted({*sources, *named}))
+        seeds += keeper.nested.app_seeds([s.path for s in trees], scripts)
+    else:
+        seeds += keeper.nested.app_seeds([], scripts)  # read as script-commands' only
     jvms = [argv for argv in commands if is_jvm(argv)]
     if "java-classpath" in keeper.rules:
         seeds += classpath_seeds(

@@ -2,13 +2,13 @@
 
 Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx, a
 Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, Tomcat
-with a JSP, a PostgreSQL server, ImageMagick, graphviz, a Sinatra site, a PHP site on
-php's built-in server, a static Go binary, an Apache site with CGI scripts, a Python
-command-line tool on the standard library) is built with ``ocislim build`` and the
-probe a user would give (the HTTP probe of the exposed port, an ``--exec`` of a
-client, or the image's own command), then EVERY mode, not only the probed one, runs
-with podman on the original and on the slim image, and must give the same exit code
-and output.
+with a JSP, a PostgreSQL server, ImageMagick, graphviz, a shell tool on rotated logs,
+a Sinatra site, a PHP site on php's built-in server, a static Go binary, an Apache site
+with CGI scripts, a Python command-line tool on the standard library) is built with
+``ocislim build`` and the probe a user would give (the HTTP probe of the exposed port,
+an ``--exec`` of a client, or the image's own command), then EVERY mode, not only the
+probed one, runs with podman on the original and on the slim image, and must give the
+same exit code and output.
 """
 
 from __future__ import annotations
@@ -137,6 +137,12 @@ GRAPHVIZ_MODES = (
     "svg", "png", "pdf", "ps", "gif", "plain", "gvpr",
     "svg neato", "plain circo", "png fdp", "plain sfdp",
 )  # fmt: skip
+# Each rotation of the log is read by another decompressor, which xzgrep picks.
+LOGS_MODES = (
+    "search app.log ERROR", "search app.log.1.gz ERROR", "search app.log.2.xz ERROR",
+    "search app.log.3.bz2 ERROR", "search app.log.4.zst ERROR", "report app.log",
+    "digest app.log.1.gz", "lines app.log",
+)  # fmt: skip
 PYCLI_MODES = (
     "csv", "email", "codecs", "unicode", "db", "tz", "hash", "archive", "tools", "shell", "os",
     "term", "ctypes", "users",
@@ -216,6 +222,11 @@ APPS = {
         "graphviz-tool",
         (),  # the image's command (dot -Tsvg) runs to its end
         {m: run_mode(*m.split()) for m in GRAPHVIZ_MODES},
+    ),
+    "logs": App(
+        "logs-tool",
+        (),  # the image's command (search app.log.1.gz) runs to its end
+        {m: run_mode(*m.split()) for m in LOGS_MODES},
     ),
     "postgres": App(
         "postgres-db",

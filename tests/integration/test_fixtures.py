@@ -45,6 +45,7 @@ EXPECTED: dict[str, tuple[int, list[str] | None, list[str] | None, str, list[str
     "sinatra-app": (3, None, ["ruby", "/app/app.rb"], "/app", ["4567/tcp"]),
     "imagemagick-tool": (3, ["/app/convert.sh"], ["png"], "", []),
     "graphviz-tool": (3, ["/app/render.sh"], ["svg"], "", []),
+    "logs-tool": (3, ["/app/logq.sh"], ["search", "app.log.1.gz", "ERROR"], "", []),
     "postgres-db": (3, ["/app/start.sh"], None, "", []),
     "tomcat-site": (4, ["/usr/share/tomcat10/bin/catalina.sh"], ["run"], "", ["8080/tcp"]),
     "php-app": (

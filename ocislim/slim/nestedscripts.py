@@ -1,0 +1,135 @@
+"""The ``nested-scripts`` rule: the programs named by the scripts behind the entrypoint.
+
+``script-commands`` reads the scripts the image's command names.  Real images run more
+scripts than that: an entrypoint runs the scripts of a ``/docker-entrypoint.d``,
+sources a library of shell functions, calls its own ``bin/backup.sh``; a tool such
+as Debian's ``xzgrep`` picks ``gzip``, ``bzip2``, ``zstd`` or ``xz`` by the file it is
+given.  Each of those scripts took one branch during the probe.  This rule reads them
+as ``script-commands`` reads the entrypoint's (:func:`~ocislim.slim.apprules.script_command_seeds`):
+
+- every script the trace saw run, and every shell script a shell read (sourced: a
+  ``#!`` naming a shell, or a ``.sh`` or ``.bash`` name, as a library of functions has),
+- every script (any language) another rule counts as run: a script the entrypoint
+  names by path keeps the programs it names in turn,
+- every script of the application's own trees (``app-whole``): its shell scripts and
+  its Python, JavaScript, Perl and Ruby sources (``subprocess.run(["gzip", ...])`` in a
+  module only an unprobed route imports).
+
+What it keeps counts as run, so the chain goes on until no script adds a program.
+Compiled programs and files over :data:`MAX_SCRIPT_BYTES` are never read here
+(``binary-named-paths`` reads the application's own programs).  Each script is read once.
+
+Pure: depends on the merged tree and the functions given.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Collection, Iterable
+
+from ocislim.layers.tree import Entry, FileTree
+from ocislim.slim.apprules import APP_SOURCE_SUFFIXES, app_sources, script_command_seeds
+from ocislim.slim.commandtext import SHELL_SUFFIXES, SHELLS, is_shell_script
+from ocislim.slim.langrules import LangRule
+from ocislim.slim.plan import Seed
+
+NESTED_RULES: tuple[LangRule, ...] = (
+    LangRule(
+        "nested-scripts",
+        "the programs named by every shell script that ran or was sourced, by every "
+        "script another rule counts as run, and by the application tree's own scripts "
+        "are kept (read as script-commands reads the entrypoint's) and count as run",
+    ),
+)
+
+# A larger text is no script worth reading (a bundle, a data file).
+MAX_SCRIPT_BYTES = 1 << 20
+
+ReadText = Callable[[str], "str | None"]
+FindProgram = Callable[[str], "str | None"]
+
+
+class NestedScripts:
+    """The rule's seeds; remembers the scripts read, so each is read once."""
+
+    def __init__(
+        self,
+        tree: FileTree,
+        read_text: ReadText,
+        find_program: FindProgram,
+        is_program: Callable[[str], bool],
+        enabled: Collection[str],
+    ) -> None:
+        self._tree = tree
+        self._read_text = read_text
+        self._find_program = find_program
+        self._is_program = is_program
+        self._on = "nested-scripts" in enabled
+        self._read: set[str] = set()
+        self._shells: dict[str, bool] = {}
+
+    def seeds(self, sourced: Iterable[str], run: Iterable[str] = ()) -> list[Seed]:
+        """The programs named by the shell scripts among ``sourced`` (files a shell read:
+        :meth:`is_shell_process`) and by the scripts of any language among ``run`` (run
+        by the trace, or counted as run)."""
+        if not self._on:
+            return []
+        scripts = [p for p in sourced if self._text(p, shell_only=True) is not None]
+        scripts += [p for p in run if self._text(p, shell_only=False) is not None]
+        return self._commands(scripts)
+
+    def is_shell_process(self, label: str | None) -> bool:
+        """The traced process ``label`` (its argv, as the trace names it) is a shell: its
+        program is a shell (``sh -c ...``) or a shell script (``/app/run.sh start``).
+        A file such a process read is sourced or run by it; a file another program read
+        (git copying its ``#!/bin/sh`` sample hooks) is data."""
+        program = (label or "").split(" ", 1)[0]
+        if posixpath.basename(program) in SHELLS:
+            return True
+        if program not in self._shells:
+            text = self._text(program, shell_only=True, again=True) if program else None
+            self._shells[program] = text is not None
+        return self._shells[program]
+
+    def app_seeds(self, roots: Iterable[str], named: Collection[str]) -> list[Seed]:
+        """The programs named by the scripts of the application trees ``roots`` (the
+        scripts in ``named``, which ``script-commands`` reads, excepted)."""
+        if not self._on:
+            return []
+        self._read.update(named)
+        scripts = [
+            p for p in self._tree_scripts(roots) if self._text(p, shell_only=False) is not None
+        ]
+        return self._commands(scripts)
+
+    def _commands(self, scripts: list[str]) -> list[Seed]:
+        fresh = [p for p in dict.fromkeys(scripts) if p not in self._read]
+        self._read.update(fresh)
+        return script_command_seeds(
+            fresh, self._read_text, self._find_program, self._is_program, rule="nested-scripts"
+        )
+
+    def _text(self, path: str, *, shell_only: bool, again: bool = False) -> str | None:
+        """The text of the script at ``path`` (None: not a script of the kind asked for,
+        too large, or read before, unless ``again``)."""
+        if path in self._read and not again:
+            return None
+        entry = self._tree.follow(path)
+        if entry is None or entry.kind != "file" or entry.size > MAX_SCRIPT_BYTES:
+            return None
+        text = self._read_text(path)
+        if not text or text.startswith("\x7fELF"):
+            return None
+        if shell_only and not is_shell_script(path, text[:256]):
+            return None
+        return text
+
+    def _tree_scripts(self, roots: Iterable[str]) -> list[str]:
+        """The application trees' scripts (:func:`~ocislim.slim.apprules.app_sources`):
+        source files and shell scripts by suffix, and executable files (read for a
+        ``#!``)."""
+        return app_sources(self._tree, roots, _maybe_script)
+
+
+def _maybe_script(name: str, entry: Entry) -> bool:
+    return name.endswith((*APP_SOURCE_SUFFIXES, *SHELL_SUFFIXES)) or bool(entry.mode & 0o111)

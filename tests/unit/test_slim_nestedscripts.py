@@ -1,0 +1,105 @@
+"""nested-scripts: the scripts behind the entrypoint keep the programs they name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ocislim.image import open_image
+from ocislim.layers.unpack import unpack
+from ocislim.slim.commandtext import is_shell_script
+from ocislim.slim.keeper import Keeper, first_seeds
+from ocislim.slim.options import BuildOptions, OutputOptions
+from ocislim.slim.plan import Reason, Seed
+from tests.synth import M, config_for, layer, oci_archive
+
+ELF = b"\x7fELF"
+XZGREP = b"""#!/bin/sh
+xz='xz --format=auto'
+grep=${GREP:-grep}
+case $1 in
+  *.gz) uncompress="gzip -cdf";;
+  *.bz2) uncompress='bzip2 -cdf';;
+  *) uncompress="$xz -cdf";;
+esac
+$uncompress -- "$1" | $grep "$2"
+"""
+PROGRAMS = ("xz", "gzip", "bzip2", "grep", "zstd", "logger", "sort", "uniq", "tar", "cpio", "perl")
+
+
+def members() -> list[M]:
+    return [
+        M("bin/sh", data=ELF, mode=0o755),
+        *[M(f"usr/bin/{name}", data=ELF, mode=0o755) for name in PROGRAMS],
+        M("usr/bin/xzgrep", data=XZGREP, mode=0o755),
+        M("usr/share/perl/5.36/POSIX.pm", data=b"1;"),
+        M("usr/lib/tool/functions.sh", data=b'unpack() { zstd -dc "$1"; }\n'),
+        M("usr/lib/python3/dist-packages/mod.py", data=b'subprocess.run(["cpio", "-i"])\n'),
+        M("usr/local/bin/helper", data=b"#!/bin/sh\nperl -e 'print 1'\n", mode=0o755),
+        M(
+            "app/entry.sh",
+            data=b'#!/bin/sh\n. /app/lib/common.sh\nhelper\nexec /app/bin/report.sh "$@"\n',
+            mode=0o755,
+        ),
+        M("app/lib/common.sh", data=b'log() { logger -t app "$*"; }\n'),
+        M("app/bin/report.sh", data=b'#!/bin/sh\nsort "$1" | uniq -c\n', mode=0o755),
+        M("app/tools/pack.py", data=b'def pack(p):\n    subprocess.run(["tar", "-czf", p])\n'),
+    ]
+
+
+def plan(tmp_path: Path, traced: list[Seed], disable: tuple[str, ...] = ()) -> set[str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    layers = [layer(members())]
+    config = config_for(layers, Entrypoint=["/app/entry.sh"])
+    archive = oci_archive(tmp_path, layers, config=config)
+    with open_image(archive) as image:
+        unpacked = unpack(image, tmp_path / "rootfs")
+        image_config = image.config
+    options = BuildOptions(OutputOptions(tmp_path / "out.tar"), disable_rules=disable)
+    keeper = Keeper(unpacked.root, unpacked.tree, image_config, options)
+    keeper.extend(first_seeds(keeper, image_config, options, traced, [], lambda note: None))
+    return set(keeper.plan().paths)
+
+
+def traced(path: str, access: str, process: str = "sh") -> Seed:
+    return Seed(path, Reason("trace", process=process, access=(access,)))
+
+
+def test_a_shell_script_that_ran_keeps_every_program_its_branches_name(tmp_path: Path) -> None:
+    kept = plan(tmp_path, [traced("/usr/bin/xzgrep", "exec")])
+    # Held in variables, chosen by the file's suffix: the probe took one branch.
+    assert {"/usr/bin/gzip", "/usr/bin/bzip2", "/usr/bin/xz", "/usr/bin/grep"} <= kept
+    off = plan(tmp_path / "off", [traced("/usr/bin/xzgrep", "exec")], ("nested-scripts",))
+    assert "/usr/bin/bzip2" not in off
+
+
+def test_a_sourced_library_and_the_application_trees_scripts_are_read(tmp_path: Path) -> None:
+    kept = plan(tmp_path, [traced("/usr/lib/tool/functions.sh", "read")])
+    assert "/usr/bin/zstd" in kept  # a sourced .sh has no #!
+    assert "/usr/bin/logger" in kept  # /app/lib/common.sh, in the application's tree
+    assert "/usr/bin/tar" in kept  # a command string of the application's Python module
+    # Sourced by a shell script's process too; a shell script another program read (git
+    # copies its sample hooks) is data, and so is a Python module a shell read.
+    by_script = traced("/usr/lib/tool/functions.sh", "read", "/app/entry.sh start")
+    assert "/usr/bin/zstd" in plan(tmp_path / "script", [by_script])
+    copied = traced("/usr/lib/tool/functions.sh", "read", "git init -q")
+    assert "/usr/bin/zstd" not in plan(tmp_path / "git", [copied])
+    module = traced("/usr/lib/python3/dist-packages/mod.py", "read")
+    assert "/usr/bin/cpio" not in plan(tmp_path / "py", [module])
+
+
+def test_a_script_counted_as_run_is_read_in_turn_and_fires_runtime_rules(tmp_path: Path) -> None:
+    kept = plan(tmp_path, [])
+    assert {"/usr/bin/sort", "/usr/bin/uniq"} <= kept  # report.sh, which entry.sh runs
+    assert "/usr/share/perl/5.36/POSIX.pm" in kept  # helper runs perl: perl-inc fires
+    off = plan(tmp_path / "off", [], ("nested-scripts",))
+    assert not {"/usr/bin/sort", "/usr/bin/logger", "/usr/bin/perl"} & off
+    assert "/app/bin/report.sh" in off  # script-commands still keeps what entry.sh names
+
+
+def test_shell_scripts_are_known_by_their_interpreter_or_their_suffix() -> None:
+    assert is_shell_script("/x", "#!/bin/bash -e\n")
+    assert is_shell_script("/x", "#!/usr/bin/env sh\n")
+    assert not is_shell_script("/x.sh", "#!/usr/bin/python3\n")
+    assert is_shell_script("/lib/x.sh", "f() { :; }\n")
+    assert not is_shell_script("/x", "f() { :; }\n")
+    assert not is_shell_script("/x.sh", "\x7fELF")
