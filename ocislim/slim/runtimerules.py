@@ -322,6 +322,17 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
         ),
     ),
     RuntimeRule(
+        "tar-compressors",
+        "GNU tar that ran keeps the compression programs it runs by name for -z, -j, -J, "
+        "--lzma, --zstd, --lzip, --lzop and -Z (those the image has)",
+        triggers=("/usr/bin/tar", "/bin/tar"),
+        keeps=tuple(
+            f"{d}/{name}"
+            for name in ("gzip", "bzip2", "xz", "lzma", "zstd", "lzip", "lzop", "compress")
+            for d in ("/usr/bin", "/bin")
+        ),
+    ),
+    RuntimeRule(
         "postgres-server",
         "a PostgreSQL server that ran keeps its $libdir (the modules CREATE EXTENSION, "
         "procedural languages and encoding conversions load) and its share directory "
