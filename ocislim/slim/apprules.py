@@ -382,6 +382,7 @@ def script_command_seeds(
     find_program: Callable[[str], str | None],
     is_program: Callable[[str], bool] = lambda path: False,
     rule: str = "script-commands",
+    is_shell: Callable[[str, str], bool] = is_shell_script,
 ) -> list[Seed]:
     """The programs the application's ``scripts`` name: every absolute path in a script's
     text that is an executable file of the image (``ProcessBuilder("/bin/echo")``,
@@ -395,7 +396,8 @@ def script_command_seeds(
     of a quoted assignment or a ``${VAR:-default}`` (``uncompress="gzip -cdf"``); the
     shell's own builtins (:data:`SHELL_BUILTINS`: ``printf``, ``test``) never do.  Every
     program found is counted as run (:func:`counted_as_run`); each seed's reason names
-    ``rule`` (one of :data:`RUN_RULES`)."""
+    ``rule`` (one of :data:`RUN_RULES`).  ``is_shell(path, head)`` tells a shell script
+    (by default its ``#!`` or its suffix)."""
     seeds: list[Seed] = []
     seen: set[str] = set()
     for script in scripts:
@@ -417,7 +419,7 @@ def script_command_seeds(
             continue  # a compiled program: only the paths it spells, above
         interpreter = text.split("\n", 1)[0][2:].split() if text.startswith("#!") else []
         names = [posixpath.basename(w) for w in interpreter[:2]]
-        if not is_shell_script(script, text[:256]):
+        if not is_shell(script, text[:256]):
             for word in quoted_commands(text, runs_backticks(script, names)):
                 if "/" not in word and word not in seen:  # paths: absolute_paths above
                     seen.add(word)

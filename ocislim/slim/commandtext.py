@@ -307,3 +307,39 @@ def quoted_commands(text: str, backticks: bool = False) -> list[str]:
         for word in command_words(string):
             found[word] = None
     return list(found)
+
+
+# -- files a shell script sources ------------------------------------------------------
+
+# ``.`` or ``source`` in a command's place, and the rest of the command (its file).
+_SOURCE = re.compile(
+    r"(?:^|[;&|{(]|\b(?:then|do|else))[ \t]*(?:\.|source)[ \t]+([^;\n]+)", re.MULTILINE
+)
+# The script's own directory, as scripts spell it: $(dirname $0), `dirname $0`, ${0%/*},
+# $(dirname ${BASH_SOURCE[0]}), $(cd $(dirname $0) && pwd) (quotes already removed).
+_SCRIPT_DIR = re.compile(
+    r"^(?:\$\((?:cd\s+)?\$\(\s*dirname\s+\$\{?(?:0|BASH_SOURCE(?:\[0\])?)\}?\s*\)\s*(?:&&\s*pwd\s*)?\)"
+    r"|\$\(\s*dirname\s+\$\{?(?:0|BASH_SOURCE(?:\[0\])?)\}?\s*\)"
+    r"|`dirname\s+\$\{?0\}?`"
+    r"|\$\{(?:0|BASH_SOURCE(?:\[0\])?)%/\*\})"
+)
+
+
+def sourced_paths(text: str, script: str) -> list[str]:
+    """The files the shell script ``text`` (at path ``script``) sources with ``.`` or
+    ``source``, in order, each once, as normalised absolute paths: a literal path
+    (relative ones from the script's directory) or one below the script's own directory
+    spelled with ``$0`` (``. "$(dirname "$0")/lib.sh"``, ``. "${0%/*}/lib.sh"``).  A file
+    named through any other expansion (``. "$CONF"``) is no name.  Linear in the text."""
+    here = posixpath.dirname(script) or "/"
+    found: dict[str, None] = {}
+    for match in _SOURCE.finditer(text):
+        rest = match.group(1).replace('"', "").replace("'", "").strip()
+        spelled_dir = _SCRIPT_DIR.match(rest)
+        if spelled_dir:
+            rest = here + rest[spelled_dir.end() :]
+        word = rest.split()[0] if rest else ""
+        if not word or "$" in word or "`" in word or "*" in word:
+            continue
+        found[posixpath.normpath(posixpath.join(here, word))] = None
+    return list(found)

@@ -13,7 +13,10 @@ as ``script-commands`` reads the entrypoint's (:func:`~ocislim.slim.apprules.scr
   names by path keeps the programs it names in turn,
 - every script of the application's own trees (``app-whole``): its shell scripts and
   its Python, JavaScript, Perl and Ruby sources (``subprocess.run(["gzip", ...])`` in a
-  module only an unprobed route imports).
+  module only an unprobed route imports),
+- every file one of those shell scripts, or the entrypoint's, sources by a name it
+  spells (``. /etc/default/app``, ``. "$(dirname "$0")/lib.sh"``): kept, and read as a
+  shell script whatever its name, though the branch that sources it never ran.
 
 What it keeps counts as run, so the chain goes on until no script adds a program.
 Compiled programs and files over :data:`MAX_SCRIPT_BYTES` are never read here
@@ -28,8 +31,13 @@ import posixpath
 from collections.abc import Callable, Collection, Iterable
 
 from ocislim.layers.tree import Entry, FileTree
-from ocislim.slim.apprules import APP_SOURCE_SUFFIXES, app_sources, script_command_seeds
-from ocislim.slim.commandtext import SHELL_SUFFIXES, SHELLS, is_shell_script
+from ocislim.slim.apprules import (
+    APP_SOURCE_SUFFIXES,
+    app_sources,
+    rule_reason,
+    script_command_seeds,
+)
+from ocislim.slim.commandtext import SHELL_SUFFIXES, SHELLS, is_shell_script, sourced_paths
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.plan import Seed
 
@@ -67,6 +75,7 @@ class NestedScripts:
         self._on = "nested-scripts" in enabled
         self._read: set[str] = set()
         self._shells: dict[str, bool] = {}
+        self._sourced_files: set[str] = set()
 
     def seeds(self, sourced: Iterable[str], run: Iterable[str] = ()) -> list[Seed]:
         """The programs named by the shell scripts among ``sourced`` (files a shell read:
@@ -92,22 +101,50 @@ class NestedScripts:
         return self._shells[program]
 
     def app_seeds(self, roots: Iterable[str], named: Collection[str]) -> list[Seed]:
-        """The programs named by the scripts of the application trees ``roots`` (the
-        scripts in ``named``, which ``script-commands`` reads, excepted)."""
+        """The programs named by the scripts of the application trees ``roots``, and the
+        files the scripts in ``named`` source (their commands are ``script-commands``')."""
         if not self._on:
             return []
-        self._read.update(named)
+        fresh = [p for p in named if p not in self._read]
+        self._read.update(fresh)
+        sourced = self._sourced(fresh)  # the commands are script-commands' to read
         scripts = [
             p for p in self._tree_scripts(roots) if self._text(p, shell_only=False) is not None
         ]
-        return self._commands(scripts)
+        return [*sourced, *self._commands(scripts)]
 
     def _commands(self, scripts: list[str]) -> list[Seed]:
         fresh = [p for p in dict.fromkeys(scripts) if p not in self._read]
         self._read.update(fresh)
-        return script_command_seeds(
-            fresh, self._read_text, self._find_program, self._is_program, rule="nested-scripts"
+        seeds = script_command_seeds(
+            fresh,
+            self._read_text,
+            self._find_program,
+            self._is_program,
+            rule="nested-scripts",
+            is_shell=self._is_shell,
         )
+        return [*seeds, *self._sourced(fresh)]
+
+    def _is_shell(self, path: str, head: str) -> bool:
+        return path in self._sourced_files or is_shell_script(path, head)
+
+    def _sourced(self, scripts: Iterable[str]) -> list[Seed]:
+        """The files the shell scripts among ``scripts`` source by a name they spell
+        (:func:`~ocislim.slim.commandtext.sourced_paths`): kept, and read as shell
+        scripts in turn (the seeds count as run), whichever branch sources them."""
+        seeds: list[Seed] = []
+        for script in scripts:
+            text = self._read_text(script) or ""
+            if not self._is_shell(script, text[:256]):
+                continue
+            for path in sourced_paths(text, script):
+                entry = self._tree.follow(path)
+                if path != script and entry is not None and entry.kind == "file":
+                    self._sourced_files.add(path)
+                    why = rule_reason("nested-scripts", f"sourced by the script {script}", script)
+                    seeds.append(Seed(path, why))
+        return seeds
 
     def _text(self, path: str, *, shell_only: bool, again: bool = False) -> str | None:
         """The text of the script at ``path`` (None: not a script of the kind asked for,

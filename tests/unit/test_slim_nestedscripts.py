@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ocislim.image import open_image
 from ocislim.layers.unpack import unpack
-from ocislim.slim.commandtext import is_shell_script
+from ocislim.slim.commandtext import is_shell_script, sourced_paths
 from ocislim.slim.keeper import Keeper, first_seeds
 from ocislim.slim.options import BuildOptions, OutputOptions
 from ocislim.slim.plan import Reason, Seed
@@ -23,7 +23,10 @@ case $1 in
 esac
 $uncompress -- "$1" | $grep "$2"
 """
-PROGRAMS = ("xz", "gzip", "bzip2", "grep", "zstd", "logger", "sort", "uniq", "tar", "cpio", "perl")
+PROGRAMS = (
+    "xz", "gzip", "bzip2", "grep", "zstd", "logger", "sort", "uniq", "tar", "cpio", "perl", "lz4",
+    "rsync",
+)  # fmt: skip
 
 
 def members() -> list[M]:
@@ -32,15 +35,19 @@ def members() -> list[M]:
         *[M(f"usr/bin/{name}", data=ELF, mode=0o755) for name in PROGRAMS],
         M("usr/bin/xzgrep", data=XZGREP, mode=0o755),
         M("usr/share/perl/5.36/POSIX.pm", data=b"1;"),
-        M("usr/lib/tool/functions.sh", data=b'unpack() { zstd -dc "$1"; }\n'),
+        M("usr/lib/tool/functions.sh", data=b'unpack() { lz4 -dc "$1"; }\n'),
         M("usr/lib/python3/dist-packages/mod.py", data=b'subprocess.run(["cpio", "-i"])\n'),
         M("usr/local/bin/helper", data=b"#!/bin/sh\nperl -e 'print 1'\n", mode=0o755),
         M(
             "app/entry.sh",
-            data=b'#!/bin/sh\n. /app/lib/common.sh\nhelper\nexec /app/bin/report.sh "$@"\n',
+            data=b"#!/bin/sh\n. /app/lib/common.sh\n"
+            b"[ -r /etc/default/tool ] && . /etc/default/tool\n"
+            b'helper\nexec /app/bin/report.sh "$@"\n',
             mode=0o755,
         ),
-        M("app/lib/common.sh", data=b'log() { logger -t app "$*"; }\n'),
+        M("app/lib/common.sh", data=b'log() { logger -t app "$*"; }\n. "${0%/*}/../etc/env"\n'),
+        M("app/etc/env", data=b'TOOL_OPTS="--fast"\n'),
+        M("etc/default/tool", data=b'TOOL_OPTS="-q"\npack() { rsync -a "$1" /backup; }\n'),
         M("app/bin/report.sh", data=b'#!/bin/sh\nsort "$1" | uniq -c\n', mode=0o755),
         M("app/tools/pack.py", data=b'def pack(p):\n    subprocess.run(["tar", "-czf", p])\n'),
     ]
@@ -74,17 +81,25 @@ def test_a_shell_script_that_ran_keeps_every_program_its_branches_name(tmp_path:
 
 def test_a_sourced_library_and_the_application_trees_scripts_are_read(tmp_path: Path) -> None:
     kept = plan(tmp_path, [traced("/usr/lib/tool/functions.sh", "read")])
-    assert "/usr/bin/zstd" in kept  # a sourced .sh has no #!
+    assert "/usr/bin/lz4" in kept  # a sourced .sh has no #!
     assert "/usr/bin/logger" in kept  # /app/lib/common.sh, in the application's tree
     assert "/usr/bin/tar" in kept  # a command string of the application's Python module
     # Sourced by a shell script's process too; a shell script another program read (git
     # copies its sample hooks) is data, and so is a Python module a shell read.
     by_script = traced("/usr/lib/tool/functions.sh", "read", "/app/entry.sh start")
-    assert "/usr/bin/zstd" in plan(tmp_path / "script", [by_script])
+    assert "/usr/bin/lz4" in plan(tmp_path / "script", [by_script])
     copied = traced("/usr/lib/tool/functions.sh", "read", "git init -q")
-    assert "/usr/bin/zstd" not in plan(tmp_path / "git", [copied])
+    assert "/usr/bin/lz4" not in plan(tmp_path / "git", [copied])
     module = traced("/usr/lib/python3/dist-packages/mod.py", "read")
     assert "/usr/bin/cpio" not in plan(tmp_path / "py", [module])
+
+
+def test_a_file_a_script_sources_is_kept_and_read_as_shell(tmp_path: Path) -> None:
+    kept = plan(tmp_path, [])
+    # entry.sh sources it only when it is there: a branch the probe need not take.
+    assert {"/etc/default/tool", "/usr/bin/rsync"} <= kept
+    off = plan(tmp_path / "off", [], ("nested-scripts",))
+    assert not {"/etc/default/tool", "/usr/bin/rsync"} & off
 
 
 def test_a_script_counted_as_run_is_read_in_turn_and_fires_runtime_rules(tmp_path: Path) -> None:
@@ -96,8 +111,25 @@ def test_a_script_counted_as_run_is_read_in_turn_and_fires_runtime_rules(tmp_pat
     assert "/app/bin/report.sh" in off  # script-commands still keeps what entry.sh names
 
 
-def test_shell_scripts_are_known_by_their_interpreter_or_their_suffix() -> None:
+SOURCING = """#!/bin/sh
+. /app/lib/common.sh
+if [ -f x ]; then . ./extra.sh; fi
+source "$(dirname "$0")/funcs.sh"
+. "${0%/*}/more.sh" ; echo hi
+. "$(cd "$(dirname "$0")" && pwd)/deep.sh"
+. "$CONF"
+. /etc/default/app && run
+ls -la . | grep x
+cd . && true
+"""
+
+
+def test_shell_scripts_and_what_they_source_are_known_by_their_text() -> None:
     assert is_shell_script("/x", "#!/bin/bash -e\n")
+    assert sourced_paths(SOURCING, "/app/bin/run.sh") == [
+        "/app/lib/common.sh", "/app/bin/extra.sh", "/app/bin/funcs.sh", "/app/bin/more.sh",
+        "/app/bin/deep.sh", "/etc/default/app",
+    ]  # fmt: skip
     assert is_shell_script("/x", "#!/usr/bin/env sh\n")
     assert not is_shell_script("/x.sh", "#!/usr/bin/python3\n")
     assert is_shell_script("/lib/x.sh", "f() { :; }\n")
