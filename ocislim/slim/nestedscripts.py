@@ -44,9 +44,10 @@ from ocislim.slim.plan import Seed
 NESTED_RULES: tuple[LangRule, ...] = (
     LangRule(
         "nested-scripts",
-        "the programs named by every shell script that ran or was sourced, by every "
-        "script another rule counts as run, and by the application tree's own scripts "
-        "are kept (read as script-commands reads the entrypoint's) and count as run",
+        "the programs named by every script that ran, every shell script a shell sourced, "
+        "every script another rule counts as run, the application tree's own scripts "
+        "and the files a shell script sources by name are kept (read as script-commands "
+        "reads the entrypoint's) and count as run",
     ),
 )
 
@@ -135,7 +136,7 @@ class NestedScripts:
         scripts in turn (the seeds count as run), whichever branch sources them."""
         seeds: list[Seed] = []
         for script in scripts:
-            text = self._read_text(script) or ""
+            text = self._text(script, shell_only=False, again=True) or ""
             if not self._is_shell(script, text[:256]):
                 continue
             for path in sourced_paths(text, script):
