@@ -12,18 +12,28 @@ A configuration file is a touched text file below ``/etc/NAME/`` or
 ``/usr/local/etc/``, or one whose name says it is one (``*.conf``, ``*.cfg``,
 ``*.ini``, ``*.toml``, ``*.yaml``, ``*.yml``, ``Caddyfile``), outside the system's
 shared configuration (``/etc/ssl``, ``/etc/fonts``, ``/etc/ld.so.conf.d``, ...).
-Comment lines (``#``, ``;``, ``//``) are not read.  Pure apart from ``read_text``.
+Comment lines (``#``, ``;``, ``//``) are not read.
+
+The ``config-named-commands`` rule reads the same files for the programs they tell a
+program to run: the value of a ``command``, ``cmd``, ``exec`` or ``program`` key or
+attribute (``ExecStart`` too), read as a shell command string
+(:func:`~ocislim.slim.commandtext.command_words`).  ImageMagick runs ``dot``, ``ffmpeg``
+or ``gs`` for a format only its ``delegates.xml`` names (``command="&quot;dot&quot;
+-Tsvg ..."``); supervisord starts the ``command=`` of each program.  What it finds on
+the ``PATH`` counts as run.  Pure apart from ``read_text`` and ``find_program``.
 """
 
 from __future__ import annotations
 
+import html
 import posixpath
+import re
 from collections.abc import Callable, Collection, Iterable
 
 from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import Entry, FileTree
 from ocislim.slim.apprules import PACKAGE_ROOTS, SYSTEM_DIRS
-from ocislim.slim.commandtext import absolute_paths
+from ocislim.slim.commandtext import absolute_paths, command_words
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.patterns import PatternSet
 from ocislim.slim.plan import Reason, Seed
@@ -34,6 +44,12 @@ CONF_PATH_RULES: tuple[LangRule, ...] = (
         "every existing path a configuration file the run read names (a document root, "
         "an alias, an error page): a file as itself, a directory whole (never a system "
         "directory or package root)",
+    ),
+    LangRule(
+        "config-named-commands",
+        "the programs a configuration file the run read tells a program to run (the "
+        "value of a command, cmd, exec or program key or attribute: ImageMagick's "
+        "delegates, supervisord's programs) are kept and count as run",
     ),
 )
 
@@ -91,20 +107,66 @@ def named_paths(text: str) -> list[str]:
     return list(found)
 
 
+_COMMAND_KEYS = r"(?:command|cmd|exec|program|ExecStart(?:Pre|Post)?|ExecReload)"
+# An attribute (delegates.xml: command="&quot;dot&quot; -Tsvg ..."), quoted either way.
+_COMMAND_ATTRIBUTE = re.compile(
+    r"(?<![\w.-])" + _COMMAND_KEYS + r"""\s*=\s*(?:"([^"\n]*)"|'([^'\n]*)')""", re.IGNORECASE
+)
+# A key at the start of a line (supervisord: command=gunicorn app:app), unquoted.
+_COMMAND_LINE = re.compile(
+    r"^[ \t]*" + _COMMAND_KEYS + r"""[ \t]*[=:][ \t]*([^"'\s].*)$""", re.IGNORECASE | re.MULTILINE
+)
+
+
+def named_commands(text: str) -> list[str]:
+    """The programs a configuration text tells a program to run, in order, each once:
+    the command words (:func:`~ocislim.slim.commandtext.command_words`) of every
+    ``command``/``cmd``/``exec``/``program``/``ExecStart`` value, an attribute's with
+    its XML entities decoded, outside comment lines and XML comments."""
+    found: dict[str, None] = {}
+    text = _without_xml_comments(text)
+    code = "\n".join(ln for ln in text.splitlines() if not ln.lstrip().startswith(_COMMENT_MARKS))
+    values = [a or b for a, b in _COMMAND_ATTRIBUTE.findall(code)]
+    values += _COMMAND_LINE.findall(code)
+    for value in values:
+        for word in command_words(html.unescape(value)):
+            found.setdefault(word, None)
+    return list(found)
+
+
+def _without_xml_comments(text: str) -> str:
+    """``text`` without its ``<!-- ... -->`` comments (an unclosed one runs to the end);
+    linear in the text's length."""
+    parts = []
+    pos = 0
+    while (start := text.find("<!--", pos)) != -1:
+        parts.append(text[pos:start])
+        end = text.find("-->", start + 4)
+        pos = len(text) if end == -1 else end + 3
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
 class ConfigPaths:
-    """The rule's seeds for the configuration files among touched paths."""
+    """The two rules' seeds for the configuration files among touched paths."""
 
     def __init__(
-        self, tree: FileTree, read_text: Callable[[str], str | None], enabled: Collection[str]
+        self,
+        tree: FileTree,
+        read_text: Callable[[str], str | None],
+        enabled: Collection[str],
+        find_program: Callable[[str], str | None] = lambda name: None,
     ) -> None:
         self._tree = tree
         self._read_text = read_text
-        self._on = "config-named-paths" in enabled
+        self._find_program = find_program
+        self._paths_on = "config-named-paths" in enabled
+        self._commands_on = "config-named-commands" in enabled
         self._read: set[str] = set()  # configuration files already read
 
     def seeds(self, touched: Iterable[str]) -> list[Seed]:
         """Seeds for what the not yet read configuration files among ``touched`` name."""
-        if not self._on:
+        if not (self._paths_on or self._commands_on):
             return []
         out: list[Seed] = []
         for config in touched:
@@ -117,10 +179,24 @@ class ConfigPaths:
             text = self._read_text(config)
             if not text or "\0" in text:
                 continue
-            why = Reason("lazy", detail=f"named by {config}", rule="config-named-paths",
-                         by=config)  # fmt: skip
-            for path in named_paths(text):
-                out += self._seeds_for(path, why)
+            if self._paths_on:
+                why = Reason("lazy", detail=f"named by {config}", rule="config-named-paths",
+                             by=config)  # fmt: skip
+                for path in named_paths(text):
+                    out += self._seeds_for(path, why)
+            if self._commands_on:
+                out += self._command_seeds(config, text)
+        return out
+
+    def _command_seeds(self, config: str, text: str) -> list[Seed]:
+        why = Reason("lazy", detail=f"a command {config} names", rule="config-named-commands",
+                     by=config)  # fmt: skip
+        out = []
+        for word in named_commands(text):
+            program = word if word.startswith("/") else self._find_program(word)
+            entry = self._tree.follow(program) if program else None
+            if program and entry is not None and entry.kind == "file" and entry.mode & 0o111:
+                out.append(Seed(program, why))
         return out
 
     def _seeds_for(self, path: str, why: Reason) -> list[Seed]:
