@@ -277,6 +277,11 @@ _SHELL_C = re.compile(
     r"""["'](?:/[\w/]*/)?(?:ba|da|k|z|a)?sh["']\s*,\s*["']-[a-z]*c["']\s*,\s*[bBrRuUfF]{0,2}"""
     + _STRING
 )
+# Perl's piped open: the command after a "-|" or "|-" mode (open(my $in, "-|", "zcat",
+# $f)), or a two-argument open whose string starts or ends with "|" ("sort -u |").
+_HANDLE = r"""\bopen\s*\(?\s*(?:(?:my|our|local)\s+)?[$\w:]+\s*,\s*"""
+_PIPE_OPEN_LIST = re.compile(_HANDLE + r"""["'](?:-\||\|-)["']\s*,\s*""" + _STRING)
+_PIPE_OPEN = re.compile(_HANDLE + _STRING)
 # Perl, Ruby and PHP run a backtick string (and Perl's qx{}, Ruby's %x()) as a command.
 _BACKTICKS = re.compile(r"`([^`]*)`|\bqx\s*\{([^}]*)\}|%x\(([^)]*)\)")
 _BACKTICK_LANGUAGES = ("perl", "ruby", "php")
@@ -296,14 +301,21 @@ def quoted_commands(text: str, backticks: bool = False) -> list[str]:
     script), in order, each once: every command word (:func:`command_words`) of a string
     that opens a call's arguments or a list, or follows ``system``/``exec``, or is the
     ``-c`` argument of a shell in a list; with ``backticks`` (Perl, Ruby, PHP) those of
-    every backtick string, ``qx{...}`` and ``%x(...)`` too.  A later list item or
-    argument is no command (``["grep", "-c", "foo"]`` names ``grep``)."""
+    every backtick string, ``qx{...}`` and ``%x(...)`` too; and Perl's piped ``open``
+    (``open(my $in, "-|", "zcat", $f)``, ``open(OUT, "| sort -u")``).  A later list item
+    or argument is no command (``["grep", "-c", "foo"]`` names ``grep``)."""
     found: dict[str, None] = {}
     matches = [*_QUOTED_COMMAND.finditer(text), *_SHELL_C.finditer(text)]
     if backticks:
         matches += _BACKTICKS.finditer(text)
-    for match in matches:
-        string = next((g for g in match.groups() if g is not None), "")
+    strings = [next((g for g in m.groups() if g is not None), "") for m in matches]
+    strings += [next((g for g in m.groups() if g is not None), "") for m in
+                _PIPE_OPEN_LIST.finditer(text)]  # fmt: skip
+    for match in _PIPE_OPEN.finditer(text):
+        string = next((g for g in match.groups() if g is not None), "").strip()
+        if string.startswith("|") or string.endswith("|"):
+            strings.append(string.strip("|"))
+    for string in strings:
         for word in command_words(string):
             found[word] = None
     return list(found)

@@ -207,6 +207,12 @@ def test_quoted_commands_read_every_command_of_a_command_string() -> None:
     perl = 'my $d = `date -u && hostname`;\nsystem "uptime | cut -c1";\nmy $u = qx{id -u};\n'
     assert quoted_commands(perl, backticks=True) == ["uptime", "cut", "date", "hostname", "id"]
     assert quoted_commands(perl) == ["uptime", "cut"]  # backticks only where they run
+    piped = (
+        'open(my $in, "-|", "zcat", $file) or die;\nopen my $out, \'|-\', "sort -u";\n'
+        'open(OUT, "| mail -s hi root");\nopen(my $ps, "ps ax |");\n'
+        'open(my $fh, "<", $path);\nopen(my $log, ">>", "/var/log/x")\n'
+    )
+    assert quoted_commands(piped) == ["zcat", "sort", "mail", "ps"]  # not "<", ">>" or a path
     ruby = "system('date -u && hostname')\nputs %x(uname -r)\n"
     assert quoted_commands(ruby, backticks=True) == ["date", "hostname", "uname"]
 
