@@ -277,6 +277,8 @@ _SHELL_C = re.compile(
     r"""["'](?:/[\w/]*/)?(?:ba|da|k|z|a)?sh["']\s*,\s*["']-[a-z]*c["']\s*,\s*[bBrRuUfF]{0,2}"""
     + _STRING
 )
+# Java's argument array: Runtime.exec(new String[] {"convert", in, out}).
+_JAVA_ARRAY = re.compile(r"\bnew\s+String\s*\[\s*\]\s*\{\s*" + _STRING)
 # Perl's piped open: the command after a "-|" or "|-" mode (open(my $in, "-|", "zcat",
 # $f)), or a two-argument open whose string starts or ends with "|" ("sort -u |").
 _HANDLE = r"""\bopen\s*\(?\s*(?:(?:my|our|local)\s+)?[$\w:]+\s*,\s*"""
@@ -301,11 +303,13 @@ def quoted_commands(text: str, backticks: bool = False) -> list[str]:
     script), in order, each once: every command word (:func:`command_words`) of a string
     that opens a call's arguments or a list, or follows ``system``/``exec``, or is the
     ``-c`` argument of a shell in a list; with ``backticks`` (Perl, Ruby, PHP) those of
-    every backtick string, ``qx{...}`` and ``%x(...)`` too; and Perl's piped ``open``
+    every backtick string, ``qx{...}`` and ``%x(...)`` too; Java's ``new String[] {"cmd",
+    ...}``; and Perl's piped ``open``
     (``open(my $in, "-|", "zcat", $f)``, ``open(OUT, "| sort -u")``).  A later list item
     or argument is no command (``["grep", "-c", "foo"]`` names ``grep``)."""
     found: dict[str, None] = {}
     matches = [*_QUOTED_COMMAND.finditer(text), *_SHELL_C.finditer(text)]
+    matches += _JAVA_ARRAY.finditer(text)
     if backticks:
         matches += _BACKTICKS.finditer(text)
     strings = [next((g for g in m.groups() if g is not None), "") for m in matches]

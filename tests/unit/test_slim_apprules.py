@@ -213,6 +213,8 @@ def test_quoted_commands_read_every_command_of_a_command_string() -> None:
         'open(my $fh, "<", $path);\nopen(my $log, ">>", "/var/log/x")\n'
     )
     assert quoted_commands(piped) == ["zcat", "sort", "mail", "ps"]  # not "<", ">>" or a path
+    java = 'Runtime.getRuntime().exec(new String[] {"convert", in, out});\nString[] a = {"x"};\n'
+    assert quoted_commands(java) == ["convert"]  # an array initializer alone is data
     ruby = "system('date -u && hostname')\nputs %x(uname -r)\n"
     assert quoted_commands(ruby, backticks=True) == ["date", "hostname", "uname"]
 
