@@ -11,9 +11,9 @@ as ``script-commands`` reads the entrypoint's (:func:`~ocislim.slim.apprules.scr
   ``#!`` naming a shell, or a ``.sh`` or ``.bash`` name, as a library of functions has),
 - every script (any language) another rule counts as run: a script the entrypoint
   names by path keeps the programs it names in turn,
-- every script of the application's own trees (``app-whole``): its shell scripts and
-  its Python, JavaScript, Perl and Ruby sources (``subprocess.run(["gzip", ...])`` in a
-  module only an unprobed route imports),
+- every script of the application's own trees (``app-whole``): its shell scripts, its
+  executables, and its Python, JavaScript, Perl, Ruby, PHP, Java and Lua sources
+  (``subprocess.run(["gzip", ...])`` in a module only an unprobed route imports),
 - every file one of those shell scripts, or the entrypoint's, sources by a name it
   spells (``. /etc/default/app``, ``. "$(dirname "$0")/lib.sh"``): kept, and read as a
   shell script whatever its name, though the branch that sources it never ran.
@@ -164,10 +164,14 @@ class NestedScripts:
 
     def _tree_scripts(self, roots: Iterable[str]) -> list[str]:
         """The application trees' scripts (:func:`~ocislim.slim.apprules.app_sources`):
-        source files and shell scripts by suffix, and executable files (read for a
-        ``#!``)."""
+        sources by suffix (:data:`COMMAND_SOURCE_SUFFIXES`) and executable files (read
+        for a ``#!``)."""
         return app_sources(self._tree, roots, _maybe_script)
 
 
+# Sources read for the commands they run, beyond those whose imports are read.
+COMMAND_SOURCE_SUFFIXES = (*APP_SOURCE_SUFFIXES, *SHELL_SUFFIXES, ".php", ".java", ".lua")
+
+
 def _maybe_script(name: str, entry: Entry) -> bool:
-    return name.endswith((*APP_SOURCE_SUFFIXES, *SHELL_SUFFIXES)) or bool(entry.mode & 0o111)
+    return name.endswith(COMMAND_SOURCE_SUFFIXES) or bool(entry.mode & 0o111)

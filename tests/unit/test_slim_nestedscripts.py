@@ -25,7 +25,7 @@ $uncompress -- "$1" | $grep "$2"
 """
 PROGRAMS = (
     "xz", "gzip", "bzip2", "grep", "zstd", "logger", "sort", "uniq", "tar", "cpio", "perl", "lz4",
-    "rsync",
+    "rsync", "zip",
 )  # fmt: skip
 
 
@@ -50,6 +50,7 @@ def members() -> list[M]:
         M("etc/default/tool", data=b'TOOL_OPTS="-q"\npack() { rsync -a "$1" /backup; }\n'),
         M("app/bin/report.sh", data=b'#!/bin/sh\nsort "$1" | uniq -c\n', mode=0o755),
         M("app/tools/pack.py", data=b'def pack(p):\n    subprocess.run(["tar", "-czf", p])\n'),
+        M("app/lib/Export.php", data=b"<?php\nfunction export($f) { return `zip -q - $f`; }\n"),
     ]
 
 
@@ -84,6 +85,7 @@ def test_a_sourced_library_and_the_application_trees_scripts_are_read(tmp_path: 
     assert "/usr/bin/lz4" in kept  # a sourced .sh has no #!
     assert "/usr/bin/logger" in kept  # /app/lib/common.sh, in the application's tree
     assert "/usr/bin/tar" in kept  # a command string of the application's Python module
+    assert "/usr/bin/zip" in kept  # a PHP file's backticks
     # Sourced by a shell script's process too; a shell script another program read (git
     # copies its sample hooks) is data, and so is a Python module a shell read.
     by_script = traced("/usr/lib/tool/functions.sh", "read", "/app/entry.sh start")
