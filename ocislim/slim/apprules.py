@@ -383,6 +383,7 @@ def script_command_seeds(
     is_program: Callable[[str], bool] = lambda path: False,
     rule: str = "script-commands",
     is_shell: Callable[[str, str], bool] = is_shell_script,
+    seen: set[str] | None = None,
 ) -> list[Seed]:
     """The programs the application's ``scripts`` name: every absolute path in a script's
     text that is an executable file of the image (``ProcessBuilder("/bin/echo")``,
@@ -397,9 +398,10 @@ def script_command_seeds(
     shell's own builtins (:data:`SHELL_BUILTINS`: ``printf``, ``test``) never do.  Every
     program found is counted as run (:func:`counted_as_run`); each seed's reason names
     ``rule`` (one of :data:`RUN_RULES`).  ``is_shell(path, head)`` tells a shell script
-    (by default its ``#!`` or its suffix)."""
+    (by default its ``#!`` or its suffix).  ``seen``: the paths and words already
+    looked up, shared by calls that should name each program once (updated)."""
     seeds: list[Seed] = []
-    seen: set[str] = set()
+    seen = set() if seen is None else seen
     for script in scripts:
         text = read_text(script)
         if not text:

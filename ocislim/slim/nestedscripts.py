@@ -84,9 +84,7 @@ class NestedScripts:
         by the trace, or counted as run)."""
         if not self._on:
             return []
-        scripts = [p for p in sourced if self._text(p, shell_only=True) is not None]
-        scripts += [p for p in run if self._text(p, shell_only=False) is not None]
-        return self._commands(scripts)
+        return self._commands([*((p, True) for p in sourced), *((p, False) for p in run)])
 
     def is_shell_process(self, label: str | None) -> bool:
         """The traced process ``label`` (its argv, as the trace names it) is a shell: its
@@ -97,7 +95,7 @@ class NestedScripts:
         if posixpath.basename(program) in SHELLS:
             return True
         if program not in self._shells:
-            text = self._text(program, shell_only=True, again=True) if program else None
+            text = self._text(program, shell_only=True) if program else None
             self._shells[program] = text is not None
         return self._shells[program]
 
@@ -106,52 +104,60 @@ class NestedScripts:
         files the scripts in ``named`` source (their commands are ``script-commands``')."""
         if not self._on:
             return []
-        fresh = [p for p in named if p not in self._read]
-        self._read.update(fresh)
-        sourced = self._sourced(fresh)  # the commands are script-commands' to read
-        scripts = [
-            p for p in self._tree_scripts(roots) if self._text(p, shell_only=False) is not None
-        ]
-        return [*sourced, *self._commands(scripts)]
+        sourced: list[Seed] = []
+        for script in named:
+            if script not in self._read:
+                self._read.add(script)
+                sourced += self._sourced(script, self._text(script, shell_only=False) or "")
+        candidates = [(p, False) for p in self._tree_scripts(roots)]
+        return [*sourced, *self._commands(candidates)]
 
-    def _commands(self, scripts: list[str]) -> list[Seed]:
-        fresh = [p for p in dict.fromkeys(scripts) if p not in self._read]
-        self._read.update(fresh)
-        seeds = script_command_seeds(
-            fresh,
-            self._read_text,
-            self._find_program,
-            self._is_program,
-            rule="nested-scripts",
-            is_shell=self._is_shell,
-        )
-        return [*seeds, *self._sourced(fresh)]
+    def _commands(self, candidates: Iterable[tuple[str, bool]]) -> list[Seed]:
+        """What the scripts among ``candidates`` (path, whether only a shell script
+        counts) name and source; each script not read before is read once."""
+        named: list[Seed] = []
+        sourced: list[Seed] = []
+        seen: set[str] = set()
+        for path, shell_only in candidates:
+            if path in self._read:
+                continue
+            text = self._text(path, shell_only=shell_only)
+            if text is None:
+                continue
+            self._read.add(path)
+            named += script_command_seeds(
+                [path],
+                {path: text}.get,
+                self._find_program,
+                self._is_program,
+                rule="nested-scripts",
+                is_shell=self._is_shell,
+                seen=seen,
+            )
+            sourced += self._sourced(path, text)
+        return [*named, *sourced]
 
     def _is_shell(self, path: str, head: str) -> bool:
         return path in self._sourced_files or is_shell_script(path, head)
 
-    def _sourced(self, scripts: Iterable[str]) -> list[Seed]:
-        """The files the shell scripts among ``scripts`` source by a name they spell
-        (:func:`~ocislim.slim.commandtext.sourced_paths`): kept, and read as shell
-        scripts in turn (the seeds count as run), whichever branch sources them."""
+    def _sourced(self, script: str, text: str) -> list[Seed]:
+        """The files the shell script ``script`` (its ``text``) sources by a name it spells
+        (:func:`~ocislim.slim.commandtext.sourced_paths`): kept, and read as shell scripts
+        in turn (the seeds count as run), whichever branch sources them."""
+        if not self._is_shell(script, text[:256]):
+            return []
         seeds: list[Seed] = []
-        for script in scripts:
-            text = self._text(script, shell_only=False, again=True) or ""
-            if not self._is_shell(script, text[:256]):
-                continue
-            for path in sourced_paths(text, script):
-                entry = self._tree.follow(path)
-                if path != script and entry is not None and entry.kind == "file":
-                    self._sourced_files.add(path)
-                    why = rule_reason("nested-scripts", f"sourced by the script {script}", script)
-                    seeds.append(Seed(path, why))
+        for path in sourced_paths(text, script):
+            entry = self._tree.follow(path)
+            if path != script and entry is not None and entry.kind == "file":
+                self._sourced_files.add(path)
+                why = rule_reason("nested-scripts", f"sourced by the script {script}", script)
+                seeds.append(Seed(path, why))
         return seeds
 
-    def _text(self, path: str, *, shell_only: bool, again: bool = False) -> str | None:
+    def _text(self, path: str, *, shell_only: bool) -> str | None:
         """The text of the script at ``path`` (None: not a script of the kind asked for,
-        too large, or read before, unless ``again``)."""
-        if path in self._read and not again:
-            return None
+        or too large)."""
         entry = self._tree.follow(path)
         if entry is None or entry.kind != "file" or entry.size > MAX_SCRIPT_BYTES:
             return None
