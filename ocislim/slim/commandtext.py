@@ -298,6 +298,11 @@ def runs_backticks(script: str, interpreters: list[str]) -> bool:
     )
 
 
+def _quoted(match: re.Match[str]) -> str:
+    """The string a command-string match holds (whichever quoting group matched)."""
+    return next((g for g in match.groups() if g is not None), "")
+
+
 def quoted_commands(text: str, backticks: bool = False) -> list[str]:
     """The programs named in the command strings of a script's ``text`` (not a shell
     script), in order, each once: every command word (:func:`command_words`) of a string
@@ -312,11 +317,10 @@ def quoted_commands(text: str, backticks: bool = False) -> list[str]:
     matches += _JAVA_ARRAY.finditer(text)
     if backticks:
         matches += _BACKTICKS.finditer(text)
-    strings = [next((g for g in m.groups() if g is not None), "") for m in matches]
-    strings += [next((g for g in m.groups() if g is not None), "") for m in
-                _PIPE_OPEN_LIST.finditer(text)]  # fmt: skip
+    matches += _PIPE_OPEN_LIST.finditer(text)
+    strings = [_quoted(m) for m in matches]
     for match in _PIPE_OPEN.finditer(text):
-        string = next((g for g in match.groups() if g is not None), "").strip()
+        string = _quoted(match).strip()
         if string.startswith("|") or string.endswith("|"):
             strings.append(string.strip("|"))
     for string in strings:
