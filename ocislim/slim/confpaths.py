@@ -156,10 +156,12 @@ class ConfigPaths:
         read_text: Callable[[str], str | None],
         enabled: Collection[str],
         find_program: Callable[[str], str | None] = lambda name: None,
+        is_program: Callable[[str], bool] = lambda path: False,
     ) -> None:
         self._tree = tree
         self._read_text = read_text
         self._find_program = find_program
+        self._is_program = is_program
         self._paths_on = "config-named-paths" in enabled
         self._commands_on = "config-named-commands" in enabled
         self._read: set[str] = set()  # configuration files already read
@@ -194,8 +196,7 @@ class ConfigPaths:
         out = []
         for word in named_commands(text):
             program = word if word.startswith("/") else self._find_program(word)
-            entry = self._tree.follow(program) if program else None
-            if program and entry is not None and entry.kind == "file" and entry.mode & 0o111:
+            if program and self._is_program(program):
                 out.append(Seed(program, why))
         return out
 

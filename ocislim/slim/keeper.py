@@ -80,7 +80,9 @@ class Keeper:
         self._perl = PerlDistributions(self.packages, self.rules)
         self._state = PackageStateDirs(self.packages, self.rules)
         self._php = PhpLibraries(tree, self.packages, self.rules)
-        self._config = ConfigPaths(tree, self.deps.read_text, self.rules, self.find_program)
+        self._config = ConfigPaths(
+            tree, self.deps.read_text, self.rules, self.find_program, self.is_program
+        )
         self._plugins = PluginDirs(tree, self.rules)
         self._data_dirs = ProgramDataDirs(self.packages, self.rules)
         self._aliases = ProgramAliases(tree, self.env, self.rules)

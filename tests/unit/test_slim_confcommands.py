@@ -41,8 +41,12 @@ def kept(touched: list[str], enabled: frozenset[str]) -> set[str]:
         found = [f"{d}/{name}" for d in sorted(paths) if tree.get(f"{d}/{name}") is not None]
         return found[0] if found else None
 
+    def is_program(path: str) -> bool:
+        entry = tree.follow(path)
+        return entry is not None and entry.kind == "file" and bool(entry.mode & 0o111)
+
     planner = Planner(tree)
-    planner.add(ConfigPaths(tree, reader(MEMBERS), enabled, find).seeds(touched))
+    planner.add(ConfigPaths(tree, reader(MEMBERS), enabled, find, is_program).seeds(touched))
     return set(planner.kept_paths)
 
 
