@@ -22,6 +22,8 @@ SHELL_BUILTINS = frozenset(
     {"echo", "printf", "test", "[", "kill", "pwd", "true", "false", "read", "cd", "umask",
      "wait", "getopts", "type", "ulimit", "command", "hash", "alias", "unalias"}
 )  # fmt: skip
+# A larger file is no script worth reading (a compiled program, a bundle, data).
+MAX_SCRIPT_BYTES = 1 << 20
 # The names of shell scripts without a "#!" (a sourced library of functions).
 SHELL_SUFFIXES = (".sh", ".bash")
 

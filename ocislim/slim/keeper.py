@@ -35,7 +35,7 @@ from ocislim.slim.apprules import (
     skeleton_seeds,
     written_seeds,
 )
-from ocislim.slim.commandtext import script_interpreter
+from ocislim.slim.commandtext import MAX_SCRIPT_BYTES, script_interpreter
 from ocislim.slim.confpaths import ConfigPaths
 from ocislim.slim.datadirs import ProgramDataDirs
 from ocislim.slim.elfdeps import ElfDeps, select_rules
@@ -55,9 +55,6 @@ from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.plugindirs import PluginDirs
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
-
-# Larger programs are not read for a "#!" line.
-_MAX_SCRIPT = 1 << 20
 
 
 class Keeper:
@@ -162,7 +159,7 @@ class Keeper:
         """``path`` is a text file small enough to read as a script (not a compiled
         program, whose bytes no import reader understands)."""
         entry = self.tree.follow(path)
-        if entry is None or entry.kind != "file" or entry.size > _MAX_SCRIPT:
+        if entry is None or entry.kind != "file" or entry.size > MAX_SCRIPT_BYTES:
             return False
         return not (self.deps.read_text(path) or "").startswith("\x7fELF")
 
@@ -170,7 +167,7 @@ class Keeper:
         """The ``#!`` interpreter of the script at ``path`` (None: no script): a script
         that counts as run runs it."""
         entry = self.tree.get(path)
-        if entry is None or entry.size > _MAX_SCRIPT or not self.is_program(path):
+        if entry is None or entry.size > MAX_SCRIPT_BYTES or not self.is_program(path):
             return None  # a large file is a compiled program, not worth reading whole
         head = (self.deps.read_text(path) or "")[:512]
         return script_interpreter(head, self.find_program, self.is_program)

@@ -19,8 +19,9 @@ as ``script-commands`` reads the entrypoint's (:func:`~ocislim.slim.apprules.scr
   shell script whatever its name, though the branch that sources it never ran.
 
 What it keeps counts as run, so the chain goes on until no script adds a program.
-Compiled programs and files over :data:`MAX_SCRIPT_BYTES` are never read here
-(``binary-named-paths`` reads the application's own programs).  Each script is read once.
+Compiled programs and files over :data:`~ocislim.slim.commandtext.MAX_SCRIPT_BYTES`
+are never read here (``binary-named-paths`` reads the application's own programs).  Each
+script is read once.
 
 Pure: depends on the merged tree and the functions given.
 """
@@ -37,7 +38,13 @@ from ocislim.slim.apprules import (
     rule_reason,
     script_command_seeds,
 )
-from ocislim.slim.commandtext import SHELL_SUFFIXES, SHELLS, is_shell_script, sourced_paths
+from ocislim.slim.commandtext import (
+    MAX_SCRIPT_BYTES,
+    SHELL_SUFFIXES,
+    SHELLS,
+    is_shell_script,
+    sourced_paths,
+)
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.plan import Seed
 
@@ -50,9 +57,6 @@ NESTED_RULES: tuple[LangRule, ...] = (
         "reads the entrypoint's) and count as run",
     ),
 )
-
-# A larger text is no script worth reading (a bundle, a data file).
-MAX_SCRIPT_BYTES = 1 << 20
 
 ReadText = Callable[[str], "str | None"]
 FindProgram = Callable[[str], "str | None"]
