@@ -5,9 +5,16 @@ from __future__ import annotations
 import io
 import tarfile
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+from ocislim.image import open_image
+from ocislim.image.models import ImageConfig
 from ocislim.layers.tree import FileTree, normalize
-from tests.synth import M, layer
+from ocislim.layers.unpack import unpack
+from ocislim.slim.keeper import Keeper
+from ocislim.slim.options import BuildOptions, OutputOptions
+from tests.synth import M, config_for, layer, oci_archive
 
 
 def tree_from(members: list[M]) -> FileTree:
@@ -18,6 +25,24 @@ def tree_from(members: list[M]) -> FileTree:
             data = tar.extractfile(info) if info.isfile() else None
             tree.add(normalize(info.name, "test"), info, 0, ordinal, data, "test layer")  # type: ignore[arg-type]
     return tree
+
+
+def keeper_over(
+    tmp_path: Path,
+    members: list[M],
+    config: dict[str, Any] | None = None,
+    disable: tuple[str, ...] = (),
+) -> tuple[Keeper, ImageConfig, BuildOptions]:
+    """A Keeper over a one-layer image of ``members`` (config keys such as ``Entrypoint``),
+    unpacked below ``tmp_path`` (made if missing), with the rules ``disable`` names off."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    layers = [layer(members)]
+    archive = oci_archive(tmp_path, layers, config=config_for(layers, **(config or {})))
+    with open_image(archive) as image:
+        unpacked = unpack(image, tmp_path / "rootfs")
+        image_config = image.config
+    options = BuildOptions(OutputOptions(tmp_path / "out.tar"), disable_rules=disable)
+    return Keeper(unpacked.root, unpacked.tree, image_config, options), image_config, options
 
 
 def reader(members: list[M]) -> Callable[[str], str | None]:

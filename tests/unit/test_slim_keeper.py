@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ocislim.image import open_image
 from ocislim.image.models import ImageConfig
-from ocislim.layers.unpack import unpack
 from ocislim.slim.keeper import Keeper, first_seeds
-from ocislim.slim.options import BuildOptions, OutputOptions
+from ocislim.slim.options import BuildOptions
 from ocislim.slim.plan import Reason, Seed
-from tests.synth import M, config_for, layer, oci_archive
+from tests.synth import M
+from tests.unit.slim_synth import keeper_over
 
 LIB = "/usr/lib/python3.11"
 SITE = "/usr/lib/python3/dist-packages"
@@ -60,14 +59,7 @@ def image_members() -> list[M]:
 def keeper_for(
     tmp_path: Path, disable: tuple[str, ...] = (), config: dict[str, object] | None = None
 ) -> tuple[Keeper, ImageConfig, BuildOptions]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    layers = [layer(image_members())]
-    archive = oci_archive(tmp_path, layers, config=config_for(layers, **(config or {})))
-    with open_image(archive) as image:
-        unpacked = unpack(image, tmp_path / "rootfs")
-        image_config = image.config
-    options = BuildOptions(OutputOptions(tmp_path / "out.tar"), disable_rules=disable)
-    return Keeper(unpacked.root, unpacked.tree, image_config, options), image_config, options
+    return keeper_over(tmp_path, image_members(), config, disable)
 
 
 TRACED = Seed("/usr/sbin/apache2", Reason("trace", process="apache2", access=("exec",)))

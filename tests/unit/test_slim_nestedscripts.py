@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ocislim.image import open_image
-from ocislim.layers.unpack import unpack
 from ocislim.slim.commandtext import is_shell_script, sourced_paths
-from ocislim.slim.keeper import Keeper, first_seeds
-from ocislim.slim.options import BuildOptions, OutputOptions
+from ocislim.slim.keeper import first_seeds
 from ocislim.slim.plan import Reason, Seed
-from tests.synth import M, config_for, layer, oci_archive
+from tests.synth import M
+from tests.unit.slim_synth import keeper_over
 
 ELF = b"\x7fELF"
 XZGREP = b"""#!/bin/sh
@@ -55,16 +53,10 @@ def members() -> list[M]:
 
 
 def plan(tmp_path: Path, traced: list[Seed], disable: tuple[str, ...] = ()) -> set[str]:
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    layers = [layer(members())]
-    config = config_for(layers, Entrypoint=["/app/entry.sh"])
-    archive = oci_archive(tmp_path, layers, config=config)
-    with open_image(archive) as image:
-        unpacked = unpack(image, tmp_path / "rootfs")
-        image_config = image.config
-    options = BuildOptions(OutputOptions(tmp_path / "out.tar"), disable_rules=disable)
-    keeper = Keeper(unpacked.root, unpacked.tree, image_config, options)
-    keeper.extend(first_seeds(keeper, image_config, options, traced, [], lambda note: None))
+    keeper, config, options = keeper_over(
+        tmp_path, members(), {"Entrypoint": ["/app/entry.sh"]}, disable
+    )
+    keeper.extend(first_seeds(keeper, config, options, traced, [], lambda note: None))
     return set(keeper.plan().paths)
 
 
