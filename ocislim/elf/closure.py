@@ -333,25 +333,32 @@ class DepsAnalyzer:
         entries: list[LazyEntry] = []
         libc = load.by_name.get("libc.so.6")
         version = self._glibc_version(libc.canonical) if libc else None
-        loaded = list(load.nodes)
-        for rule in self.rules:
-            if not rule.glibc_ok(version):
-                continue
-            trigger = next(
-                (n for n in loaded if rule.matches_object(n.info.soname, n.canonical)), None
-            )
-            if trigger is None:
-                continue
-            if rule.when_imports:
-                wanted = frozenset(rule.when_imports)
-                if not any(self.catalog.imports(n.canonical, wanted) for n in loaded):
+        fired: set[str] = set()
+        checked = -1
+        # A library a rule loads may trigger another rule (the JVM's font manager loads
+        # fontconfig, which reads fonts): rules are tried again until nothing is loaded.
+        while checked < len(load.nodes):
+            loaded = list(load.nodes)
+            checked = len(loaded)
+            for rule in self.rules:
+                if rule.name in fired or not rule.glibc_ok(version):
                     continue
-            for need in self._rule_needs(rule, trigger.canonical, version):
-                why = Reason("lazy", by=trigger.canonical, detail=need.reason, rule=rule.name)
-                if need.kind == "file":
-                    entries += self._lazy_files(need, why, trigger, load.keep)
-                else:
-                    entries += self._lazy_library(need, why, trigger, load)
+                trigger = next(
+                    (n for n in loaded if rule.matches_object(n.info.soname, n.canonical)), None
+                )
+                if trigger is None:
+                    continue
+                if rule.when_imports:
+                    wanted = frozenset(rule.when_imports)
+                    if not any(self.catalog.imports(n.canonical, wanted) for n in loaded):
+                        continue
+                fired.add(rule.name)
+                for need in self._rule_needs(rule, trigger.canonical, version):
+                    why = Reason("lazy", by=trigger.canonical, detail=need.reason, rule=rule.name)
+                    if need.kind == "file":
+                        entries += self._lazy_files(need, why, trigger, load.keep)
+                    else:
+                        entries += self._lazy_library(need, why, trigger, load)
         return entries
 
     def _rule_needs(

@@ -28,6 +28,15 @@ NSSWITCH_CONF = "/etc/nsswitch.conf"
 # /usr/lib/terminfo, /lib/terminfo before merged /usr; ncurses-term in /usr/share).
 TERMINFO_DIRS = ("/etc/terminfo", "/usr/lib/terminfo", "/lib/terminfo", "/usr/share/terminfo")
 
+# fontconfig's configuration (FONTCONFIG_FILE and FONTCONFIG_PATH move it) and the
+# elements of it that name what it reads: included files, font and cache directories.
+FONTCONFIG_DIR = "/etc/fonts"
+FONTCONFIG_FILE = "fonts.conf"
+_FC_ELEMENT_RE = re.compile(r"<(include|dir|cachedir)(\s[^>]*)?>\s*([^<]+?)\s*</\1>")
+_FC_COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+# A font directory tree with more files than this is kept as far as this many.
+FONT_FILES_LIMIT = 20_000
+
 # glibc >= 2.34 carries these NSS services inside libc.so.6.
 BUILTIN_NSS_SERVICES_SINCE_2_34 = frozenset({"files", "dns"})
 
@@ -235,9 +244,73 @@ def _expand_gconv(ctx: LazyContext, rule: LazyRule) -> Iterable[LazyNeed]:
                 )
 
 
+def _fontconfig_files(ctx: LazyContext) -> tuple[list[str], list[str]]:
+    """The configuration files fontconfig reads, and the directories they name.
+
+    Starts at ``FONTCONFIG_FILE`` (default ``/etc/fonts/fonts.conf``) and follows each
+    ``<include>`` (a file, or a directory's ``*.conf`` in name order), relative names
+    against the including file's directory; ``<dir>`` and ``<cachedir>`` give the
+    directories. Names under a home directory or a prefix (``~/.fonts``, ``prefix="xdg"``)
+    are the user's, not the image's, and are skipped.
+    """
+    base = ctx.env.get("FONTCONFIG_PATH", "").split(":")[0] or FONTCONFIG_DIR
+    first = ctx.env.get("FONTCONFIG_FILE") or FONTCONFIG_FILE
+    pending = [first if first.startswith("/") else join(base, first)]
+    configs: list[str] = []
+    dirs: list[str] = []
+    while pending and len(configs) < 1000:
+        path = pending.pop(0)
+        if path in configs:
+            continue
+        if ctx.rootfs.is_dir(path):
+            names = sorted(n for n in ctx.rootfs.listdir(path) if n.endswith(".conf"))
+            pending[:0] = [join(path, n) for n in names]
+            continue
+        text = ctx.rootfs.read_text(path)
+        if text is None:
+            continue
+        configs.append(path)
+        here = path.rsplit("/", 1)[0] or "/"
+        for element, attrs, value in _FC_ELEMENT_RE.findall(_FC_COMMENT_RE.sub("", text)):
+            if value.startswith("~") or "prefix=" in (attrs or ""):
+                continue
+            target = value if value.startswith("/") else join(here, value)
+            if element == "include":
+                pending.append(target)
+            elif value.startswith("/"):
+                dirs.append(target)
+    return configs, dirs
+
+
+def _expand_fontconfig(ctx: LazyContext, rule: LazyRule) -> Iterable[LazyNeed]:
+    configs, dirs = _fontconfig_files(ctx)
+    for path in configs:
+        yield LazyNeed("file", path, "fontconfig configuration", rule.name)
+    count = 0
+    seen: set[str] = set()  # canonical directories: a linked directory is walked once
+    stack = list(reversed(dirs))
+    while stack and count < FONT_FILES_LIMIT:
+        directory = stack.pop()
+        resolved = ctx.rootfs.resolve(directory)
+        if resolved.kind != "dir" or resolved.path in seen:
+            continue
+        seen.add(resolved.path)
+        for name in sorted(ctx.rootfs.listdir(directory), reverse=True):
+            path = join(directory, name)
+            if ctx.rootfs.is_dir(path):
+                stack.append(path)
+            elif ctx.rootfs.is_file(path) and count < FONT_FILES_LIMIT:
+                count += 1
+                yield LazyNeed("file", path, "a font fontconfig may choose", rule.name)
+
+
 Expander = Callable[[LazyContext, LazyRule], Iterable[LazyNeed]]
 
-EXPANDERS: dict[str, Expander] = {"nss": _expand_nss, "gconv": _expand_gconv}
+EXPANDERS: dict[str, Expander] = {
+    "nss": _expand_nss,
+    "gconv": _expand_gconv,
+    "fontconfig": _expand_fontconfig,
+}
 
 
 DEFAULT_RULES: tuple[LazyRule, ...] = (
@@ -281,6 +354,20 @@ DEFAULT_RULES: tuple[LazyRule, ...] = (
         "TERM name from the terminfo database",
         when_loaded=("libtinfo.so.*", "libncurses.so.*", "libncursesw.so.*"),
         files=tuple(f"{d}/*/*" for d in TERMINFO_DIRS),
+    ),
+    LazyRule(
+        name="fontconfig-fonts",
+        description="fontconfig reads its configuration and picks a font from every font "
+        "directory it names when a program first draws text",
+        when_loaded=("libfontconfig.so.*",),
+        expander="fontconfig",
+    ),
+    LazyRule(
+        name="jvm-fontconfig",
+        description="the JVM's font manager dlopen()s fontconfig to find the system's fonts "
+        "when a program first draws or measures text",
+        when_loaded=("libfontmanager.so",),
+        libraries=("libfontconfig.so.1",),
     ),
     LazyRule(
         name="glibc-gconv",

@@ -200,7 +200,10 @@ APPS = {
     "java": App(
         "java-app",
         (),  # the image's command (hello) runs to its end
-        {m: run_mode(m) for m in ("hello", "time", "digest", "dns", "gzip", "spawn", "props")},
+        {
+            m: run_mode(m)
+            for m in ("hello", "time", "digest", "dns", "gzip", "spawn", "props", "font")
+        },
     ),
     "tomcat": App(
         "tomcat-site",
@@ -216,7 +219,7 @@ APPS = {
     "imagemagick": App(
         "imagemagick-tool",
         (),  # the image's command (png) runs to its end
-        {m: run_mode(m) for m in ("png", "jpg", "gif", "bmp", "tiff", "webp")},
+        {m: run_mode(m) for m in ("png", "jpg", "gif", "bmp", "tiff", "webp", "label")},
     ),
     "graphviz": App(
         "graphviz-tool",

@@ -209,3 +209,95 @@ def test_a_program_on_ncurses_keeps_the_terminfo_database(tmp_path: Path) -> Non
     assert entry.rule == "ncurses-terminfo"
     without = analyzer.analyze(["/usr/bin/prog"])  # libc only: no terminal database
     assert not any("terminfo" in p for p in without.paths)
+
+
+FONTS_CONF = b"""<?xml version="1.0"?>
+<fontconfig>
+  <!-- <dir>/usr/share/commented-out</dir> -->
+  <dir>/usr/share/fonts</dir>
+  <dir>/usr/local/share/fonts</dir>
+  <dir prefix="xdg">fonts</dir>
+  <dir>~/.fonts</dir>
+  <include ignore_missing="yes">conf.d</include>
+  <cachedir>/var/cache/fontconfig</cachedir>
+</fontconfig>
+"""
+
+
+def _fontconfig_tree(root: Path) -> None:
+    glibc_tree(root, "2.36", "hosts: files\n")
+    write(root, "/etc/fonts/fonts.conf", FONTS_CONF, 0o644)
+    write(root, "/usr/share/fontconfig/conf.avail/60-latin.conf", b"<fontconfig/>", 0o644)
+    symlink(
+        root,
+        "/etc/fonts/conf.d/60-latin.conf",
+        "../../../usr/share/fontconfig/conf.avail/60-latin.conf",
+    )
+    write(root, "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", b"font", 0o644)
+    write(root, "/usr/share/fonts/opentype/x/X.otf", b"font", 0o644)
+    symlink(root, "/usr/share/fonts/truetype/loop", "..")  # walked once, not forever
+    write(root, "/usr/share/commented-out/Y.ttf", b"font", 0o644)
+    write(root, "/var/cache/fontconfig/abc-le64.cache-8", b"cache", 0o644)
+    write(
+        root,
+        f"{T}/libfontconfig.so.1",
+        craft_elf(soname="libfontconfig.so.1", needed=("libc.so.6",)),
+    )
+
+
+def test_a_program_on_fontconfig_keeps_its_configuration_and_every_font(tmp_path: Path) -> None:
+    _fontconfig_tree(tmp_path)
+    write(
+        tmp_path,
+        "/usr/bin/draw",
+        craft_elf(interp=INTERP, needed=("libfontconfig.so.1", "libc.so.6")),
+    )
+    analyzer = DepsAnalyzer(tmp_path)
+    result = analyzer.analyze(["/usr/bin/draw"])
+    for path in (
+        "/etc/fonts/fonts.conf",
+        "/etc/fonts/conf.d/60-latin.conf",
+        "/usr/share/fontconfig/conf.avail/60-latin.conf",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+        "/usr/share/fonts/opentype/x/X.otf",
+        "/var/cache/fontconfig/abc-le64.cache-8",
+    ):
+        assert path in result.paths, path
+    assert "/usr/share/commented-out/Y.ttf" not in result.paths
+    entry = next(e for e in result.lazy if e.path == "/usr/share/fonts/opentype/x/X.otf")
+    assert entry.rule == "fontconfig-fonts"
+    plain = analyzer.analyze(["/usr/bin/prog"])  # libc only: no fonts
+    assert not any("fonts" in p for p in plain.paths)
+
+
+def test_fontconfig_file_moves_the_configuration(tmp_path: Path) -> None:
+    _fontconfig_tree(tmp_path)
+    write(
+        tmp_path,
+        "/opt/app/fonts.conf",
+        b"<fontconfig><dir>/opt/app/fonts</dir></fontconfig>",
+        0o644,
+    )
+    write(tmp_path, "/opt/app/fonts/Brand.ttf", b"font", 0o644)
+    write(
+        tmp_path,
+        "/usr/bin/draw",
+        craft_elf(interp=INTERP, needed=("libfontconfig.so.1", "libc.so.6")),
+    )
+    env = ["FONTCONFIG_FILE=/opt/app/fonts.conf"]
+    result = DepsAnalyzer(tmp_path, env).analyze(["/usr/bin/draw"])
+    assert "/opt/app/fonts/Brand.ttf" in result.paths
+    assert "/usr/share/fonts/opentype/x/X.otf" not in result.paths
+
+
+def test_the_jvm_font_manager_loads_fontconfig_and_its_fonts(tmp_path: Path) -> None:
+    _fontconfig_tree(tmp_path)
+    jvm = "/usr/lib/jvm/java-17-openjdk-amd64/lib"
+    write(
+        tmp_path,
+        f"{jvm}/libfontmanager.so",
+        craft_elf(soname="libfontmanager.so", needed=("libc.so.6",)),
+    )
+    result = DepsAnalyzer(tmp_path).analyze([f"{jvm}/libfontmanager.so"])
+    assert f"{T}/libfontconfig.so.1" in result.paths
+    assert "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf" in result.paths
