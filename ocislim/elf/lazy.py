@@ -356,6 +356,13 @@ DEFAULT_RULES: tuple[LazyRule, ...] = (
         files=tuple(f"{d}/*/*" for d in TERMINFO_DIRS),
     ),
     LazyRule(
+        name="libc-shell",
+        description="system(), popen() and wordexp() run their command with /bin/sh -c",
+        when_loaded=("libc.so.6", "libc.musl-*.so.1", "ld-musl-*.so.1"),
+        when_imports=("system", "popen", "wordexp"),
+        files=("/bin/sh",),
+    ),
+    LazyRule(
         name="fontconfig-fonts",
         description="fontconfig reads its configuration and picks a font from every font "
         "directory it names when a program first draws text",

@@ -146,7 +146,15 @@ def rule_reason(rule: str, detail: str, by: str | None = None) -> Reason:
 
 # Rules that keep programs because they will run (a script names them, a web server runs
 # its CGI scripts' interpreters): what those programs' runtimes load must be kept too.
-RUN_RULES = frozenset({"script-commands", "nested-scripts", "cgi-scripts", "config-named-commands"})
+RUN_RULES = frozenset(
+    {
+        "script-commands",
+        "nested-scripts",
+        "cgi-scripts",
+        "config-named-commands",
+        "program-named-programs",
+    }
+)
 
 
 def counted_as_run(seeds: Iterable[Seed]) -> list[str]:

@@ -77,6 +77,10 @@ class ElfDeps:
         """The text of the in-image regular file ``path`` resolves to (None: none)."""
         return self._files.read_text(path)
 
+    def read_bytes(self, path: str) -> bytes | None:
+        """The bytes of the in-image regular file ``path`` resolves to (None: none)."""
+        return self._files.read_bytes(path)
+
     def open_file(self, path: str) -> int | None:
         """A read-only descriptor of the regular file ``path`` resolves to in the image,
         or None (no link followed out of it, no FIFO opened); the caller closes it."""

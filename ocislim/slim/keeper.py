@@ -41,6 +41,7 @@ from ocislim.slim.datadirs import ProgramDataDirs
 from ocislim.slim.elfdeps import ElfDeps, select_rules
 from ocislim.slim.javapaths import classpath_seeds, container_seeds, is_jvm
 from ocislim.slim.langrules import LangRules
+from ocislim.slim.namedprograms import NamedPrograms
 from ocislim.slim.nestedscripts import NestedScripts
 from ocislim.slim.options import BuildOptions
 from ocislim.slim.phplibs import PhpLibraries
@@ -86,6 +87,7 @@ class Keeper:
         self.nested = NestedScripts(
             tree, self.deps.read_text, self.find_program, self.is_program, self.rules
         )
+        self._named = NamedPrograms(tree, self.deps.read_bytes, self.is_program, self.rules)
 
     def __contains__(self, path: str) -> bool:
         return path in self._planner
@@ -148,6 +150,7 @@ class Keeper:
             *self._plugins.seeds(touched),
             *self._data_dirs.seeds(touched, programs),
             *self._aliases.seeds(programs),
+            *self._named.seeds(programs),
         ]
 
     def imports(self, scripts: Iterable[str]) -> list[Seed]:

@@ -19,6 +19,7 @@ from ocislim.slim.confpaths import CONF_PATH_RULES
 from ocislim.slim.datadirs import DATA_DIR_RULES
 from ocislim.slim.javapaths import JAVA_PATH_RULES
 from ocislim.slim.langrules import LANG_RULES, LangRule
+from ocislim.slim.namedprograms import NAMED_PROGRAM_RULES
 from ocislim.slim.nestedscripts import NESTED_RULES
 from ocislim.slim.phplibs import PHP_LIB_RULES
 from ocislim.slim.pkgrules import PKG_RULES
@@ -35,6 +36,7 @@ KEEP_RULES: tuple[LangRule, ...] = (
     *DATA_DIR_RULES,
     *ALIAS_RULES,
     *NESTED_RULES,
+    *NAMED_PROGRAM_RULES,
     *PHP_LIB_RULES,
     *PKG_RULES,
 )

@@ -307,18 +307,36 @@ RUNTIME_RULES: tuple[RuntimeRule, ...] = (
     ),
     RuntimeRule(
         "tool-helpers",
-        "git-style tools keep their libexec helper programs and data directory",
+        "git-style tools keep the helper programs they start from their own directories, "
+        "and their data: git's libexec helpers and templates, GnuPG's gpg-agent, dirmngr "
+        "and the programs of /usr/lib/gnupg",
         triggers=(
             "/usr/bin/git",
             "/usr/lib/git-core/**",
             "/usr/libexec/git-core/**",
             "/usr/share/git-core/**",
+            # gpg starts its agent and key server helper as BINDIR + name, by no string.
+            "/usr/bin/gpg",
+            "/usr/bin/gpg2",
+            "/usr/bin/gpgsm",
+            "/usr/bin/gpgconf",
+            "/usr/bin/gpg-connect-agent",
+            "/usr/lib/gnupg/**",
+            "/usr/libexec/gnupg/**",
         ),
         keeps=(
             "/usr/lib/git-core",
             "/usr/libexec/git-core",
             "/usr/share/git-core",
             "/usr/share/perl5/Git*",
+            "/usr/bin/gpg-agent",
+            "/usr/bin/dirmngr",
+            "/usr/bin/gpgconf",
+            "/usr/bin/gpg-connect-agent",
+            "/usr/bin/pinentry",
+            "/usr/lib/gnupg",
+            "/usr/libexec/gnupg",
+            "/usr/share/gnupg",
         ),
     ),
     RuntimeRule(

@@ -137,6 +137,18 @@ def test_absent_nsswitch_uses_glibc_defaults(tmp_path: Path) -> None:
     assert "glibc's default (no /etc/nsswitch.conf)" in dns[0].reason
 
 
+def compiled_library(root: Path, soname: str, source: str) -> None:
+    """``source`` (C) built by gcc as the shared library ``soname`` in the image's libdir."""
+    src = root / "lib.c"
+    src.write_text(source)
+    lib = root / "lib.so"
+    subprocess.run(
+        ["gcc", "-shared", "-fPIC", "-o", str(lib), str(src), f"-Wl,-soname,{soname}"],
+        check=True,
+    )
+    write(root, f"{T}/{soname}", lib.read_bytes())
+
+
 def test_gconv_only_when_iconv_is_imported(tmp_path: Path) -> None:
     require_tool("gcc")
     glibc_tree(tmp_path, "2.36", "hosts: files dns\n")
@@ -145,14 +157,11 @@ def test_gconv_only_when_iconv_is_imported(tmp_path: Path) -> None:
     write(tmp_path, f"{gconv}/gconv-modules.d/extra.conf", b"", 0o644)
     write(tmp_path, f"{gconv}/libJIS.so", craft_elf(soname="libJIS.so"))
     write(tmp_path, f"{gconv}/EUC-JP.so", craft_elf(needed=("libJIS.so",), runpath="$ORIGIN"))
-    src = tmp_path / "u.c"
-    src.write_text('#include <iconv.h>\nvoid *u(void) { return iconv_open("A", "B"); }\n')
-    lib = tmp_path / "libuses.so"
-    subprocess.run(
-        ["gcc", "-shared", "-fPIC", "-o", str(lib), str(src), "-Wl,-soname,libuses.so.1"],
-        check=True,
+    compiled_library(
+        tmp_path,
+        "libuses.so.1",
+        '#include <iconv.h>\nvoid *u(void) { return iconv_open("A", "B"); }\n',
     )
-    write(tmp_path, f"{T}/libuses.so.1", lib.read_bytes())
     write(tmp_path, "/usr/bin/conv", craft_elf(interp=INTERP, needed=("libuses.so.1", "libc.so.6")))
     analyzer = DepsAnalyzer(tmp_path)
     with_iconv = analyzer.analyze(["/usr/bin/conv"])
@@ -301,3 +310,19 @@ def test_the_jvm_font_manager_loads_fontconfig_and_its_fonts(tmp_path: Path) -> 
     result = DepsAnalyzer(tmp_path).analyze([f"{jvm}/libfontmanager.so"])
     assert f"{T}/libfontconfig.so.1" in result.paths
     assert "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf" in result.paths
+
+
+def test_a_program_calling_system_keeps_bin_sh(tmp_path: Path) -> None:
+    require_tool("gcc")
+    glibc_tree(tmp_path, "2.36", "hosts: files\n")
+    write(tmp_path, "/usr/bin/dash", craft_elf(interp=INTERP, needed=("libc.so.6",)))
+    symlink(tmp_path, "/bin/sh", "../usr/bin/dash")
+    compiled_library(
+        tmp_path, "libsys.so.1", '#include <stdlib.h>\nint s(void) { return system("ls"); }\n'
+    )
+    write(tmp_path, "/usr/bin/run", craft_elf(interp=INTERP, needed=("libsys.so.1", "libc.so.6")))
+    analyzer = DepsAnalyzer(tmp_path)
+    with_system = analyzer.analyze(["/usr/bin/run"])
+    assert "/usr/bin/dash" in with_system.paths
+    assert next(e for e in with_system.lazy if e.path == "/bin/sh").rule == "libc-shell"
+    assert "/usr/bin/dash" not in analyzer.analyze(["/usr/bin/prog"]).paths

@@ -453,6 +453,29 @@ def test_python_helpers_os_release_and_the_shell_follow_links_on_the_way() -> No
     assert {"/bin", "/usr/bin/sh", "/usr/bin/dash"} <= result  # for os.system, shell=True
 
 
+def test_gpg_keeps_the_agent_it_starts_by_its_directory_and_a_name() -> None:
+    elf = b"\x7fELF"
+    members = [
+        M("usr/bin/gpg", data=elf, mode=0o755),
+        M("usr/bin/gpgv", data=elf, mode=0o755),
+        M("usr/bin/gpg-agent", data=elf, mode=0o755),
+        M("usr/bin/dirmngr", data=elf, mode=0o755),
+        M("usr/lib/gnupg/scdaemon", data=elf, mode=0o755),
+        M("usr/bin/sort", data=elf, mode=0o755),
+    ]
+    tree = tree_from(members)
+
+    def helpers(ran: str) -> set[str]:
+        planner = Planner(tree)
+        planner.add(RuntimeRules(tree, {"tool-helpers"}, reader(members)).seeds([ran]))
+        return set(planner.kept_paths)
+
+    kept = helpers("/usr/bin/gpg")
+    assert {"/usr/bin/gpg-agent", "/usr/bin/dirmngr", "/usr/lib/gnupg/scdaemon"} <= kept
+    assert "/usr/bin/sort" not in kept
+    assert "/usr/bin/gpg-agent" not in helpers("/usr/bin/gpgv")  # verifies without an agent
+
+
 DPKG = [
     M(
         "var/lib/dpkg/info/git.list",
