@@ -9,7 +9,9 @@ default) and every path it keeps carries ``Reason("lazy", rule=NAME)``:
   a program that writes its state, logs or cache there finds the place again.
 - ``skeleton-dirs``: the standard writable directories present in the source
   (:data:`SKELETON_DIRS`) and the config's ``Volumes`` mount points stay as
-  (empty) directories with their original modes.
+  (empty) directories with their original modes; so does the home directory of the
+  user the image runs as (and ``HOME``), with the small dot files at its top (a
+  program's own configuration: ``.gitconfig``, ``.npmrc``, ``.pgpass``).
 - ``script-commands``: the programs the application's scripts name (absolute paths;
   words on the PATH in shell scripts; in other languages every command word of a
   command string, read as a shell reads it: after ``|``, ``&&``, ``;``, in ``$(...)``...).
@@ -55,8 +57,9 @@ APP_RULES: tuple[LangRule, ...] = (
     ),
     LangRule(
         "skeleton-dirs",
-        "/tmp, /var/tmp, /run, /var/run, /var/log, /var/cache and the config's Volumes "
-        "stay as directories with their modes",
+        "/tmp, /var/tmp, /run, /var/run, /var/log, /var/cache, the config's Volumes and "
+        "the home directory of the image's user stay as directories with their modes "
+        "(the home with its small dot files)",
     ),
     LangRule(
         "script-commands",
@@ -80,6 +83,8 @@ APP_RULES: tuple[LangRule, ...] = (
 )
 
 SKELETON_DIRS = ("/tmp", "/var/tmp", "/run", "/var/run", "/var/log", "/var/cache")
+# A dot file at the top of the home directory up to this size is configuration.
+HOME_DOTFILE_BYTES = 64 << 10
 WRITE_ACCESS = frozenset({"write", "create", "delete"})
 
 # Directories shared by the whole system: never an application's own tree.
@@ -237,6 +242,38 @@ def skeleton_seeds(tree: FileTree, volumes: Sequence[str]) -> list[Seed]:
             continue
         detail = "a Volumes mount point" if path in volumes else "a standard writable directory"
         seeds.append(Seed(path, rule_reason("skeleton-dirs", detail)))
+    return seeds
+
+
+def home_seeds(
+    tree: FileTree,
+    read_text: Callable[[str], str | None],
+    users: Iterable[str],
+    env: Iterable[str],
+) -> list[Seed]:
+    """The home directories of ``users`` (USER values: a name or uid, ``:group`` ignored;
+    empty is root) as ``/etc/passwd`` gives them, and ``HOME`` of ``env`` (K=V items):
+    each directory present in ``tree``, with the regular dot files at its top up to
+    :data:`HOME_DOTFILE_BYTES`.  A program run as a user creates its caches and
+    state below its home (``~/.cache``, ``~/.config``, ``~/.local``), which needs the
+    directory with its owner; a user cannot make it in a root-owned ``/home``."""
+    wanted = [(u or "0").partition(":")[0] for u in users]
+    homes: list[str] = []
+    for line in (read_text("/etc/passwd") or "").splitlines():
+        fields = line.split(":")
+        if len(fields) >= 7 and (fields[0] in wanted or fields[2] in wanted):
+            homes.append(fields[5])
+    homes += [item[5:] for item in env if item.startswith("HOME=")]
+    seeds: list[Seed] = []
+    for home in dict.fromkeys(posixpath.normpath(h) for h in homes if h.startswith("/")):
+        entry = tree.get(home)
+        if home == "/" or entry is None or not entry.is_dir:
+            continue
+        why = rule_reason("skeleton-dirs", "the home directory of the image's user")
+        seeds.append(Seed(home, why))
+        for name, child in sorted((entry.children or {}).items()):
+            if name.startswith(".") and child.kind == "file" and child.size <= HOME_DOTFILE_BYTES:
+                seeds.append(Seed(child.path, why))
     return seeds
 
 

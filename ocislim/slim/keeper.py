@@ -31,6 +31,7 @@ from ocislim.slim.apprules import (
     app_sources,
     binary_named_seeds,
     counted_as_run,
+    home_seeds,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
@@ -253,6 +254,8 @@ def _rule_seeds(
     seeds: list[Seed] = []
     if "skeleton-dirs" in keeper.rules:
         seeds += skeleton_seeds(keeper.tree, config.volumes or [])
+        users = [config.user or "", options.run.user or config.user or ""]
+        seeds += home_seeds(keeper.tree, keeper.deps.read_text, users, keeper.env)
     argvs = (_entry_argv(config, options), list(options.run.command))
     # The program and scripts the command names, looked up once for the rules that read them.
     scripts = sorted(

@@ -4,7 +4,8 @@ Each fixture (``fixtures/build_images.py``: a Flask site, an express site, nginx
 Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, Tomcat
 with a JSP, a PostgreSQL server, ImageMagick, graphviz, a shell tool on rotated logs,
 a Sinatra site, a PHP site on php's built-in server, a static Go binary, an Apache site
-with CGI scripts, a Python command-line tool on the standard library) is built with
+with CGI scripts, a Python command-line tool on the standard library, a tool run as a
+user that keeps its state in its home) is built with
 ``ocislim build`` and the probe a user would give (the HTTP probe of the exposed port,
 an ``--exec`` of a client, or the image's own command), then EVERY mode, not only the
 probed one, runs with podman on the original and on the slim image, and must give the
@@ -230,6 +231,11 @@ APPS = {
         "logs-tool",
         (),  # the image's command (search app.log.1.gz) runs to its end
         {m: run_mode(*m.split()) for m in LOGS_MODES},
+    ),
+    "user": App(
+        "user-tool",
+        (),  # the image's command (hello) runs to its end, as the user app
+        {m: run_mode(m) for m in ("hello", "whoami", "cache", "config", "db")},
     ),
     "postgres": App(
         "postgres-db",

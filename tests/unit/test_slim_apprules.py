@@ -12,6 +12,7 @@ from ocislim.slim.apprules import (
     app_seeds,
     binary_named_seeds,
     counted_as_run,
+    home_seeds,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
@@ -95,6 +96,48 @@ def test_skeleton_dirs_present_in_the_source_and_volumes() -> None:
     assert not any(s.recursive for s in seeds)
     result = kept(members, seeds)
     assert "/var/tmp/junk" not in result and "/run" in result
+
+
+HOMES = [
+    M("etc/passwd", data=b"root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n"),
+    M("root", "dir", mode=0o700),
+    M("root/.profile", data=b"# root"),
+    M("home", "dir", mode=0o755),
+    M("home/app", "dir", mode=0o750, uid=1000, gid=1000),
+    M("home/app/.gitconfig", data=b"[user]\n\tname = app\n", uid=1000),
+    M("home/app/.cache/pip/big.whl", data=b"w" * 10),
+    M("home/app/notes.txt", data=b"not configuration"),
+    M("home/app/.history", data=b"h" * (70 << 10)),
+    M("srv/data", "dir"),
+]
+
+
+def test_the_home_of_the_image_user_is_kept_with_its_dot_files() -> None:
+    tree = tree_from(HOMES)
+    seeds = home_seeds(tree, reader(HOMES), ["app"], ["PATH=/bin"])
+    assert {s.path for s in seeds} == {"/home/app", "/home/app/.gitconfig"}
+    assert all(s.reason.rule == "skeleton-dirs" and not s.recursive for s in seeds)
+    planner = Planner(tree)
+    planner.add(seeds)
+    assert "/home/app" in planner.kept_paths
+    assert "/home/app/.cache/pip/big.whl" not in planner.kept_paths  # a cache, not config
+
+
+@pytest.mark.parametrize(
+    ("users", "env", "homes"),
+    [
+        (["", ""], [], {"/root"}),  # no USER: root
+        (["1000:1000"], [], {"/home/app"}),  # a uid, with a group
+        (["0"], ["HOME=/srv/data"], {"/root", "/srv/data"}),
+        (["nobody"], ["HOME=/missing"], set()),  # no such account, no such directory
+    ],
+)
+def test_home_directories_by_user_name_uid_and_home(
+    users: list[str], env: list[str], homes: set[str]
+) -> None:
+    tree = tree_from(HOMES)
+    found = {s.path for s in home_seeds(tree, reader(HOMES), users, env)}
+    assert {p for p in found if not p.rsplit("/", 1)[-1].startswith(".")} == homes
 
 
 @pytest.mark.parametrize(
