@@ -26,7 +26,7 @@ PACKAGES=(
     python3 python3-venv ca-certificates debian-archive-keyring
     mmdebstrap umoci skopeo podman runc uidmap
     pax-utils strace gcc gcc-multilib libc6-dev musl-tools tmux
-    golang-github-opencontainers-image-spec-dev chromium
+    golang-github-opencontainers-image-spec-dev chromium openjdk-17-jdk-headless
 )
 
 step() { echo "== $* (${SECONDS}s)" >&2; }

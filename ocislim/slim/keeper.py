@@ -86,7 +86,12 @@ class Keeper:
         self._data_dirs = ProgramDataDirs(self.packages, self.rules)
         self._aliases = ProgramAliases(tree, self.env, self.rules)
         self.nested = NestedScripts(
-            tree, self.deps.read_text, self.find_program, self.is_program, self.rules
+            tree,
+            self.deps.read_text,
+            self.find_program,
+            self.is_program,
+            self.rules,
+            self.deps.read_bytes,
         )
         self._named = NamedPrograms(tree, self.deps.read_bytes, self.is_program, self.rules)
 

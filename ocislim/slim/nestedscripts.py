@@ -13,7 +13,9 @@ as ``script-commands`` reads the entrypoint's (:func:`~ocislim.slim.apprules.scr
   names by path keeps the programs it names in turn,
 - every script of the application's own trees (``app-whole``): its shell scripts, its
   executables, and its Python, JavaScript, Perl, Ruby, PHP, Java and Lua sources
-  (``subprocess.run(["gzip", ...])`` in a module only an unprobed route imports),
+  (``subprocess.run(["gzip", ...])`` in a module only an unprobed route imports), and
+  its compiled Java, the classes and jars of the trees (:mod:`~ocislim.slim.classfiles`:
+  ``new ProcessBuilder("convert", ...)`` in a jar),
 - every file one of those shell scripts, or the entrypoint's, sources by a name it
   spells (``. /etc/default/app``, ``. "$(dirname "$0")/lib.sh"``): kept, and read as a
   shell script whatever its name, though the branch that sources it never ran.
@@ -38,10 +40,12 @@ from ocislim.slim.apprules import (
     rule_reason,
     script_command_seeds,
 )
+from ocislim.slim.classfiles import MAX_JAR_BYTES, class_commands, jar_commands
 from ocislim.slim.commandtext import (
     MAX_SCRIPT_BYTES,
     SHELL_SUFFIXES,
     SHELLS,
+    command_words,
     is_shell_script,
     sourced_paths,
 )
@@ -59,6 +63,7 @@ NESTED_RULES: tuple[LangRule, ...] = (
 )
 
 ReadText = Callable[[str], "str | None"]
+ReadBytes = Callable[[str], "bytes | None"]
 FindProgram = Callable[[str], "str | None"]
 
 
@@ -72,13 +77,16 @@ class NestedScripts:
         find_program: FindProgram,
         is_program: Callable[[str], bool],
         enabled: Collection[str],
+        read_bytes: ReadBytes = lambda path: None,
     ) -> None:
         self._tree = tree
         self._read_text = read_text
+        self._read_bytes = read_bytes
         self._find_program = find_program
         self._is_program = is_program
         self._on = "nested-scripts" in enabled
         self._read: set[str] = set()
+        self._compiled: set[str] = set()  # classes and jars read for their commands
         self._shells: dict[str, bool] = {}
         self._sourced_files: set[str] = set()
 
@@ -114,7 +122,31 @@ class NestedScripts:
                 self._read.add(script)
                 sourced += self._sourced(script, self._text(script, shell_only=False) or "")
         candidates = [(p, False) for p in self._tree_scripts(roots)]
-        return [*sourced, *self._commands(candidates)]
+        compiled = app_sources(self._tree, roots, _is_compiled_java)
+        return [*sourced, *self._commands(candidates), *self._java_commands(compiled)]
+
+    def _java_commands(self, paths: Iterable[str]) -> list[Seed]:
+        """The programs the classes and jars at ``paths`` run (each read once): every
+        command word of their command strings that is an executable of the image (an
+        absolute path) or a program on the ``PATH``."""
+        seeds: list[Seed] = []
+        seen: set[str] = set()
+        for path in paths:
+            entry = self._tree.follow(path)
+            if path in self._compiled or entry is None or entry.size > MAX_JAR_BYTES:
+                continue
+            self._compiled.add(path)
+            data = self._read_bytes(path) or b""
+            commands = jar_commands(data) if path.endswith(".jar") else class_commands(data)
+            why = rule_reason("nested-scripts", f"run by the compiled Java {path}", path)
+            for word in (w for c in commands for w in command_words(c)):
+                if word in seen:
+                    continue
+                seen.add(word)
+                found = word if word.startswith("/") else self._find_program(word)
+                if found is not None and self._is_program(found):
+                    seeds.append(Seed(found, why))
+        return seeds
 
     def _commands(self, candidates: Iterable[tuple[str, bool]]) -> list[Seed]:
         """What the scripts among ``candidates`` (path, whether only a shell script
@@ -185,3 +217,7 @@ COMMAND_SOURCE_SUFFIXES = (*APP_SOURCE_SUFFIXES, *SHELL_SUFFIXES, ".php", ".java
 
 def _maybe_script(name: str, entry: Entry) -> bool:
     return name.endswith(COMMAND_SOURCE_SUFFIXES) or bool(entry.mode & 0o111)
+
+
+def _is_compiled_java(name: str, entry: Entry) -> bool:
+    return name.endswith((".class", ".jar")) and not entry.mode & 0o111

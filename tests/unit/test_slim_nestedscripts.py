@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zipfile
 from pathlib import Path
 
+from ocislim.slim.classfiles import CLASS_MAGIC
 from ocislim.slim.commandtext import is_shell_script, sourced_paths
 from ocislim.slim.keeper import first_seeds
 from ocislim.slim.plan import Reason, Seed
@@ -129,3 +133,34 @@ def test_shell_scripts_and_what_they_source_are_known_by_their_text() -> None:
     assert is_shell_script("/lib/x.sh", "f() { :; }\n")
     assert not is_shell_script("/x", "f() { :; }\n")
     assert not is_shell_script("/x.sh", "\x7fELF")
+
+
+def _jar(classes: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as jar:
+        for name, data in classes.items():
+            jar.writestr(name, data)
+    return buffer.getvalue()
+
+
+def _spawning_class(program: str) -> bytes:
+    """A class file whose code stores the string ``program`` first in an array (as
+    ``new ProcessBuilder(program, ...)`` compiles)."""
+    pool = struct.pack(">BH", 1, len(program)) + program.encode() + struct.pack(">BH", 8, 1)
+    return CLASS_MAGIC + struct.pack(">HHH", 0, 61, 3) + pool + b"\x03\x12\x02\x53"
+
+
+def test_the_application_jar_keeps_the_programs_its_classes_run(tmp_path: Path) -> None:
+    image = [
+        *[M(f"usr/bin/{name}", data=ELF, mode=0o755) for name in PROGRAMS],
+        M("app/app.jar", data=_jar({"app/Main.class": _spawning_class("rsync")})),
+        M("app/lib/Tool.class", data=_spawning_class("/usr/bin/zip")),
+    ]
+    entry = {"Entrypoint": ["java", "-jar", "/app/app.jar"]}
+    keeper, config, options = keeper_over(tmp_path / "on", image, entry)
+    keeper.extend(first_seeds(keeper, config, options, [], [], lambda note: None))
+    assert {"/usr/bin/rsync", "/usr/bin/zip"} <= set(keeper.plan().paths)
+    assert "/usr/bin/lz4" not in keeper.plan().paths
+    keeper, config, options = keeper_over(tmp_path / "off", image, entry, ("nested-scripts",))
+    keeper.extend(first_seeds(keeper, config, options, [], [], lambda note: None))
+    assert "/usr/bin/rsync" not in keeper.plan().paths
