@@ -2,9 +2,12 @@
 
 :func:`perl_imports` reads ``use Foo::Bar``, ``require Foo::Bar``, ``use parent`` /
 ``use base`` with their class lists, ``require "Foo/Bar.pm"`` and ``do "x/y.pl"`` (a
-literal string), a named character ``\\N{NAME}`` (which loads ``_charnames``) and
-``use lib`` directories (``$FindBin::Bin`` and relative paths taken from the script's
-directory), skipping pod, comments and everything after ``__END__`` / ``__DATA__``.
+literal string), Moose's and Moo's ``extends`` and ``with`` (which load the classes
+and roles they name), the driver a DBI data source names (``"dbi:SQLite:dbname=x"``:
+DBI loads ``DBD::SQLite`` when it connects), a named character ``\\N{NAME}`` (which
+loads ``_charnames``) and ``use lib`` directories (``$FindBin::Bin`` and relative paths
+taken from the script's directory), skipping pod, comments and everything after
+``__END__`` / ``__DATA__``.
 
 :class:`PerlImports` resolves them against the image's ``@INC`` (:data:`PERL_INC`, in
 Perl's own order, after the ``use lib`` directories), reads every module found in
@@ -87,6 +90,10 @@ _LOADER_CALL = re.compile(
     r"|load_class|try_load_class|load_optional_class|load_first_existing_class|load)"
     rf"[ \t]*\(?[ \t]*([\"'])({_NAME})\1"
 )
+# Moose's and Moo's ``extends 'Base'`` / ``with 'Role', 'Other'`` load what they name.
+_CLASS_SUGAR = re.compile(r"(?:^|[;{}])[ \t]*(?:extends|with)\b[ \t]*\(?([^;]*)", re.MULTILINE)
+# A DBI data source: ``DBI->connect("dbi:Pg:dbname=app")`` loads DBD::Pg by that name.
+_DBI_DSN = re.compile(r"[\"'](?i:dbi):(\w+):")
 # ``require "Foo/Bar.pm"`` and ``do "unicore/Name.pl"``: both search @INC.
 _REQUIRE_FILE = re.compile(r"\b(?:require|do)[ \t]*\(?[ \t]*([\"'])([^\"'\n$@]{1,255})\1")
 # A character by name, ``\N{GREEK SMALL LETTER ALPHA}`` (not ``\N{U+3B1}``): the lexer
@@ -174,6 +181,11 @@ def perl_imports(text: str) -> PerlSource:
             add(name)
     for match in _LOADER_CALL.finditer(code):
         add(match.group(2))
+    for match in _CLASS_SUGAR.finditer(code):
+        for word in _words(match.group(1)):
+            add(word)
+    for match in _DBI_DSN.finditer(code):
+        add(f"DBD::{match.group(1)}")
     if _NAMED_CHAR.search(code):
         add("_charnames")
     for match in _REQUIRE_FILE.finditer(code):

@@ -137,6 +137,26 @@ def test_modules_given_to_loader_functions_by_name_are_read() -> None:
     }
 
 
+def test_moose_sugar_and_dbi_data_sources_load_by_name() -> None:
+    code = (
+        "package App::Model;\nuse Moo;\n"
+        "extends 'App::Base';\n"
+        "with 'App::Role::Logs', qw(App::Role::Cache);\n"
+        'my $dbh = DBI->connect("dbi:SQLite:dbname=/data/app.db", "", "");\n'
+        "my $dsn = 'DBI:Pg:dbname=app;host=db';\n"
+        'print "with love, extends nothing";\n'  # words in a string are no statement
+        "my $x = with_retry(3);\n"
+    )
+    assert set(perl_imports(code).modules) == {
+        "Moo.pm",
+        "App/Base.pm",
+        "App/Role/Logs.pm",
+        "App/Role/Cache.pm",
+        "DBD/SQLite.pm",
+        "DBD/Pg.pm",
+    }
+
+
 def test_unicore_is_kept_with_charnames_or_unicode_ucd_only() -> None:
     unicore = [
         M(f"{CORE}/_charnames.pm", data=b'use unicore::Name;\nmy $t = do "unicore/Name.pl";\n'),
