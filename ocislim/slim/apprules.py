@@ -158,6 +158,7 @@ RUN_RULES = frozenset(
         "cgi-scripts",
         "config-named-commands",
         "program-named-programs",
+        "python-ctypes-libraries",
     }
 )
 

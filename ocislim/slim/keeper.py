@@ -17,6 +17,7 @@ extends it.  Each stage hands on a frozen :class:`~ocislim.slim.plan.KeepPlan`
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,7 @@ from ocislim.slim.options import BuildOptions
 from ocislim.slim.phplibs import PhpLibraries
 from ocislim.slim.pkgrules import (
     DpkgIndex,
+    LibraryData,
     PackageRules,
     PackageStateDirs,
     PerlDistributions,
@@ -57,6 +59,9 @@ from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.plugindirs import PluginDirs
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
+
+# A path that names a shared object (libmagic.so.1.0.0), not a program.
+_SHARED_OBJECT = re.compile(r"\.so(?:\.[\d.]+)?$")
 
 
 class Keeper:
@@ -78,6 +83,7 @@ class Keeper:
         self._pkg = PackageRules(self.packages, self.rules)
         self._perl = PerlDistributions(self.packages, self.rules)
         self._state = PackageStateDirs(self.packages, self.rules)
+        self._library_data = LibraryData(self.packages, self.rules)
         self._php = PhpLibraries(tree, self.packages, self.rules)
         self._config = ConfigPaths(
             tree, self.deps.read_text, self.rules, self.find_program, self.is_program
@@ -157,6 +163,7 @@ class Keeper:
             *self._data_dirs.seeds(touched, programs),
             *self._aliases.seeds(programs),
             *self._named.seeds(programs),
+            *self._library_data.seeds(p for p in programs if _SHARED_OBJECT.search(p)),
         ]
 
     def imports(self, scripts: Iterable[str]) -> list[Seed]:

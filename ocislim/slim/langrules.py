@@ -84,6 +84,12 @@ LANG_RULES: tuple[LangRule, ...] = (
         default=False,
     ),
     LangRule(
+        "python-ctypes-libraries",
+        "with python-distribution, the shared libraries a Python file read for its imports "
+        "loads by name (ctypes.util.find_library('magic'), CDLL('libmagic.so.1'), cffi's "
+        "dlopen), each with its ELF closure, counted as run",
+    ),
+    LangRule(
         "node-package",
         "a touched file of a Node package keeps the package's whole directory",
     ),
@@ -149,6 +155,18 @@ _PY_IMPORT = re.compile(
 _PY_IMPORT_CALL = re.compile(
     r"""\b(?:import_module|__import__)\s*\(\s*['"]([A-Za-z_]\w*)[\w.]*['"]"""
 )
+# A shared library a Python file loads by name: ``ctypes.util.find_library("magic")``,
+# ``CDLL("libmagic.so.1")``, ``cdll.LoadLibrary(...)``, cffi's ``ffi.dlopen("cairo")``.
+_PY_LIBRARY_CALL = re.compile(
+    r"""\b(?:find_library|CDLL|PyDLL|LoadLibrary|dlopen)\s*\(\s*['"]([A-Za-z0-9_.+-]{1,128})['"]"""
+)
+# Where the loader finds a library by name (Debian's multiarch directories first).
+_LIBRARY_DIRS = (
+    *(f"/usr/lib/{t}" for t in _TRIPLETS),
+    "/usr/local/lib",
+    "/usr/lib64",
+    "/usr/lib",
+)
 # Express requires its view engine by the name the app sets: ``app.set('view engine', 'ejs')``.
 _JS_VIEW_ENGINE = re.compile(r"""\.set\(\s*['"]view engine['"]\s*,\s*['"]([\w.@/-]+)['"]""")
 _JS_IMPORT = re.compile(
@@ -197,6 +215,7 @@ class LangRules:
         self._catalogs: dict[str, list[str]] = {}
         self._tests: dict[str, list[str]] = {}
         self._imports_done: set[str] = set()
+        self._libraries_done: set[str] = set()
         self._sites: dict[str, list[_Distribution]] | None = None
         self._perl = PerlImports(tree, read_text)
         self._ruby = RubyImports(tree, read_text)
@@ -481,7 +500,10 @@ class LangRules:
         while queue and read < _MAX_IMPORT_FILES:
             path = queue.pop()
             read += 1
-            for name in python_imports(self.read_text(path) or ""):
+            text = self.read_text(path) or ""
+            if "python-ctypes-libraries" in self.enabled:
+                out += self._python_libraries(path, text)
+            for name in python_imports(text):
                 if name in self._imports_done:
                     continue
                 self._imports_done.add(name)
@@ -498,6 +520,41 @@ class LangRules:
                 top = posixpath.dirname(module) if module.endswith("/__init__.py") else module
                 queue += self._python_files(top)
         return out
+
+    def _python_libraries(self, path: str, text: str) -> list[Seed]:
+        """The shared libraries the Python file ``path`` (its ``text``) loads by a name
+        it spells (:data:`_PY_LIBRARY_CALL`), found as the loader finds them."""
+        out: list[Seed] = []
+        for name in dict.fromkeys(_PY_LIBRARY_CALL.findall(text)):
+            library = self._shared_library(name)
+            if library is not None and library not in self._libraries_done:
+                self._libraries_done.add(library)
+                why = Reason(
+                    "lazy",
+                    detail=f"library {name}, loaded by name in {path}",
+                    rule="python-ctypes-libraries",
+                    by=path,
+                )
+                out.append(Seed(library, why))
+        return out
+
+    def _shared_library(self, name: str) -> str | None:
+        """The library ``name`` names in the image's library directories: a file name
+        (``libmagic.so.1``) as it is, a bare name (``magic``) as ``find_library`` reads
+        it, the ``libNAME.so.N`` the loader would open (the shortest such name)."""
+        for directory in _LIBRARY_DIRS:
+            entry = self.tree.get(directory)
+            children = (entry.children or {}) if entry is not None and entry.is_dir else {}
+            if ".so" in name:
+                if name in children:
+                    return f"{directory}/{name}"
+                continue
+            versioned = sorted(
+                (c for c in children if c.startswith(f"lib{name}.so.")), key=lambda c: (len(c), c)
+            )
+            if versioned:
+                return f"{directory}/{versioned[0]}"
+        return None
 
     def _python_module(self, name: str) -> str | None:
         """A file (or the directory) of top-level module ``name`` in a site directory."""

@@ -273,6 +273,46 @@ class PackageRules:
         return out
 
 
+class LibraryData:
+    """``python-ctypes-libraries``, the data part: a shared library a program loads by
+    name keeps the data files (``/etc``, ``/usr/share``; no docs, manuals, translations:
+    the ``package-data`` level) of every package of its Debian source but ``-dev`` and
+    ``-doc`` ones: libmagic reads ``/etc/magic`` and ``/usr/share/misc/magic.mgc``
+    (libmagic1's and libmagic-mgc's, both of source ``file``).  Each source once."""
+
+    def __init__(self, index: DpkgIndex, enabled: Iterable[str]) -> None:
+        self.index = index
+        self.on = "python-ctypes-libraries" in frozenset(enabled)
+        self._done: set[str] = set()
+
+    def seeds(self, libraries: Iterable[str]) -> list[Seed]:
+        if not self.on:
+            return []
+        out: list[Seed] = []
+        for library in libraries:
+            package = self.index.owner(library)
+            if package is None or self.index.source(package) in self._done:
+                continue
+            source = self.index.source(package)
+            self._done.add(source)
+            reason = Reason(
+                "lazy",
+                detail=f"data of Debian source {source} (the library {library})",
+                rule="python-ctypes-libraries",
+                by=library,
+            )
+            for sibling in self.index.packages:
+                name = sibling.split(":", 1)[0]
+                if self.index.source(sibling) != source or name.endswith(("-dev", "-doc")):
+                    continue
+                for member in self.index.files(sibling):
+                    entry = self.index.tree.get(member)
+                    if entry is not None and not entry.is_dir and level_keeps(member, _DATA_LEVEL):
+                        out.append(Seed(member, reason, follow=False))
+        return out
+
+
+_DATA_LEVEL = frozenset({"package-data"})
 VAR_LIB = "/var/lib/"
 
 

@@ -36,9 +36,15 @@ def test_rules_are_data_with_defaults() -> None:
         "python-stdlib-extras",
         "python-distribution",
         "python-tests",
+        "python-ctypes-libraries",
         "node-package",
     ]
-    assert default_enabled() == {"python-stdlib", "python-distribution", "node-package"}
+    assert default_enabled() == {
+        "python-stdlib",
+        "python-distribution",
+        "python-ctypes-libraries",
+        "node-package",
+    }
     assert all(r.description for r in LANG_RULES)
 
 
