@@ -166,6 +166,11 @@ class Keeper:
             *self._library_data.seeds(p for p in programs if _SHARED_OBJECT.search(p)),
         ]
 
+    def entry_packages(self, script: str) -> list[str]:
+        """The installed packages the script ``script`` imports directly
+        (:meth:`~ocislim.slim.langrules.LangRules.entry_packages`)."""
+        return self._lang.entry_packages(script)
+
     def imports(self, scripts: Iterable[str]) -> list[Seed]:
         """What the language rules keep for the modules ``scripts`` import, read as if
         they ran (:meth:`~ocislim.slim.langrules.LangRules.imported`)."""
@@ -288,7 +293,11 @@ def _rule_seeds(
         sources = app_sources(keeper.tree, [s.path for s in trees])
         named = [p for p in scripts if keeper.is_script(p)]
         seeds += keeper.imports(sorted({*sources, *named}))
-        seeds += keeper.nested.app_seeds([s.path for s in trees], scripts)
+        # A command installed by pip (a wrapper in /usr/local/bin outside every tree) has
+        # its application in the packages the wrapper imports: their scripts are read too.
+        roots = [s.path for s in trees]
+        installed = [p for s in named if not _below(s, roots) for p in keeper.entry_packages(s)]
+        seeds += keeper.nested.app_seeds([*roots, *installed], scripts)
     else:
         seeds += keeper.nested.app_seeds([], scripts)  # read as script-commands' only
     jvms = [argv for argv in commands if is_jvm(argv)]
@@ -377,3 +386,8 @@ def _resolved(tree: FileTree, paths: Sequence[str]) -> list[str]:
         except UnsafeArchiveError:
             continue  # a symlink loop: nothing to widen
     return out
+
+
+def _below(path: str, roots: Iterable[str]) -> bool:
+    """``path`` is one of ``roots`` or inside one."""
+    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)

@@ -556,6 +556,20 @@ class LangRules:
                 return f"{directory}/{versioned[0]}"
         return None
 
+    def entry_packages(self, script: str) -> list[str]:
+        """The installed packages the Python ``script`` imports directly (the directories
+        in site directories its ``import`` lines name).  For a console-script wrapper
+        (pip's ``/usr/local/bin/tool``: ``from tool.cli import main``) they are the
+        application itself, installed where no application tree is."""
+        if self._language(script) != "python":
+            return []
+        packages = []
+        for name in python_imports(self.read_text(script) or ""):
+            module = self._python_module(name)
+            if module is not None and module.endswith("/__init__.py"):
+                packages.append(posixpath.dirname(module))
+        return packages
+
     def _python_module(self, name: str) -> str | None:
         """A file (or the directory) of top-level module ``name`` in a site directory."""
         for site in sorted(self._site_index()):

@@ -164,3 +164,26 @@ def test_the_application_jar_keeps_the_programs_its_classes_run(tmp_path: Path) 
     keeper, config, options = keeper_over(tmp_path / "off", image, entry, ("nested-scripts",))
     keeper.extend(first_seeds(keeper, config, options, [], [], lambda note: None))
     assert "/usr/bin/rsync" not in keeper.plan().paths
+
+
+def test_a_pip_installed_command_has_its_package_read_as_the_application(tmp_path: Path) -> None:
+    site = "usr/local/lib/python3.11/dist-packages"
+    image = [
+        *[M(f"usr/bin/{name}", data=ELF, mode=0o755) for name in PROGRAMS],
+        M("usr/bin/python3.11", data=ELF, mode=0o755),
+        M("usr/lib/python3.11/os.py", data=b"# os"),
+        M(
+            "usr/local/bin/tool",
+            data=b"#!/usr/bin/python3.11\nimport sys\nfrom tool.cli import main\nmain()\n",
+            mode=0o755,
+        ),
+        M(f"{site}/tool/__init__.py", data=b""),
+        M(f"{site}/tool/cli.py", data=b"def main():\n    from tool import pack\n"),
+        M(f"{site}/tool/pack.py", data=b'import subprocess\nsubprocess.run(["rsync", "-a"])\n'),
+        M(f"{site}/other/__init__.py", data=b'import subprocess\nsubprocess.run(["lz4"])\n'),
+    ]
+    keeper, config, options = keeper_over(tmp_path, image, {"Entrypoint": ["/usr/local/bin/tool"]})
+    keeper.extend(first_seeds(keeper, config, options, [], [], lambda note: None))
+    kept = set(keeper.plan().paths)
+    assert "/usr/bin/rsync" in kept  # run by the command's own package
+    assert "/usr/bin/lz4" not in kept  # a package the command does not import
