@@ -343,13 +343,17 @@ def app_candidates(
     workdir: str,
     find_program: Callable[[str], str | None],
 ) -> list[tuple[str, str]]:
-    """(directory, what it holds) for the program, every script path ``argv`` names (in
-    ``sh -c`` strings too) and the WorkingDir."""
+    """(directory, what it holds) for the program (and the script a link on the PATH
+    leads to: npm's ``/usr/local/bin/tool`` -> ``../lib/node_modules/tool/bin/cli.js``),
+    every script path ``argv`` names (in ``sh -c`` strings too) and the WorkingDir."""
     out: list[tuple[str, str]] = []
     if argv:
         program = find_program(argv[0])
         if program is not None:
             out.append((posixpath.dirname(program), f"the program {program}"))
+            target = _link_target(tree, program)
+            if target is not None and target.endswith(_SCRIPT_SUFFIXES):
+                out.append((posixpath.dirname(target), f"the script {target}"))
     for token in _tokens(argv[1:]):
         if "/" not in token and not token.endswith(_SCRIPT_SUFFIXES):
             continue
@@ -362,6 +366,17 @@ def app_candidates(
     if workdir and workdir != "/":
         out.append((posixpath.normpath(workdir), "the WorkingDir"))
     return out
+
+
+def _link_target(tree: FileTree, path: str) -> str | None:
+    """Where the symlink ``path`` leads inside the image (None: no link, or a loop)."""
+    entry = tree.get(path)
+    if entry is None or entry.kind != "symlink":
+        return None
+    try:
+        return tree.resolve(path)
+    except UnsafeArchiveError:
+        return None
 
 
 # Where a traced source file is the system's or a package's, never an application's.

@@ -182,6 +182,22 @@ def test_the_entrypoint_scripts_tree_and_the_workdir_are_kept_whole() -> None:
     assert "/usr/bin/other" not in result
 
 
+def test_a_command_linked_into_a_package_has_the_package_as_its_tree() -> None:
+    pkg = "usr/local/lib/node_modules/tool"
+    members = [
+        M(f"{pkg}/bin/cli.js", data=b"#!/usr/bin/env node\nrequire('../lib/x')\n", mode=0o755),
+        M(f"{pkg}/lib/x.js", data=b"module.exports = 1\n"),
+        M("usr/local/bin/tool", "symlink", link="../lib/node_modules/tool/bin/cli.js"),
+        M("usr/lib/jvm/jdk/bin/java", data=b"\x7fELF", mode=0o755),
+        M("usr/bin/java", "symlink", link="../lib/jvm/jdk/bin/java"),
+    ]
+    tree = tree_from(members)
+    seeds = app_seeds(tree, ["tool", "hello"], "/", {"tool": "/usr/local/bin/tool"}.get)
+    assert [s.path for s in seeds] == [f"/{pkg}"]
+    # A link to a compiled program is no application: the JDK is not kept whole.
+    assert app_seeds(tree, ["java", "-version"], "/", {"java": "/usr/bin/java"}.get) == []
+
+
 def test_script_commands_keep_the_programs_a_shell_script_names() -> None:
     text = {"/app/run.sh": "#!/bin/sh\nset -e\ngit log | gzip -c > /tmp/x # wc\n"}
     on_path = {"git": "/usr/bin/git", "gzip": "/bin/gzip", "wc": "/usr/bin/wc"}
