@@ -5,7 +5,8 @@ Perl program on Debian's CPAN modules, git, a Java program on Debian's JRE, Tomc
 with a JSP, a PostgreSQL server, ImageMagick, graphviz, a shell tool on rotated logs,
 a Sinatra site, a PHP site on php's built-in server, a static Go binary, an Apache site
 with CGI scripts, a Python command-line tool on the standard library, a tool run as a
-user that keeps its state in its home) is built with
+user that keeps its state in its home, a tool whose modes need the helpers and
+libraries programs load by name) is built with
 ``ocislim build`` and the probe a user would give (the HTTP probe of the exposed port,
 an ``--exec`` of a client, or the image's own command), then EVERY mode, not only the
 probed one, runs with podman on the original and on the slim image, and must give the
@@ -231,6 +232,11 @@ APPS = {
         "logs-tool",
         (),  # the image's command (search app.log.1.gz) runs to its end
         {m: run_mode(*m.split()) for m in LOGS_MODES},
+    ),
+    "helpers": App(
+        "helpers-tool",
+        (),  # the image's command (gpg --version) runs to its end
+        {m: run_mode(m) for m in ("version", "sym", "genkey", "paginate", "diff3", "db", "kind")},
     ),
     "user": App(
         "user-tool",

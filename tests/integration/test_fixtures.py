@@ -47,6 +47,7 @@ EXPECTED: dict[str, tuple[int, list[str] | None, list[str] | None, str, list[str
     "graphviz-tool": (3, ["/app/render.sh"], ["svg"], "", []),
     "logs-tool": (3, ["/app/logq.sh"], ["search", "app.log.1.gz", "ERROR"], "", []),
     "user-tool": (3, ["/app/tool.py"], ["hello"], "", []),
+    "helpers-tool": (3, ["/app/tool.sh"], ["version"], "", []),
     "postgres-db": (3, ["/app/start.sh"], None, "", []),
     "tomcat-site": (4, ["/usr/share/tomcat10/bin/catalina.sh"], ["run"], "", ["8080/tcp"]),
     "php-app": (
