@@ -149,6 +149,11 @@ def rule_reason(rule: str, detail: str, by: str | None = None) -> Reason:
     return Reason("lazy", detail=detail, rule=rule, by=by)
 
 
+def is_below(path: str, tops: Iterable[str]) -> bool:
+    """``path`` is one of the directories ``tops`` or inside one."""
+    return any(path == top or path.startswith(top.rstrip("/") + "/") for top in tops)
+
+
 # Rules that keep programs because they will run (a script names them, a web server runs
 # its CGI scripts' interpreters): what those programs' runtimes load must be kept too.
 RUN_RULES = frozenset(

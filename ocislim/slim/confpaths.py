@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Iterable
 
 from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import Entry, FileTree
-from ocislim.slim.apprules import PACKAGE_ROOTS, SYSTEM_DIRS
+from ocislim.slim.apprules import PACKAGE_ROOTS, SYSTEM_DIRS, is_below
 from ocislim.slim.commandtext import absolute_paths, command_words
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.patterns import PatternSet
@@ -201,7 +201,7 @@ class ConfigPaths:
         return out
 
     def _seeds_for(self, path: str, why: Reason) -> list[Seed]:
-        if path.startswith(_NOT_APPLICATION) and _under_any(path, _NOT_APPLICATION):
+        if path.startswith(_NOT_APPLICATION) and is_below(path, _NOT_APPLICATION):
             return []
         try:
             resolved = self._tree.resolve(path)
@@ -215,10 +215,6 @@ class ConfigPaths:
         if _is_boundary(resolved) or _is_boundary(path) or _too_big(entry):
             return []
         return [Seed(path, why), Seed(resolved, why, recursive=True)]
-
-
-def _under_any(path: str, tops: Iterable[str]) -> bool:
-    return any(path == top or path.startswith(top + "/") for top in tops)
 
 
 def _is_boundary(path: str) -> bool:

@@ -33,6 +33,7 @@ from ocislim.slim.apprules import (
     binary_named_seeds,
     counted_as_run,
     home_seeds,
+    is_below,
     script_command_seeds,
     skeleton_seeds,
     written_seeds,
@@ -296,7 +297,7 @@ def _rule_seeds(
         # A command installed by pip (a wrapper in /usr/local/bin outside every tree) has
         # its application in the packages the wrapper imports: their scripts are read too.
         roots = [s.path for s in trees]
-        installed = [p for s in named if not _below(s, roots) for p in keeper.entry_packages(s)]
+        installed = [p for s in named if not is_below(s, roots) for p in keeper.entry_packages(s)]
         seeds += keeper.nested.app_seeds([*roots, *installed], scripts)
     else:
         seeds += keeper.nested.app_seeds([], scripts)  # read as script-commands' only
@@ -386,8 +387,3 @@ def _resolved(tree: FileTree, paths: Sequence[str]) -> list[str]:
         except UnsafeArchiveError:
             continue  # a symlink loop: nothing to widen
     return out
-
-
-def _below(path: str, roots: Iterable[str]) -> bool:
-    """``path`` is one of ``roots`` or inside one."""
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
