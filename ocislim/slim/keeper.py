@@ -17,7 +17,6 @@ extends it.  Each stage hands on a frozen :class:`~ocislim.slim.plan.KeepPlan`
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -60,9 +59,6 @@ from ocislim.slim.plan import KeepPlan, Planner, Reason, Seed, close_plan
 from ocislim.slim.plugindirs import PluginDirs
 from ocislim.slim.rules import user_seeds
 from ocislim.slim.runtimerules import RuntimeRules
-
-# A path that names a shared object (libmagic.so.1.0.0), not a program.
-_SHARED_OBJECT = re.compile(r"\.so(?:\.[\d.]+)?$")
 
 
 class Keeper:
@@ -164,7 +160,7 @@ class Keeper:
             *self._data_dirs.seeds(touched, programs),
             *self._aliases.seeds(programs),
             *self._named.seeds(programs),
-            *self._library_data.seeds(p for p in programs if _SHARED_OBJECT.search(p)),
+            *self._library_data.seeds(programs),
         ]
 
     def entry_packages(self, script: str) -> list[str]:

@@ -285,15 +285,17 @@ class LibraryData:
         self.on = "python-ctypes-libraries" in frozenset(enabled)
         self._done: set[str] = set()
 
-    def seeds(self, libraries: Iterable[str]) -> list[Seed]:
+    def seeds(self, programs: Iterable[str]) -> list[Seed]:
+        """The data of the source packages of the shared objects among ``programs`` (the
+        paths that ran or count as run)."""
         if not self.on:
             return []
         out: list[Seed] = []
-        for library in libraries:
-            package = self.index.owner(library)
-            if package is None or self.index.source(package) in self._done:
+        for library in programs:
+            package = self.index.owner(library) if _SHARED_LIB.search(library) else None
+            source = self.index.source(package) if package is not None else None
+            if source is None or source in self._done:
                 continue
-            source = self.index.source(package)
             self._done.add(source)
             reason = Reason(
                 "lazy",
