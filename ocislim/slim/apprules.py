@@ -149,6 +149,15 @@ def rule_reason(rule: str, detail: str, by: str | None = None) -> Reason:
     return Reason("lazy", detail=detail, rule=rule, by=by)
 
 
+def named_program(
+    word: str, find_program: Callable[[str], str | None], is_program: Callable[[str], bool]
+) -> str | None:
+    """The executable of the image a command word names: an absolute path as it is, a
+    name as the ``PATH`` finds it (None: no such executable)."""
+    program = word if word.startswith("/") else find_program(word)
+    return program if program and is_program(program) else None
+
+
 def is_below(path: str, tops: Iterable[str]) -> bool:
     """``path`` is one of the directories ``tops`` or inside one."""
     return any(path == top or path.startswith(top.rstrip("/") + "/") for top in tops)

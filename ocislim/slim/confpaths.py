@@ -32,7 +32,7 @@ from collections.abc import Callable, Collection, Iterable
 
 from ocislim.errors import UnsafeArchiveError
 from ocislim.layers.tree import Entry, FileTree
-from ocislim.slim.apprules import PACKAGE_ROOTS, SYSTEM_DIRS, is_below
+from ocislim.slim.apprules import PACKAGE_ROOTS, SYSTEM_DIRS, is_below, named_program
 from ocislim.slim.commandtext import absolute_paths, command_words
 from ocislim.slim.langrules import LangRule
 from ocislim.slim.patterns import PatternSet
@@ -195,8 +195,8 @@ class ConfigPaths:
                      by=config)  # fmt: skip
         out = []
         for word in named_commands(text):
-            program = word if word.startswith("/") else self._find_program(word)
-            if program and self._is_program(program):
+            program = named_program(word, self._find_program, self._is_program)
+            if program is not None:
                 out.append(Seed(program, why))
         return out
 

@@ -37,6 +37,7 @@ from ocislim.layers.tree import Entry, FileTree
 from ocislim.slim.apprules import (
     APP_SOURCE_SUFFIXES,
     app_sources,
+    named_program,
     rule_reason,
     script_command_seeds,
 )
@@ -143,8 +144,8 @@ class NestedScripts:
                 if word in seen:
                     continue
                 seen.add(word)
-                found = word if word.startswith("/") else self._find_program(word)
-                if found is not None and self._is_program(found):
+                found = named_program(word, self._find_program, self._is_program)
+                if found is not None:
                     seeds.append(Seed(found, why))
         return seeds
 
