@@ -297,9 +297,10 @@ def _expand_fontconfig(ctx: LazyContext, rule: LazyRule) -> Iterable[LazyNeed]:
         seen.add(resolved.path)
         for name in sorted(ctx.rootfs.listdir(directory), reverse=True):
             path = join(directory, name)
-            if ctx.rootfs.is_dir(path):
+            kind = ctx.rootfs.resolve(path).kind  # one lookup: each entry is dir or file
+            if kind == "dir":
                 stack.append(path)
-            elif ctx.rootfs.is_file(path) and count < FONT_FILES_LIMIT:
+            elif kind == "file" and count < FONT_FILES_LIMIT:
                 count += 1
                 yield LazyNeed("file", path, "a font fontconfig may choose", rule.name)
 
