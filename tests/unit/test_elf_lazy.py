@@ -326,3 +326,15 @@ def test_a_program_calling_system_keeps_bin_sh(tmp_path: Path) -> None:
     assert "/usr/bin/dash" in with_system.paths
     assert next(e for e in with_system.lazy if e.path == "/bin/sh").rule == "libc-shell"
     assert "/usr/bin/dash" not in analyzer.analyze(["/usr/bin/prog"]).paths
+
+
+def test_fontconfig_include_cycles_end(tmp_path: Path) -> None:
+    _fontconfig_tree(tmp_path)
+    cycle = b"<fontconfig><include>b.conf</include><include>.</include><dir>/x</dir></fontconfig>"
+    write(tmp_path, "/etc/fonts/fonts.conf", cycle, 0o644)
+    write(tmp_path, "/etc/fonts/b.conf", b"<fontconfig><include>fonts.conf</include></fontconfig>")
+    write(tmp_path, "/x/A.ttf", b"font", 0o644)
+    draw = craft_elf(interp=INTERP, needed=("libfontconfig.so.1", "libc.so.6"))
+    write(tmp_path, "/usr/bin/draw", draw)
+    result = DepsAnalyzer(tmp_path).analyze(["/usr/bin/draw"])
+    assert {"/etc/fonts/fonts.conf", "/etc/fonts/b.conf", "/x/A.ttf"} <= set(result.paths)
